@@ -1,0 +1,13 @@
+//! edgespec: an on-device LLM runtime.
+//!
+//! A GGUF model is memory-mapped and never copied; quantized CPU kernels run its forward pass; and
+//! decoding is made faster than one-token-at-a-time without changing the output (prompt lookup,
+//! self-speculative drafting, early exit, lookahead), every draft verified by the full model in one
+//! batched pass. The modules read in data-flow order: file format → quantized blocks → kernels →
+//! model → decoding → session → fronts (CLI, C ABI).
+
+pub mod error;
+pub mod gguf;
+pub mod quant;
+
+pub use error::{Error, ErrorKind, Result};
