@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod quant;
 
 pub use error::{Error, ErrorKind, Result};
