@@ -8,6 +8,8 @@
 
 pub mod error;
 pub mod gguf;
+pub mod info;
+pub mod model;
 pub mod quant;
 
 pub use error::{Error, ErrorKind, Result};
