@@ -57,7 +57,7 @@ impl ModelInfo {
         let file = GgufFile::open(path)?;
         let open_time = t0.elapsed();
         let rss_after_open = current_rss_bytes();
-        let config = ModelConfig::from_gguf(&file)?;
+        let config = ModelConfig::from_gguf(&file).map_err(|e| e.context(path.display()))?;
         let mut tensor_types: Vec<(GgmlType, usize, u64)> = Vec::new();
         for t in file.tensors() {
             match tensor_types.iter_mut().find(|(ty, _, _)| *ty == t.ty) {
@@ -68,7 +68,7 @@ impl ModelInfo {
                 None => tensor_types.push((t.ty, 1, t.n_bytes)),
             }
         }
-        tensor_types.sort_by(|a, b| b.2.cmp(&a.2));
+        tensor_types.sort_by_key(|t| std::cmp::Reverse(t.2));
         let s = |k: &str| -> Result<Option<String>> { Ok(file.get_str(k)?.map(str::to_string)) };
         Ok(ModelInfo {
             path: path.display().to_string(),
