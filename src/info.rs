@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::catalog::format_bytes;
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::model::ModelConfig;
@@ -109,25 +110,10 @@ pub fn current_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Bytes in human units (MiB with one decimal, or KiB/GiB where that reads better).
-pub fn human_bytes(b: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = b as f64;
-    if f >= K * K * K {
-        format!("{:.2} GiB", f / (K * K * K))
-    } else if f >= K * K {
-        format!("{:.1} MiB", f / (K * K))
-    } else if f >= K {
-        format!("{:.1} KiB", f / K)
-    } else {
-        format!("{b} B")
-    }
-}
-
 impl fmt::Display for ModelInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
-        writeln!(f, "file        {} ({}, GGUF v{})", self.path, human_bytes(self.file_bytes), self.version)?;
+        writeln!(f, "file        {} ({}, GGUF v{})", self.path, format_bytes(self.file_bytes), self.version)?;
         if let Some(n) = &self.name {
             writeln!(f, "name        {n}")?;
         }
@@ -167,7 +153,7 @@ impl fmt::Display for ModelInfo {
             "tensors     {}: {}  ({} of weights), {} metadata entries",
             self.tensor_count(),
             types.join(" + "),
-            human_bytes(self.weight_bytes()),
+            format_bytes(self.weight_bytes()),
             self.metadata_entries
         )?;
         let kv = c.kv_cache_bytes(self.ctx);
@@ -176,15 +162,15 @@ impl fmt::Display for ModelInfo {
             f,
             "memory      at --ctx {}: {} weights (mapped) + {} KV cache (f16) + ~{} scratch (batch {}) = ~{}",
             self.ctx,
-            human_bytes(self.file_bytes),
-            human_bytes(kv),
-            human_bytes(scratch),
+            format_bytes(self.file_bytes),
+            format_bytes(kv),
+            format_bytes(scratch),
             ESTIMATE_BATCH,
-            human_bytes(self.file_bytes + kv + scratch)
+            format_bytes(self.file_bytes + kv + scratch)
         )?;
         write!(f, "open        {:.2} ms (header and tensor table only)", self.open_time.as_secs_f64() * 1e3)?;
         if let Some(rss) = self.rss_after_open {
-            write!(f, "; process RSS after open {}", human_bytes(rss))?;
+            write!(f, "; process RSS after open {}", format_bytes(rss))?;
         }
         writeln!(f)
     }

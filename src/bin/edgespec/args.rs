@@ -1,9 +1,6 @@
 //! Command-line arguments as parsed (clap), and their validation into library calls.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand};
-use edgespec::{Error, Result};
 
 /// edgespec: run GGUF language models on the CPU, faster by lossless speculative decoding.
 #[derive(Parser, Debug)]
@@ -15,8 +12,22 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Download a catalog model into the cache (verified by sha256) and print its path.
+    Pull(PullArgs),
     /// Describe a model: architecture, tokenizer, tensors, and the memory a session needs.
     Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Catalog name (default: the catalog's default model, smollm2-135m).
+    pub name: Option<String>,
+    /// List the catalog (name, size, cached or not) instead of pulling.
+    #[arg(long)]
+    pub list: bool,
+    /// Re-hash a cached file even if it was verified before.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -30,13 +41,4 @@ pub struct InfoArgs {
     /// Also print every metadata entry.
     #[arg(long)]
     pub metadata: bool,
-}
-
-/// Turn a MODEL argument into a file path.
-pub fn resolve_model(spec: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(spec);
-    if p.is_file() {
-        return Ok(p);
-    }
-    Err(Error::not_found(format!("no model file at {spec:?}")))
 }

@@ -11,6 +11,7 @@ use args::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Pull(a) => commands::pull(a),
         Command::Info(a) => commands::info(a),
     };
     match result {
@@ -23,12 +24,25 @@ fn main() -> ExitCode {
 }
 
 mod commands {
-    use super::args::InfoArgs;
+    use super::args::{InfoArgs, PullArgs};
+    use edgespec::catalog::{self, Catalog, PullOptions};
     use edgespec::info::ModelInfo;
     use edgespec::Result;
 
+    pub fn pull(a: PullArgs) -> Result<()> {
+        let cat = Catalog::builtin()?;
+        if a.list {
+            print!("{}", cat.format_listing(&catalog::models_dir()?));
+            return Ok(());
+        }
+        let name = a.name.unwrap_or_else(|| cat.default_model().name.clone());
+        let path = cat.pull(&name, &PullOptions { verify: a.verify, ..Default::default() })?;
+        println!("{}", path.display());
+        Ok(())
+    }
+
     pub fn info(a: InfoArgs) -> Result<()> {
-        let path = super::args::resolve_model(&a.model)?;
+        let path = catalog::resolve_model(&a.model)?;
         let info = ModelInfo::gather(&path, a.ctx)?;
         print!("{info}");
         if a.metadata {
