@@ -6,9 +6,12 @@
 //! batched pass. The modules read in data-flow order: file format → quantized blocks → kernels →
 //! model → decoding → session → fronts (CLI, C ABI).
 
+pub mod catalog;
 pub mod error;
 pub mod gguf;
+pub mod info;
 pub mod kernels;
+pub mod model;
 pub mod quant;
 
 pub use error::{Error, ErrorKind, Result};

@@ -232,8 +232,8 @@ impl Index {
         check_count(n_kv, 13, c.remaining(), "metadata entries")?;
         check_count(n_tensors, 32, c.remaining(), "tensors")?;
 
-        let mut metadata = Vec::with_capacity(n_kv as usize);
-        let mut meta_by_key = HashMap::with_capacity(n_kv as usize);
+        let mut metadata = Vec::with_capacity(n_kv.min(64) as usize);
+        let mut meta_by_key = HashMap::with_capacity(n_kv.min(64) as usize);
         for i in 0..n_kv {
             let at = c.pos();
             let key = c
@@ -270,8 +270,8 @@ impl Index {
             )));
         }
 
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
-        let mut tensor_by_name = HashMap::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity(n_tensors.min(64) as usize);
+        let mut tensor_by_name = HashMap::with_capacity(n_tensors.min(64) as usize);
         for i in 0..n_tensors {
             let t = tensor_info(&mut c).map_err(|e| e.context(format!("tensor {i}")))?;
             if t.offset % alignment != 0 {

@@ -1,0 +1,177 @@
+//! `edgespec info`: what a GGUF file holds and what running it will cost, gathered from the
+//! metadata and tensor table alone (no tensor data is read).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::catalog::format_bytes;
+use crate::error::Result;
+use crate::gguf::GgufFile;
+use crate::model::ModelConfig;
+use crate::quant::GgmlType;
+
+/// Batch size the memory estimate assumes for verification passes.
+pub const ESTIMATE_BATCH: usize = 16;
+
+/// A summary of a model file.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    /// Path as given.
+    pub path: String,
+    /// File size in bytes.
+    pub file_bytes: u64,
+    /// GGUF version.
+    pub version: u32,
+    /// `general.name`, if present.
+    pub name: Option<String>,
+    /// Hyperparameters.
+    pub config: ModelConfig,
+    /// `tokenizer.ggml.model` (gpt2 = byte-level BPE, llama = SentencePiece).
+    pub tokenizer_model: Option<String>,
+    /// `tokenizer.ggml.pre`.
+    pub tokenizer_pre: Option<String>,
+    /// Entries of `tokenizer.ggml.tokens`.
+    pub tokenizer_vocab: usize,
+    /// BOS and EOS ids.
+    pub bos: Option<u64>,
+    /// EOS id.
+    pub eos: Option<u64>,
+    /// Whether `tokenizer.chat_template` is present.
+    pub chat_template: bool,
+    /// Tensor count and bytes per type, most bytes first.
+    pub tensor_types: Vec<(GgmlType, usize, u64)>,
+    /// Number of metadata entries.
+    pub metadata_entries: usize,
+    /// Context length the memory estimate is for.
+    pub ctx: usize,
+    /// Time to map and index the file.
+    pub open_time: Duration,
+    /// Resident set size after opening, if the OS reports it.
+    pub rss_after_open: Option<u64>,
+}
+
+impl ModelInfo {
+    /// Open `path` and summarise it; `ctx` is the context the memory estimate is for (default:
+    /// the model's trained context).
+    pub fn gather(path: &std::path::Path, ctx: Option<usize>) -> Result<ModelInfo> {
+        let t0 = Instant::now();
+        let file = GgufFile::open(path)?;
+        let open_time = t0.elapsed();
+        let rss_after_open = current_rss_bytes();
+        let config = ModelConfig::from_gguf(&file).map_err(|e| e.context(path.display()))?;
+        let mut tensor_types: Vec<(GgmlType, usize, u64)> = Vec::new();
+        for t in file.tensors() {
+            match tensor_types.iter_mut().find(|(ty, _, _)| *ty == t.ty) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += t.n_bytes;
+                }
+                None => tensor_types.push((t.ty, 1, t.n_bytes)),
+            }
+        }
+        tensor_types.sort_by_key(|t| std::cmp::Reverse(t.2));
+        let s = |k: &str| -> Result<Option<String>> { Ok(file.get_str(k)?.map(str::to_string)) };
+        Ok(ModelInfo {
+            path: path.display().to_string(),
+            file_bytes: file.len(),
+            version: file.version(),
+            name: s("general.name")?,
+            tokenizer_model: s("tokenizer.ggml.model")?,
+            tokenizer_pre: s("tokenizer.ggml.pre")?,
+            tokenizer_vocab: file.get_array("tokenizer.ggml.tokens")?.map(|a| a.len()).unwrap_or(0),
+            bos: file.get_u64("tokenizer.ggml.bos_token_id")?,
+            eos: file.get_u64("tokenizer.ggml.eos_token_id")?,
+            chat_template: file.get_str("tokenizer.chat_template")?.is_some(),
+            tensor_types,
+            metadata_entries: file.keys().count(),
+            ctx: ctx.unwrap_or(config.context_length),
+            config,
+            open_time,
+            rss_after_open,
+        })
+    }
+
+    /// Bytes of tensor data (what the forward pass streams from the map).
+    pub fn weight_bytes(&self) -> u64 {
+        self.tensor_types.iter().map(|t| t.2).sum()
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> usize {
+        self.tensor_types.iter().map(|t| t.1).sum()
+    }
+}
+
+/// Resident set size of this process from /proc (Linux), in bytes.
+pub fn current_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl fmt::Display for ModelInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(f, "file        {} ({}, GGUF v{})", self.path, format_bytes(self.file_bytes), self.version)?;
+        if let Some(n) = &self.name {
+            writeln!(f, "name        {n}")?;
+        }
+        writeln!(
+            f,
+            "arch        {}: {} blocks, embedding {}, FFN {}, {} heads / {} KV heads (head dim {})",
+            c.arch, c.n_layers, c.dim, c.ffn_dim, c.n_heads, c.n_kv_heads, c.head_dim
+        )?;
+        write!(
+            f,
+            "            context {}, RoPE base {} over {} dims, RMSNorm eps {:e}",
+            c.context_length, c.rope_base, c.rope_dim, c.rms_eps
+        )?;
+        match c.sliding_window {
+            Some(w) => writeln!(f, ", sliding window {w}")?,
+            None => writeln!(f)?,
+        }
+        let kind = match self.tokenizer_model.as_deref() {
+            Some("gpt2") => "byte-level BPE",
+            Some("llama") => "SentencePiece",
+            Some(_) => "other",
+            None => "none",
+        };
+        writeln!(
+            f,
+            "tokenizer   {} ({kind}{}), vocab {}, BOS {}, EOS {}; chat template: {}",
+            self.tokenizer_model.as_deref().unwrap_or("-"),
+            self.tokenizer_pre.as_deref().map(|p| format!(", pre-tokenizer {p}")).unwrap_or_default(),
+            self.tokenizer_vocab,
+            self.bos.map(|b| b.to_string()).unwrap_or("-".into()),
+            self.eos.map(|b| b.to_string()).unwrap_or("-".into()),
+            if self.chat_template { "yes" } else { "no" }
+        )?;
+        let types: Vec<String> = self.tensor_types.iter().map(|(t, n, _)| format!("{n} {t}")).collect();
+        writeln!(
+            f,
+            "tensors     {}: {}  ({} of weights), {} metadata entries",
+            self.tensor_count(),
+            types.join(" + "),
+            format_bytes(self.weight_bytes()),
+            self.metadata_entries
+        )?;
+        let kv = c.kv_cache_bytes(self.ctx);
+        let scratch = c.scratch_bytes(ESTIMATE_BATCH, self.ctx);
+        writeln!(
+            f,
+            "memory      at --ctx {}: {} weights (mapped) + {} KV cache (f16) + ~{} scratch (batch {}) = ~{}",
+            self.ctx,
+            format_bytes(self.file_bytes),
+            format_bytes(kv),
+            format_bytes(scratch),
+            ESTIMATE_BATCH,
+            format_bytes(self.file_bytes + kv + scratch)
+        )?;
+        write!(f, "open        {:.2} ms (header and tensor table only)", self.open_time.as_secs_f64() * 1e3)?;
+        if let Some(rss) = self.rss_after_open {
+            write!(f, "; process RSS after open {}", format_bytes(rss))?;
+        }
+        writeln!(f)
+    }
+}
