@@ -109,7 +109,13 @@ impl Bpe {
             let len = c.len_utf8();
             let id = vocab.find(&word[start..start + len]).unwrap_or(NONE);
             let i = symbols.len() as u32;
-            symbols.push(Symbol { start: start as u32, len: len as u32, id, prev: i.wrapping_sub(1), next: i + 1 });
+            symbols.push(Symbol {
+                start: start as u32,
+                len: len as u32,
+                id,
+                prev: i.wrapping_sub(1),
+                next: i + 1,
+            });
         }
         let n = symbols.len();
         if n == 0 {

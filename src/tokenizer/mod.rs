@@ -45,8 +45,8 @@ pub enum TokenizerKind {
 }
 
 enum Model {
-    Bpe(Bpe),
-    Spm(Spm),
+    Bpe(Box<Bpe>),
+    Spm(Box<Spm>),
 }
 
 /// Texts that mark the end of a turn; llama.cpp ends generation on them (and on EOS) whatever
@@ -121,7 +121,9 @@ fn bpe_pre(name: &str) -> Option<(PreTokenizer, bool, bool, bool)> {
     let qwen2 = PreTokenizer::Llama3 { max_digits: 1 };
     Some(match name {
         "smollm" | "command-r" => (digits, false, false, false),
-        "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => (digits, true, false, false),
+        "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
+            (digits, true, false, false)
+        }
         "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0"
         | "mellum" | "modern-bert" | "mpt" | "olmo" | "jais" | "exaone4" => (gpt2, true, false, false),
         "trillion" | "granite-docling" => (gpt2, false, false, false),
@@ -138,12 +140,14 @@ fn bpe_pre(name: &str) -> Option<(PreTokenizer, bool, bool, bool)> {
 impl Tokenizer {
     /// Read the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
-        let model_name = file
-            .get_str("tokenizer.ggml.model")?
-            .ok_or_else(|| Error::not_found("the model has no tokenizer (tokenizer.ggml.model is missing)"))?;
+        let model_name = file.get_str("tokenizer.ggml.model")?.ok_or_else(|| {
+            Error::not_found("the model has no tokenizer (tokenizer.ggml.model is missing)")
+        })?;
         let texts = file
             .get_array("tokenizer.ggml.tokens")?
-            .ok_or_else(|| Error::not_found("the model has no vocabulary (tokenizer.ggml.tokens is missing)"))?
+            .ok_or_else(|| {
+                Error::not_found("the model has no vocabulary (tokenizer.ggml.tokens is missing)")
+            })?
             .strings()?;
         let scores = match file.get_array("tokenizer.ggml.scores")? {
             None => Vec::new(),
@@ -154,25 +158,33 @@ impl Tokenizer {
             None => Vec::new(),
             Some(a) => a.ints()?.into_iter().map(TokenType::from_code).collect(),
         };
-        let mut vocab = Vocab::new(&texts, &scores, &types).map_err(|e| e.context("tokenizer.ggml.tokens"))?;
+        let mut vocab =
+            Vocab::new(&texts, &scores, &types).map_err(|e| e.context("tokenizer.ggml.tokens"))?;
         let pre_name = file.get_str("tokenizer.ggml.pre")?.unwrap_or("default").to_string();
 
         // Defaults per algorithm, as llama.cpp sets them before reading the metadata.
-        let (model, mut bos, mut eos, mut unk, mut add_bos, mut add_space_prefix, clean_spaces) = match model_name {
-            "gpt2" => {
-                let merges = file
-                    .get_array("tokenizer.ggml.merges")?
-                    .ok_or_else(|| Error::not_found("a BPE tokenizer without tokenizer.ggml.merges"))?
-                    .strings()?;
-                let (pre, clean, ignore_merges, add_bos) = bpe_pre(&pre_name).ok_or_else(|| {
-                    Error::unsupported(format!("BPE pre-tokenizer {pre_name:?} (tokenizer.ggml.pre)"))
-                })?;
-                let bpe = Bpe::new(&vocab, &merges, pre, ignore_merges);
-                (Model::Bpe(bpe), Some(11), Some(11), None, add_bos, false, clean)
-            }
-            "llama" => (Model::Spm(Spm::new(&vocab)), Some(1), Some(2), Some(0), true, true, false),
-            other => return Err(Error::unsupported(format!("tokenizer model {other:?} (tokenizer.ggml.model)"))),
-        };
+        let (model, mut bos, mut eos, mut unk, mut add_bos, mut add_space_prefix, clean_spaces) =
+            match model_name {
+                "gpt2" => {
+                    let merges = file
+                        .get_array("tokenizer.ggml.merges")?
+                        .ok_or_else(|| Error::not_found("a BPE tokenizer without tokenizer.ggml.merges"))?
+                        .strings()?;
+                    let (pre, clean, ignore_merges, add_bos) = bpe_pre(&pre_name).ok_or_else(|| {
+                        Error::unsupported(format!("BPE pre-tokenizer {pre_name:?} (tokenizer.ggml.pre)"))
+                    })?;
+                    let bpe = Bpe::new(&vocab, &merges, pre, ignore_merges);
+                    (Model::Bpe(Box::new(bpe)), Some(11), Some(11), None, add_bos, false, clean)
+                }
+                "llama" => {
+                    (Model::Spm(Box::new(Spm::new(&vocab))), Some(1), Some(2), Some(0), true, true, false)
+                }
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "tokenizer model {other:?} (tokenizer.ggml.model)"
+                    )))
+                }
+            };
         let n = vocab.len();
         let in_range = |id: Option<TokenId>| id.filter(|&i| (i as usize) < n);
         let read_id = |key: &str, default: Option<TokenId>| -> Result<Option<TokenId>> {
@@ -303,9 +315,18 @@ impl Tokenizer {
     }
 
     /// `append_piece`, dropping one leading space when `lstrip` (the space SentencePiece adds).
-    fn append_piece_lstrip(&self, id: TokenId, render_special: bool, lstrip: bool, out: &mut Vec<u8>) -> Result<()> {
+    fn append_piece_lstrip(
+        &self,
+        id: TokenId,
+        render_special: bool,
+        lstrip: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         if id as usize >= self.vocab.len() {
-            return Err(Error::invalid(format!("token id {id} is outside the vocabulary of {}", self.vocab.len())));
+            return Err(Error::invalid(format!(
+                "token id {id} is outside the vocabulary of {}",
+                self.vocab.len()
+            )));
         }
         let start = out.len();
         let attr = self.vocab.attr(id);
@@ -514,10 +535,9 @@ fn clean_up_spaces(text: &mut Vec<u8>) {
     *text = out;
     pass(text, |t, i| {
         t[i] == b'\''
-            && match (t.get(i + 1), t.get(i + 2)) {
-                (Some(b's' | b'm'), _) => true,
-                (Some(b'r'), Some(b'e')) | (Some(b'v'), Some(b'e')) => true,
-                _ => false,
-            }
+            && matches!(
+                (t.get(i + 1), t.get(i + 2)),
+                (Some(b's' | b'm'), _) | (Some(b'r' | b'v'), Some(b'e'))
+            )
     });
 }

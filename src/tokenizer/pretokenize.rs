@@ -183,7 +183,9 @@ fn llama3(chars: &[char], start: usize, end: usize, max_digits: usize, words: &m
             continue;
         }
         // `[^\r\n\p{L}\p{N}]?\p{L}+`
-        if !(c == '\r' || c == '\n' || k == Class::Number) && (k == Class::Letter || f.is(pos + 1, Class::Letter)) {
+        if !(c == '\r' || c == '\n' || k == Class::Number)
+            && (k == Class::Letter || f.is(pos + 1, Class::Letter))
+        {
             let mut p = pos + 1;
             while f.is(p, Class::Letter) {
                 p += 1;

@@ -84,7 +84,14 @@ impl Spm {
 
     /// Tokenize `text` (plain text, no special tokens; `prefix_space` prepends one space first),
     /// appending ids to `out`.
-    pub fn encode(&self, vocab: &Vocab, text: &str, prefix_space: bool, out: &mut Vec<TokenId>, s: &mut SpmScratch) {
+    pub fn encode(
+        &self,
+        vocab: &Vocab,
+        text: &str,
+        prefix_space: bool,
+        out: &mut Vec<TokenId>,
+        s: &mut SpmScratch,
+    ) {
         s.text.clear();
         if prefix_space {
             s.text.push(SPACE_MARKER);
@@ -96,7 +103,12 @@ impl Spm {
         s.symbols.clear();
         for (start, c) in text.char_indices() {
             let i = s.symbols.len() as u32;
-            s.symbols.push(Symbol { start: start as u32, len: c.len_utf8() as u32, prev: i.wrapping_sub(1), next: i + 1 });
+            s.symbols.push(Symbol {
+                start: start as u32,
+                len: c.len_utf8() as u32,
+                prev: i.wrapping_sub(1),
+                next: i + 1,
+            });
         }
         let n = s.symbols.len();
         if n == 0 {

@@ -154,7 +154,8 @@ fn stream_decoder_never_splits_a_character() {
     dec.finish(&mut tail);
     assert!(tail.is_empty() && !dec.has_pending());
     // Text appears only when a character is complete: after the 1st, 5th, 7th, 10th, 11th byte.
-    let emitted: Vec<usize> = chunks.iter().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i).collect();
+    let emitted: Vec<usize> =
+        chunks.iter().enumerate().filter(|(_, c)| !c.is_empty()).map(|(i, _)| i).collect();
     assert_eq!(emitted, [0, 4, 6, 9, 10]);
     assert_eq!(chunks.concat(), text);
 }

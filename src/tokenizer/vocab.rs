@@ -255,9 +255,17 @@ impl Hasher for FxHasher {
         self.add(v as u64);
     }
 
+    /// The multiply-rotate steps leave the low bits weak (they depend only on the low bits of
+    /// the input), and tables index by the low bits: finish with a full avalanche (MurmurHash3's
+    /// 64-bit finalizer) so that keys sharing a prefix, like every `▁`-word, spread out.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
