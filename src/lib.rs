@@ -14,6 +14,8 @@ pub mod info;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod sampling;
+pub mod session;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

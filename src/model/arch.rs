@@ -111,9 +111,11 @@ impl ArchSpec {
                 embed_scale: EmbedScale::SqrtDim,
                 window: WindowPattern::EveryNthGlobal(6),
             },
-            other => return Err(Error::unsupported(format!(
+            other => {
+                return Err(Error::unsupported(format!(
                 "architecture {other:?} is not supported (supported: llama, mistral, qwen2, qwen3, gemma3)"
-            ))),
+            )))
+            }
         };
         Ok(spec)
     }
