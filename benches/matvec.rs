@@ -2,7 +2,8 @@
 //! 1..16 and 1..2 threads, beside a plain memory-read probe (the roofline).
 //!
 //! `cargo bench --bench matvec` (optional args: `--threads 1,2,4`, `--batches 1,8`,
-//! `--kernels scalar|avx2|neon|neon-dotprod`, `--mib 256`).
+//! `--kernels scalar|avx2|neon|neon-dotprod`, `--mib 256`, `--runs 3`). Every cell is the median
+//! of `--runs` sweeps, each cell of a sweep the median of 9 timings.
 //!
 //! Decoding streams every weight of the model once per token, and the model (98 MB for SmolLM2
 //! Q4_1) is far larger than the caches, so each matrix comes from DRAM. The benchmark reproduces
@@ -18,6 +19,7 @@ use edgespec::kernels::{matvec, physical_cores, ActKind, KernelPool, Kernels, Qu
 use edgespec::quant::{self, GgmlType};
 
 struct Args {
+    runs: usize,
     threads: Vec<usize>,
     batches: Vec<usize>,
     kernels: &'static Kernels,
@@ -29,7 +31,13 @@ fn parse_list(s: &str) -> Vec<usize> {
 }
 
 fn args() -> Args {
-    let mut a = Args { threads: vec![1, 2], batches: vec![1, 2, 4, 8, 16], kernels: Kernels::get(), mib: 256 };
+    let mut a = Args {
+        runs: 3,
+        threads: vec![1, 2],
+        batches: vec![1, 2, 4, 8, 16],
+        kernels: Kernels::get(),
+        mib: 256,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -38,6 +46,7 @@ fn args() -> Args {
             "--threads" => a.threads = parse_list(&val),
             "--batches" => a.batches = parse_list(&val),
             "--mib" => a.mib = val.parse().unwrap_or(a.mib),
+            "--runs" => a.runs = val.parse().unwrap_or(a.runs).max(1),
             "--kernels" => a.kernels = Kernels::by_name(&val).unwrap_or_else(|e| panic!("{e}")),
             _ => {
                 i += 1;
@@ -91,6 +100,11 @@ impl Copies {
         let all = quant::blocks_as_bytes(&self.words);
         &all[i * self.stride..i * self.stride + self.bytes]
     }
+}
+
+/// CPU time this thread has run, in ns (Linux schedstat), if available.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// Median of `samples` timings (seconds) of `f`, each sample running `f` `calls` times.
@@ -154,78 +168,180 @@ const SHAPES: [Shape; 5] = [
     Shape { label: "output [576,49152]", ty: GgmlType::Q8_0, n: 576, rows: 49152 },
 ];
 
+/// L2 size of CPU 0 in bytes, from sysfs (None where unknown).
+fn l2_bytes() -> Option<usize> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size").ok()?;
+    let s = s.trim();
+    let (num, mul) = match s.strip_suffix('K') {
+        Some(n) => (n, 1024),
+        None => match s.strip_suffix('M') {
+            Some(n) => (n, 1 << 20),
+            None => (s, 1),
+        },
+    };
+    num.parse::<usize>().ok().map(|v| v * mul)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn main() {
     let args = args();
     let kernels = args.kernels;
     println!(
-        "kernels: {} (available: {:?}); physical cores: {}; copies cycle through {} MiB",
+        "kernels: {} (available: {:?}); physical cores: {}; L2 {}; copies cycle through {} MiB; {} runs",
         kernels.name(),
         Kernels::available().iter().map(|k| k.name()).collect::<Vec<_>>(),
         physical_cores(),
-        args.mib
+        l2_bytes().map(|b| format!("{} KiB", b / 1024)).unwrap_or_else(|| "unknown".into()),
+        args.mib,
+        args.runs
     );
     let pools: Vec<KernelPool> =
         args.threads.iter().map(|&t| KernelPool::with_kernels(Some(t), kernels).expect("pool")).collect();
     let max_b = args.batches.iter().copied().max().unwrap_or(1);
 
-    // The roofline: plain reads of a buffer as large as the cycled copies.
+    // Matrices, each with enough copies to cycle through `mib` MiB.
+    let sets: Vec<(&Shape, Copies)> = SHAPES
+        .iter()
+        .map(|shape| {
+            let bytes = shape.ty.row_bytes(shape.n as u64).unwrap_or(0) as usize * shape.rows;
+            let copies = (args.mib << 20).div_ceil(bytes).max(2);
+            (shape, Copies::new(shape.ty, shape.rows, shape.n, copies))
+        })
+        .collect();
     let probe = vec![1.0f32; args.mib * (1 << 20) / 4];
-    let roof: Vec<f64> = args.threads.iter().map(|&t| read_bandwidth(&probe, t)).collect();
+
+    // secs[run][set][thread][batch]; roof[run][thread]. Runs repeat the whole sweep so that a
+    // burst of noise on the shared machine hits one run, not one cell.
+    let mut secs =
+        vec![vec![vec![vec![0f64; args.batches.len()]; args.threads.len()]; sets.len()]; args.runs];
+    let mut roof = vec![vec![0f64; args.threads.len()]; args.runs];
+    for run in 0..args.runs {
+        for (ti, &t) in args.threads.iter().enumerate() {
+            roof[run][ti] = read_bandwidth(&probe, t);
+        }
+        for (si, (shape, mats)) in sets.iter().enumerate() {
+            let views: Vec<WeightMatrix<'_>> = (0..mats.copies)
+                .map(|i| WeightMatrix::new(shape.ty, mats.get(i), shape.rows, shape.n).expect("matrix"))
+                .collect();
+            let mut s = 11u64;
+            let x: Vec<f32> = (0..shape.n * max_b).map(|_| rng_normal(&mut s)).collect();
+            let mut acts = QuantizedActs::with_capacity(shape.n, max_b);
+            let mut out = vec![0f32; shape.rows * max_b];
+            for (ti, pool) in pools.iter().enumerate() {
+                for (bi, &b) in args.batches.iter().enumerate() {
+                    acts.quantize(kernels, &x[..shape.n * b], shape.n, b, &[views[0].act_kind()])
+                        .expect("quantize");
+                    let out = &mut out[..shape.rows * b];
+                    let calls = mats.copies.clamp(4, 64);
+                    secs[run][si][ti][bi] = time_median(9, calls, |k| {
+                        matvec(pool, &views[k % views.len()], &acts, out).expect("matvec");
+                    });
+                }
+            }
+        }
+    }
     drop(probe);
-    print!("\nread bandwidth probe ({} MiB):", args.mib);
+
+    let roof: Vec<f64> =
+        (0..args.threads.len()).map(|ti| median(roof.iter().map(|r| r[ti]).collect())).collect();
+    print!("\nread bandwidth probe ({} MiB, median of runs):", args.mib);
     for (t, r) in args.threads.iter().zip(&roof) {
         print!("  {t} thr {r:.2} GB/s");
     }
     println!("\n");
-
     println!(
-        "| matrix (GGML [n, rows]) | type | MB | thr | {} |",
+        "| matrix (GGML [n, rows]) | type | MB | thr | {} | b=1 / probe |",
         args.batches.iter().map(|b| format!("b={b} GB/s (×b1)")).collect::<Vec<_>>().join(" | ")
     );
-    println!("|---|---|---|---|{}", "---|".repeat(args.batches.len()));
-    let mut hot_case = None;
-    for shape in &SHAPES {
-        let probe_bytes = shape.ty.row_bytes(shape.n as u64).unwrap_or(0) as usize * shape.rows;
-        let copies = (args.mib << 20).div_ceil(probe_bytes).max(2);
-        let mats = Copies::new(shape.ty, shape.rows, shape.n, copies);
-        let views: Vec<WeightMatrix<'_>> = (0..mats.copies)
-            .map(|i| WeightMatrix::new(shape.ty, mats.get(i), shape.rows, shape.n).expect("matrix"))
-            .collect();
-        let mut s = 11u64;
-        let x: Vec<f32> = (0..shape.n * max_b).map(|_| rng_normal(&mut s)).collect();
-        let mut acts = QuantizedActs::with_capacity(shape.n, max_b);
-        let mut out = vec![0f32; shape.rows * max_b];
-        for (pool, &t) in pools.iter().zip(&args.threads) {
-            let mut cells = Vec::new();
-            let mut t1 = 0.0;
-            for &b in &args.batches {
-                acts.quantize(kernels, &x[..shape.n * b], shape.n, b, &[views[0].act_kind()]).expect("quantize");
-                let out = &mut out[..shape.rows * b];
-                let calls = copies.min(64).max(4);
-                let secs = time_median(9, calls, |k| {
-                    matvec(pool, &views[k % views.len()], &acts, out).expect("matvec");
-                });
-                if b == 1 {
-                    t1 = secs;
-                }
-                let gbs = mats.bytes as f64 / secs / 1e9;
-                cells.push(format!("{gbs:.2} ({:.2})", secs / t1));
-            }
+    println!("|---|---|---|---|{}---|", "---|".repeat(args.batches.len()));
+    let mut verdicts = Vec::new();
+    for (si, (shape, mats)) in sets.iter().enumerate() {
+        for (ti, &t) in args.threads.iter().enumerate() {
+            let cell: Vec<f64> = (0..args.batches.len())
+                .map(|bi| median(secs.iter().map(|r| r[si][ti][bi]).collect()))
+                .collect();
+            let t1 = args.batches.iter().position(|&b| b == 1).map(|i| cell[i]);
+            let cells: Vec<String> = cell
+                .iter()
+                .map(|&sec| {
+                    let ratio = t1.map(|t1| format!(" (×{:.2})", sec / t1)).unwrap_or_default();
+                    format!("{:.2}{ratio}", mats.bytes as f64 / sec / 1e9)
+                })
+                .collect();
+            let of_roof = t1.map(|t1| mats.bytes as f64 / t1 / 1e9 / roof[ti]).unwrap_or(f64::NAN);
             println!(
-                "| {} | {} | {:.2} | {t} | {} |",
+                "| {} | {} | {:.2} | {t} | {} | {:.0}% |",
                 shape.label,
                 shape.ty,
                 mats.bytes as f64 / 1e6,
-                cells.join(" | ")
+                cells.join(" | "),
+                of_roof * 100.0
             );
+            if let (Some(t1), Some(b8)) = (t1, args.batches.iter().position(|&b| b == 8)) {
+                if shape.n == 1536 && t == 2 {
+                    verdicts.push(format!(
+                        "{} {} 2 threads: b=8 costs {:.2}× b=1 (goal ≤ 1.5)",
+                        shape.label,
+                        shape.ty,
+                        cell[b8] / t1
+                    ));
+                }
+            }
+            if l2_bytes().is_some_and(|l2| mats.bytes > l2) {
+                verdicts.push(format!(
+                    "{} {} {t} thr: b=1 streams {:.0}% of the read probe (goal ≥ 70%; matrix larger than L2)",
+                    shape.label,
+                    shape.ty,
+                    of_roof * 100.0
+                ));
+            }
         }
-        if shape.n == 1536 {
-            hot_case = Some((mats, shape));
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
+    }
+
+    // CPU time (this thread's, from /proc/thread-self/schedstat) per mat-vec with one thread and
+    // cold weights: the compute cost, which time slices lost to other processes do not inflate.
+    // On an idle machine the wall time with t threads is about max(cpu / t, bytes / bandwidth).
+    if let (Some(pool), Some((shape, mats))) =
+        (pools.iter().find(|p| p.threads() == 1), sets.iter().find(|(s, _)| s.n == 1536))
+    {
+        if thread_cpu_ns().is_some() {
+            let views: Vec<WeightMatrix<'_>> = (0..mats.copies)
+                .map(|i| WeightMatrix::new(shape.ty, mats.get(i), shape.rows, shape.n).expect("matrix"))
+                .collect();
+            let mut s = 17u64;
+            let x: Vec<f32> = (0..shape.n * max_b).map(|_| rng_normal(&mut s)).collect();
+            let mut acts = QuantizedActs::with_capacity(shape.n, max_b);
+            let mut out = vec![0f32; shape.rows * max_b];
+            let blocks = (shape.rows * shape.n / shape.ty.block_size()) as f64;
+            let mut line = format!(
+                "\ncompute cost, {} {} cold, 1 thread (CPU time per mat-vec):\n ",
+                shape.label, shape.ty
+            );
+            for &b in &args.batches {
+                acts.quantize(kernels, &x[..shape.n * b], shape.n, b, &[ActKind::Q8]).expect("quantize");
+                let out = &mut out[..shape.rows * b];
+                let reps = (2000 / b).max(100);
+                let t0 = thread_cpu_ns().unwrap_or(0);
+                for k in 0..reps {
+                    matvec(pool, &views[k % views.len()], &acts, out).expect("matvec");
+                }
+                let ns = (thread_cpu_ns().unwrap_or(0) - t0) as f64 / reps as f64;
+                line += &format!(" b={b} {:.1} µs ({:.2} ns/block);", ns / 1e3, ns / blocks);
+            }
+            println!("{line}");
         }
     }
 
     // Cache-hot: the same single copy every call (the compute ceiling, not decoding reality).
-    if let Some((mats, shape)) = hot_case {
+    if let Some((shape, mats)) = sets.iter().find(|(s, _)| s.n == 1536) {
         println!("\ncache-hot {} {} (one copy, re-read every call):", shape.label, shape.ty);
         let w = WeightMatrix::new(shape.ty, mats.get(0), shape.rows, shape.n).expect("matrix");
         let mut s = 13u64;

@@ -245,4 +245,47 @@ impl QuantizedActs {
             f: part(&self.f, f, b * n)?,
         })
     }
+
+    /// Test access to the raw buffers (cut to the current shape).
+    #[cfg(test)]
+    pub(crate) fn q8_qs_for_tests(&self) -> &[i8] {
+        &self.q8_qs[..self.b * self.n]
+    }
+    #[cfg(test)]
+    pub(crate) fn q8_d_for_tests(&self) -> &[f32] {
+        &self.q8_d[..self.b * q8_stride(self.n)]
+    }
+    #[cfg(test)]
+    pub(crate) fn q8_s_for_tests(&self) -> &[f32] {
+        &self.q8_s[..self.b * q8_stride(self.n)]
+    }
+    #[cfg(test)]
+    pub(crate) fn q8_qsum_for_tests(&self) -> &[i32] {
+        &self.q8_qsum[..self.b * q8_stride(self.n)]
+    }
+    #[cfg(test)]
+    pub(crate) fn k_qs_for_tests(&self) -> &[i8] {
+        &self.k_qs[..self.b * self.n]
+    }
+    #[cfg(test)]
+    pub(crate) fn k_d_for_tests(&self) -> &[f32] {
+        &self.k_d[..self.b * (self.n / QK_K)]
+    }
+    #[cfg(test)]
+    pub(crate) fn k_bsums_for_tests(&self) -> &[i16] {
+        &self.k_bsums[..self.b * (self.n / 16)]
+    }
+    #[cfg(test)]
+    pub(crate) fn buffer_ptrs_for_tests(&self) -> [usize; 8] {
+        [
+            self.q8_qs.as_ptr() as usize,
+            self.q8_d.as_ptr() as usize,
+            self.q8_s.as_ptr() as usize,
+            self.q8_qsum.as_ptr() as usize,
+            self.k_qs.as_ptr() as usize,
+            self.k_d.as_ptr() as usize,
+            self.k_bsums.as_ptr() as usize,
+            self.f.as_ptr() as usize,
+        ]
+    }
 }

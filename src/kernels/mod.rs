@@ -17,6 +17,8 @@ mod acts;
 mod matvec;
 pub mod ops;
 mod scalar;
+#[cfg(test)]
+mod tests;
 mod weights;
 
 #[cfg(target_arch = "aarch64")]
@@ -154,14 +156,7 @@ impl Kernels {
     /// one, falls back to the best). Detected on first call, then cached.
     pub fn get() -> &'static Kernels {
         static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
-        CHOSEN.get_or_init(|| {
-            let available = Kernels::available();
-            let best = available.last().copied().unwrap_or(&SCALAR);
-            match std::env::var(KERNELS_ENV) {
-                Ok(name) => available.iter().copied().find(|k| k.isa.name() == name.trim()).unwrap_or(best),
-                Err(_) => best,
-            }
-        })
+        CHOSEN.get_or_init(|| choose(&Kernels::available(), std::env::var(KERNELS_ENV).ok().as_deref()))
     }
 
     /// The scalar reference table.
@@ -331,6 +326,17 @@ impl Kernels {
         // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
         unsafe { (self.f16_to_f32)(src, dst) };
         Ok(())
+    }
+}
+
+/// The table `requested` names among `available` (scalar first, fastest last), else the fastest.
+fn choose(available: &[&'static Kernels], requested: Option<&str>) -> &'static Kernels {
+    let best = available.last().copied().unwrap_or(&SCALAR);
+    match requested.map(str::trim) {
+        Some(name) if !name.is_empty() => {
+            available.iter().copied().find(|k| k.isa.name() == name).unwrap_or(best)
+        }
+        _ => best,
     }
 }
 

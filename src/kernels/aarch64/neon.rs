@@ -248,16 +248,10 @@ legacy_impl!(
     },
     b.m
 );
-legacy_impl!(
-    BlockQ8_0,
-    0,
-    false,
-    |b| (vld1q_s8(b.qs.as_ptr()), vld1q_s8(b.qs.as_ptr().add(16))),
-    {
-        let _ = b;
-        0
-    }
-);
+legacy_impl!(BlockQ8_0, 0, false, |b| (vld1q_s8(b.qs.as_ptr()), vld1q_s8(b.qs.as_ptr().add(16))), {
+    let _ = b;
+    0
+});
 
 /// Block sums of four blocks (lane k = block k) for activations at `a` (block-major).
 #[inline(always)]
@@ -272,7 +266,14 @@ unsafe fn sums4<D: Dot4>(q: &[(int8x16_t, int8x16_t); 4], a: *const i8) -> int32
 
 /// Apply four blocks' sums (lanes of one half of the reference's eight) to one column half.
 #[inline(always)]
-unsafe fn legacy_apply4<L: Legacy>(mut isum: int32x4_t, dw: float32x4_t, mw: float32x4_t, acts: &ActsView<'_>, at: usize, acc: &mut float32x4_t) {
+unsafe fn legacy_apply4<L: Legacy>(
+    mut isum: int32x4_t,
+    dw: float32x4_t,
+    mw: float32x4_t,
+    acts: &ActsView<'_>,
+    at: usize,
+    acc: &mut float32x4_t,
+) {
     if L::OFFSET != 0 {
         let qsum = vld1q_s32(acts.q8_qsum.as_ptr().add(at));
         isum = vsubq_s32(isum, vmulq_n_s32(qsum, L::OFFSET));
@@ -287,7 +288,12 @@ unsafe fn legacy_apply4<L: Legacy>(mut isum: int32x4_t, dw: float32x4_t, mw: flo
 
 /// Up to eight blocks starting at block `g` (a multiple of 8) against every column.
 #[inline(always)]
-unsafe fn legacy_group<L: Legacy, D: Dot4>(blocks: &[L], g: usize, acts: &ActsView<'_>, acc: &mut [Acc; MAX_COLUMNS]) {
+unsafe fn legacy_group<L: Legacy, D: Dot4>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [Acc; MAX_COLUMNS],
+) {
     prefetch_ahead(blocks.as_ptr(), std::mem::size_of_val(blocks));
     let cnt = blocks.len().min(8);
     let zero = vdupq_n_s8(0);
@@ -316,7 +322,14 @@ unsafe fn legacy_group<L: Legacy, D: Dot4>(blocks: &[L], g: usize, acts: &ActsVi
             std::ptr::copy_nonoverlapping(a, buf.as_mut_ptr(), cnt * QK);
             legacy_apply4::<L>(sums4::<D>(&lo, buf.as_ptr()), dlo, mlo, acts, at, &mut acc.lo);
             if cnt > 4 {
-                legacy_apply4::<L>(sums4::<D>(&hi, buf.as_ptr().add(4 * QK)), dhi, mhi, acts, at + 4, &mut acc.hi);
+                legacy_apply4::<L>(
+                    sums4::<D>(&hi, buf.as_ptr().add(4 * QK)),
+                    dhi,
+                    mhi,
+                    acts,
+                    at + 4,
+                    &mut acc.hi,
+                );
             }
         }
     }
@@ -464,8 +477,18 @@ impl KQuant for BlockQ5_K {
             let r1 = vld1q_u8(self.qs.as_ptr().add(32 * i + 16));
             let bit = |h: uint8x16_t, k: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(h, vdupq_n_s8(-k)), one));
             let (k0, k1) = (2 * i as i8, 2 * i as i8 + 1);
-            split(&mut q, 2 * i, vorrq_u8(vandq_u8(r0, m4), bit(h0, k0)), vorrq_u8(vandq_u8(r1, m4), bit(h1, k0)));
-            split(&mut q, 2 * i + 1, vorrq_u8(vshrq_n_u8::<4>(r0), bit(h0, k1)), vorrq_u8(vshrq_n_u8::<4>(r1), bit(h1, k1)));
+            split(
+                &mut q,
+                2 * i,
+                vorrq_u8(vandq_u8(r0, m4), bit(h0, k0)),
+                vorrq_u8(vandq_u8(r1, m4), bit(h1, k0)),
+            );
+            split(
+                &mut q,
+                2 * i + 1,
+                vorrq_u8(vshrq_n_u8::<4>(r0), bit(h0, k1)),
+                vorrq_u8(vshrq_n_u8::<4>(r1), bit(h1, k1)),
+            );
         }
         let (scales, corr) = k4_unpack(&self.scales);
         KDecoded { q, scales, corr, d: f16s(self.d), dmin: f16s(self.dmin) }
@@ -710,8 +733,9 @@ unsafe fn quantize_q8k_impl(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut
         let iv = vdupq_n_f32(iscale);
         let cap = vdupq_n_s32(127);
         for g in 0..16 {
-            let q: [int32x4_t; 4] =
-                std::array::from_fn(|k| vminq_s32(vcvtnq_s32_f32(vmulq_f32(iv, vld1q_f32(p.add(16 * g + 4 * k)))), cap));
+            let q: [int32x4_t; 4] = std::array::from_fn(|k| {
+                vminq_s32(vcvtnq_s32_f32(vmulq_f32(iv, vld1q_f32(p.add(16 * g + 4 * k)))), cap)
+            });
             let sum = vaddq_s32(vaddq_s32(q[0], q[1]), vaddq_s32(q[2], q[3]));
             *bsums.get_unchecked_mut(16 * i + g) = vaddvq_s32(sum) as i16;
             vst1q_s8(out.add(16 * g), narrow16(q));

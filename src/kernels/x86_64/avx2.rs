@@ -23,8 +23,8 @@ use half::{bf16, f16};
 
 use crate::kernels::acts::{ActsView, MAX_COLUMNS};
 use crate::quant::{
-    k4_scale_min, q3_k_scales, round_f16, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
-    BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    k4_scale_min, q3_k_scales, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
+    BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -294,7 +294,8 @@ unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
     let v = _mm256_i32gather_epi32::<1>(blocks.cast(), idx);
     // Per 128-bit half: the four low u16 (d), then the four high u16 (m).
     let split = _mm256_setr_epi8(
-        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+        14, 15,
     );
     let t = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, split), 0b11_01_10_00);
     let dw = _mm256_cvtph_ps(_mm256_castsi256_si128(t));
@@ -305,7 +306,12 @@ unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
 /// Eight whole blocks (starting at block `g` of the row) against every column.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_group8<L: Legacy>(blocks: &[L], g: usize, acts: &ActsView<'_>, acc: &mut [__m256; MAX_COLUMNS]) {
+unsafe fn legacy_group8<L: Legacy>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
     prefetch_ahead(blocks.as_ptr(), 8 * std::mem::size_of::<L>());
     let q: [__m256i; 8] = std::array::from_fn(|k| blocks[k].quants());
     let (dw, mw) = scales8(blocks.as_ptr());
@@ -318,7 +324,12 @@ unsafe fn legacy_group8<L: Legacy>(blocks: &[L], g: usize, acts: &ActsView<'_>, 
 /// The last `blocks.len() < 8` blocks of a row (starting at block `g`, lanes 0..len).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_tail<L: Legacy>(blocks: &[L], g: usize, acts: &ActsView<'_>, acc: &mut [__m256; MAX_COLUMNS]) {
+unsafe fn legacy_tail<L: Legacy>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
     let cnt = blocks.len().min(7);
     let mut q = [_mm256_setzero_si256(); 8];
     let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
@@ -815,8 +826,16 @@ pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mu
         let q = v.map(|v| _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v, id))));
         let total = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
         _mm256_storeu_si256(qs.as_mut_ptr().add(QK * i).cast(), pack_i8(q));
-        *d.get_unchecked_mut(i) = round_f16(scale);
-        *s.get_unchecked_mut(i) = round_f16(total as f32 * scale);
+        // Scale and d·Σq through f16 and back, both at once (F16C rounds to nearest even, as
+        // the scalar conversion does).
+        let pair = _mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_setr_ps(
+            scale,
+            total as f32 * scale,
+            0.0,
+            0.0,
+        )));
+        *d.get_unchecked_mut(i) = _mm_cvtss_f32(pair);
+        *s.get_unchecked_mut(i) = _mm_cvtss_f32(_mm_movehdup_ps(pair));
         *qsum.get_unchecked_mut(i) = total;
     }
 }
