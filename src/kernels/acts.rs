@@ -10,6 +10,12 @@
 //! separate arrays ("structure of arrays") so a SIMD kernel loads eight block scales at once.
 //! Values are those GGML's blocks would hold: scales and sums are stored as f32 after rounding
 //! through f16 where GGML stores f16.
+//!
+//! Rounding follows GGML's reference quantizers (`quantize_row_q8_0_ref`, `…q8_1_ref`,
+//! `…q8_K_ref`) on every ISA: Q8 uses `d = amax/127` and rounds `x·(1/d)` half away from zero;
+//! Q8_K rounds `x·(−127/max)` half to even. (llama.cpp's own SIMD quantizers differ in rare ties:
+//! its AVX2 Q8_0 path multiplies by `127/amax` and rounds half to even, its NEON path rounds
+//! `x·(1/d)` half to even; a llama.cpp build without SIMD uses the reference rule we use.)
 
 use crate::error::{Error, Result};
 use crate::quant::{GgmlType, QK, QK_K};
