@@ -10,6 +10,12 @@
 //! separate arrays ("structure of arrays") so a SIMD kernel loads eight block scales at once.
 //! Values are those GGML's blocks would hold: scales and sums are stored as f32 after rounding
 //! through f16 where GGML stores f16.
+//!
+//! Rounding follows GGML's reference quantizers (`quantize_row_q8_0_ref`, `…q8_1_ref`,
+//! `…q8_K_ref`) on every ISA: Q8 uses `d = amax/127` and rounds `x·(1/d)` half away from zero;
+//! Q8_K rounds `x·(−127/max)` half to even. (llama.cpp's own SIMD quantizers differ in rare ties:
+//! its AVX2 Q8_0 path multiplies by `127/amax` and rounds half to even, its NEON path rounds
+//! `x·(1/d)` half to even; a llama.cpp build without SIMD uses the reference rule we use.)
 
 use crate::error::{Error, Result};
 use crate::quant::{GgmlType, QK, QK_K};
@@ -244,5 +250,48 @@ impl QuantizedActs {
             k_bsums: part(&self.k_bsums, k, b * (n / 16))?,
             f: part(&self.f, f, b * n)?,
         })
+    }
+
+    /// Test access to the raw buffers (cut to the current shape).
+    #[cfg(test)]
+    pub(crate) fn q8_qs_for_tests(&self) -> &[i8] {
+        &self.q8_qs[..self.b * self.n]
+    }
+    #[cfg(test)]
+    pub(crate) fn q8_d_for_tests(&self) -> &[f32] {
+        &self.q8_d[..self.b * q8_stride(self.n)]
+    }
+    #[cfg(test)]
+    pub(crate) fn q8_s_for_tests(&self) -> &[f32] {
+        &self.q8_s[..self.b * q8_stride(self.n)]
+    }
+    #[cfg(test)]
+    pub(crate) fn q8_qsum_for_tests(&self) -> &[i32] {
+        &self.q8_qsum[..self.b * q8_stride(self.n)]
+    }
+    #[cfg(test)]
+    pub(crate) fn k_qs_for_tests(&self) -> &[i8] {
+        &self.k_qs[..self.b * self.n]
+    }
+    #[cfg(test)]
+    pub(crate) fn k_d_for_tests(&self) -> &[f32] {
+        &self.k_d[..self.b * (self.n / QK_K)]
+    }
+    #[cfg(test)]
+    pub(crate) fn k_bsums_for_tests(&self) -> &[i16] {
+        &self.k_bsums[..self.b * (self.n / 16)]
+    }
+    #[cfg(test)]
+    pub(crate) fn buffer_ptrs_for_tests(&self) -> [usize; 8] {
+        [
+            self.q8_qs.as_ptr() as usize,
+            self.q8_d.as_ptr() as usize,
+            self.q8_s.as_ptr() as usize,
+            self.q8_qsum.as_ptr() as usize,
+            self.k_qs.as_ptr() as usize,
+            self.k_d.as_ptr() as usize,
+            self.k_bsums.as_ptr() as usize,
+            self.f.as_ptr() as usize,
+        ]
     }
 }

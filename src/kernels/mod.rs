@@ -1,7 +1,7 @@
 //! CPU kernels: quantized dot products, batched mat-vec, and the element-wise ops of a forward
 //! pass, with the instruction set chosen once at run time.
 //!
-//! Every kernel exists as a scalar reference ([`scalar`]) and, where it pays, as AVX2+FMA+F16C
+//! Every kernel exists as a scalar reference (`scalar.rs`) and, where it pays, as AVX2+FMA+F16C
 //! (x86-64) and NEON (aarch64, with a `dotprod` variant) versions with the same signatures. A
 //! [`Kernels`] table holds one function pointer per weight type and operation; [`Kernels::get`]
 //! detects the CPU on first use and caches the best table (a release binary runs on any CPU of its
@@ -12,11 +12,28 @@
 //! and the float accumulation order is fixed by [`crate::quant::dot`]. Column `j` of a batched
 //! mat-vec is likewise identical whatever the batch size, which is what lets speculative decoding
 //! reproduce plain greedy decoding token for token.
+//!
+//! A forward pass uses them like this (buffers allocated once, reused every token):
+//!
+//! ```no_run
+//! # fn demo(file: &edgespec::gguf::GgufFile) -> edgespec::Result<()> {
+//! use edgespec::kernels::{matvec, KernelPool, QuantizedActs, WeightMatrix};
+//! let pool = KernelPool::new(None)?; // physical cores, detected kernels
+//! let w = WeightMatrix::from_tensor(file, file.require_tensor("blk.0.ffn_down.weight")?)?;
+//! let mut acts = QuantizedActs::with_capacity(w.n(), 16);
+//! let x = vec![0.1f32; w.n() * 8]; // 8 columns (tokens) of n values, column-major
+//! acts.quantize(pool.kernels(), &x, w.n(), 8, &[w.act_kind()])?;
+//! let mut out = vec![0f32; w.rows() * 8]; // column j at out[j·rows..]
+//! matvec(&pool, &w, &acts, &mut out)?;
+//! # Ok(()) }
+//! ```
 
 mod acts;
 mod matvec;
 pub mod ops;
 mod scalar;
+#[cfg(test)]
+mod tests;
 mod weights;
 
 #[cfg(target_arch = "aarch64")]
@@ -154,14 +171,7 @@ impl Kernels {
     /// one, falls back to the best). Detected on first call, then cached.
     pub fn get() -> &'static Kernels {
         static CHOSEN: OnceLock<&'static Kernels> = OnceLock::new();
-        CHOSEN.get_or_init(|| {
-            let available = Kernels::available();
-            let best = available.last().copied().unwrap_or(&SCALAR);
-            match std::env::var(KERNELS_ENV) {
-                Ok(name) => available.iter().copied().find(|k| k.isa.name() == name.trim()).unwrap_or(best),
-                Err(_) => best,
-            }
-        })
+        CHOSEN.get_or_init(|| choose(&Kernels::available(), std::env::var(KERNELS_ENV).ok().as_deref()))
     }
 
     /// The scalar reference table.
@@ -331,6 +341,17 @@ impl Kernels {
         // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
         unsafe { (self.f16_to_f32)(src, dst) };
         Ok(())
+    }
+}
+
+/// The table `requested` names among `available` (scalar first, fastest last), else the fastest.
+fn choose(available: &[&'static Kernels], requested: Option<&str>) -> &'static Kernels {
+    let best = available.last().copied().unwrap_or(&SCALAR);
+    match requested.map(str::trim) {
+        Some(name) if !name.is_empty() => {
+            available.iter().copied().find(|k| k.isa.name() == name).unwrap_or(best)
+        }
+        _ => best,
     }
 }
 

@@ -23,8 +23,8 @@ use half::{bf16, f16};
 
 use crate::kernels::acts::{ActsView, MAX_COLUMNS};
 use crate::quant::{
-    k4_scale_min, q3_k_scales, round_f16, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
-    BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    k4_scale_min, q3_k_scales, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
+    BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -47,39 +47,6 @@ unsafe fn f16x8(bits: &[u16; 8]) -> __m256 {
     _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr().cast()))
 }
 
-/// Sums of 8 vectors of 16 i16 each (each lane at most 4095 in magnitude, so partial sums of
-/// eight lanes fit in i16): lane `k` of the result is the sum of all 16 lanes of `p[k]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn reduce_i16_narrow(p: &[__m256i; 8]) -> __m256i {
-    let h01 = _mm256_hadd_epi16(p[0], p[1]);
-    let h23 = _mm256_hadd_epi16(p[2], p[3]);
-    let h45 = _mm256_hadd_epi16(p[4], p[5]);
-    let h67 = _mm256_hadd_epi16(p[6], p[7]);
-    let q0 = _mm256_hadd_epi16(h01, h23);
-    let q1 = _mm256_hadd_epi16(h45, h67);
-    // Per 128-bit half: [p0, p1, …, p7], each the sum of that half's 8 lanes.
-    let o = _mm256_hadd_epi16(q0, q1);
-    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(o));
-    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(o, 1));
-    _mm256_add_epi32(lo, hi)
-}
-
-/// As [`reduce_i16_narrow`] for lanes up to 8191: two i16 levels, then i32.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn reduce_i16_wide(p: &[__m256i; 8]) -> __m256i {
-    let ones = _mm256_set1_epi16(1);
-    let h01 = _mm256_hadd_epi16(p[0], p[1]);
-    let h23 = _mm256_hadd_epi16(p[2], p[3]);
-    let h45 = _mm256_hadd_epi16(p[4], p[5]);
-    let h67 = _mm256_hadd_epi16(p[6], p[7]);
-    // Per half: [p0, p1, p2, p3] (resp. p4..p7) as i32.
-    let w0 = _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones);
-    let w1 = _mm256_madd_epi16(_mm256_hadd_epi16(h45, h67), ones);
-    _mm256_add_epi32(_mm256_permute2x128_si256(w0, w1, 0x20), _mm256_permute2x128_si256(w0, w1, 0x31))
-}
-
 /// Sums of 8 vectors of 8 i32: lane `k` is the sum of `v[k]`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -91,6 +58,23 @@ unsafe fn reduce_i32(v: &[__m256i; 8]) -> __m256i {
     let q0 = _mm256_hadd_epi32(h01, h23);
     let q1 = _mm256_hadd_epi32(h45, h67);
     _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31))
+}
+
+/// How far ahead of the block being decoded the weights are prefetched: far enough to cover the
+/// memory latency at the slowest (largest-batch) per-block rate.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Prefetch the `len` bytes that sit `PREFETCH_BYTES` after `p` (past the end of the weights the
+/// hint is simply wasted; prefetches never fault).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
+    let base = p.cast::<i8>().wrapping_add(PREFETCH_BYTES);
+    let mut off = 0;
+    while off < len {
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off));
+        off += 64;
+    }
 }
 
 /// The 32 nibbles of 16 bytes in element order (`j` low, `j + 16` high).
@@ -121,7 +105,7 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 // Legacy 32-element blocks
 // ---------------------------------------------------------------------------------------------
 
-/// How a legacy block decodes, and how its per-block sums reduce.
+/// How a legacy block decodes, and how the per-block integer sums of a group reduce.
 trait Legacy: Copy {
     /// Subtracted from every quant (`value = q − OFFSET`), applied as `OFFSET·Σa`.
     const OFFSET: i32;
@@ -129,25 +113,68 @@ trait Legacy: Copy {
     const MIN: bool;
     /// Unsigned quants (signed for Q8_0) in element order.
     unsafe fn quants(&self) -> __m256i;
+    /// Scale bits.
     fn d(&self) -> u16;
+    /// Minimum bits (0 when there is none).
     fn m(&self) -> u16;
-    /// Eight blocks' sums `Σ q·a` (lane k = block k) for activation pointer `a` (block-major).
-    unsafe fn block_sums(q: &[__m256i; 8], aux: &[__m256i; 8], a: *const i8, cnt: usize) -> __m256i;
+    /// `Σ q·a` of eight blocks (lane k = block k); `a` points at the activations of block 0.
+    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// `Σ q·a` of the first `cnt ≤ 4` of four blocks (lanes 0..4, zero beyond `cnt`).
+    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i;
 }
 
-/// Products `maddubs(q_k, a_k)` of the first `cnt` blocks (zero beyond).
+/// Lane `k` = sum of the 16 i16 lanes of `p[k]`, for maddubs products up to 4095 per lane.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn products_u8(q: &[__m256i; 8], a: *const i8, cnt: usize) -> [__m256i; 8] {
-    let mut p = [_mm256_setzero_si256(); 8];
-    for k in 0..cnt.min(8) {
+unsafe fn products_narrow8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
+    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
+    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
+    // Per 128-bit half: [p0, …, p7], each the sum of that half's 8 lanes (≤ 8·4095).
+    let o = _mm256_hadd_epi16(q0, q1);
+    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(o));
+    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(o, 1));
+    _mm256_add_epi32(lo, hi)
+}
+
+/// As [`products_narrow8`] for products up to 8191 per lane: two i16 levels, then i32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products_wide8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
+    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
+    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
+    // Per half: [p0, p1, p2, p3] (resp. p4..p7) as i32.
+    let w0 = _mm256_madd_epi16(q0, ones);
+    let w1 = _mm256_madd_epi16(q1, ones);
+    _mm256_add_epi32(_mm256_permute2x128_si256(w0, w1, 0x20), _mm256_permute2x128_si256(w0, w1, 0x31))
+}
+
+/// Lanes 0..4 = sums of the first `cnt` of four blocks (products up to 8191 per lane).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
+    let mut p = [_mm256_setzero_si256(); 4];
+    for k in 0..cnt.min(4) {
         p[k] = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
     }
-    p
+    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
+    let w = _mm256_madd_epi16(q0, _mm256_set1_epi16(1));
+    _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1))
+}
+
+/// Signed Q8_0 × Q8 products of one block as 8 i32: `maddubs(|q|, a·sign(q))` is exact since
+/// |q| ≤ 128 and |a| ≤ 127.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products_signed(q: __m256i, a: *const i8) -> __m256i {
+    let ak = _mm256_sign_epi8(_mm256_loadu_si256(a.cast()), q);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), ak), _mm256_set1_epi16(1))
 }
 
 macro_rules! legacy_unsigned {
-    ($t:ty, $offset:expr, $min:expr, $wide:expr, |$b:ident| $quants:expr, $m:expr) => {
+    ($t:ty, $offset:expr, $min:expr, $sums8:ident, |$b:ident| $quants:expr, $m:expr) => {
         impl Legacy for $t {
             const OFFSET: i32 = $offset;
             const MIN: bool = $min;
@@ -166,28 +193,27 @@ macro_rules! legacy_unsigned {
                 $m
             }
             #[inline(always)]
-            unsafe fn block_sums(q: &[__m256i; 8], _aux: &[__m256i; 8], a: *const i8, cnt: usize) -> __m256i {
-                let p = products_u8(q, a, cnt);
-                if $wide {
-                    reduce_i16_wide(&p)
-                } else {
-                    reduce_i16_narrow(&p)
-                }
+            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                $sums8(q, a)
+            }
+            #[inline(always)]
+            unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
+                products4(q, a, cnt)
             }
         }
     };
 }
 
-legacy_unsigned!(BlockQ4_0, 8, false, false, |b| nibbles(&b.qs), {
+legacy_unsigned!(BlockQ4_0, 8, false, products_narrow8, |b| nibbles(&b.qs), {
     let _ = b;
     0
 });
-legacy_unsigned!(BlockQ4_1, 0, true, false, |b| nibbles(&b.qs), b.m);
+legacy_unsigned!(BlockQ4_1, 0, true, products_narrow8, |b| nibbles(&b.qs), b.m);
 legacy_unsigned!(
     BlockQ5_0,
     16,
     false,
-    true,
+    products_wide8,
     |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
     {
         let _ = b;
@@ -198,7 +224,7 @@ legacy_unsigned!(
     BlockQ5_1,
     0,
     true,
-    true,
+    products_wide8,
     |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
     b.m
 );
@@ -218,54 +244,108 @@ impl Legacy for BlockQ8_0 {
     fn m(&self) -> u16 {
         0
     }
-    /// Signed × signed: `maddubs(|q|, a·sign(q))` (exact: |q| ≤ 128, |a| ≤ 127), then to i32.
     #[inline(always)]
-    unsafe fn block_sums(q: &[__m256i; 8], aux: &[__m256i; 8], a: *const i8, cnt: usize) -> __m256i {
-        let ones = _mm256_set1_epi16(1);
-        let mut v = [_mm256_setzero_si256(); 8];
-        for k in 0..cnt.min(8) {
-            let ak = _mm256_sign_epi8(_mm256_loadu_si256(a.add(QK * k).cast()), q[k]);
-            v[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(aux[k], ak), ones);
-        }
+    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+        let v: [__m256i; 8] = std::array::from_fn(|k| products_signed(q[k], a.add(QK * k)));
         reduce_i32(&v)
+    }
+    #[inline(always)]
+    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
+        let mut v = [_mm256_setzero_si256(); 8];
+        for k in 0..cnt.min(4) {
+            v[k] = products_signed(q[k], a.add(QK * k));
+        }
+        _mm256_castsi256_si128(reduce_i32(&v))
     }
 }
 
-/// One group of up to 8 blocks (`blocks`, starting at block `g` of the row) against every column.
+/// Apply a group's block sums to column `c`: offset correction, then the reference fmas.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_group<L: Legacy>(
+unsafe fn legacy_apply<L: Legacy>(
+    mut isum: __m256i,
+    dw: __m256,
+    mw: __m256,
+    acts: &ActsView<'_>,
+    c: usize,
+    g: usize,
+    acc: &mut __m256,
+) {
+    let at = c * acts.q8_stride + g;
+    if L::OFFSET != 0 {
+        let qsum = _mm256_loadu_si256(acts.q8_qsum.as_ptr().add(at).cast());
+        isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(qsum, _mm256_set1_epi32(L::OFFSET)));
+    }
+    let da = _mm256_loadu_ps(acts.q8_d.as_ptr().add(at));
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), *acc);
+    if L::MIN {
+        let sa = _mm256_loadu_ps(acts.q8_s.as_ptr().add(at));
+        *acc = _mm256_fmadd_ps(mw, sa, *acc);
+    }
+}
+
+/// Eight blocks' scales and minimums as f32: one gather of each block's first four bytes
+/// (`d`, then `m` or the next two bytes), split into the two f16 halves.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
+    let size = std::mem::size_of::<L>() as i32;
+    let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(size));
+    let v = _mm256_i32gather_epi32::<1>(blocks.cast(), idx);
+    // Per 128-bit half: the four low u16 (d), then the four high u16 (m).
+    let split = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+        14, 15,
+    );
+    let t = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, split), 0b11_01_10_00);
+    let dw = _mm256_cvtph_ps(_mm256_castsi256_si128(t));
+    let mw = if L::MIN { _mm256_cvtph_ps(_mm256_extracti128_si256(t, 1)) } else { _mm256_setzero_ps() };
+    (dw, mw)
+}
+
+/// Eight whole blocks (starting at block `g` of the row) against every column.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_group8<L: Legacy>(
     blocks: &[L],
     g: usize,
     acts: &ActsView<'_>,
     acc: &mut [__m256; MAX_COLUMNS],
 ) {
-    let cnt = blocks.len().min(8);
+    prefetch_ahead(blocks.as_ptr(), 8 * std::mem::size_of::<L>());
+    let q: [__m256i; 8] = std::array::from_fn(|k| blocks[k].quants());
+    let (dw, mw) = scales8(blocks.as_ptr());
+    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
+        legacy_apply::<L>(L::sums8(&q, a), dw, mw, acts, c, g, acc);
+    }
+}
+
+/// The last `blocks.len() < 8` blocks of a row (starting at block `g`, lanes 0..len).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_tail<L: Legacy>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
+    let cnt = blocks.len().min(7);
     let mut q = [_mm256_setzero_si256(); 8];
-    let mut aux = [_mm256_setzero_si256(); 8];
     let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
-    for (k, blk) in blocks.iter().take(8).enumerate() {
+    for (k, blk) in blocks.iter().take(cnt).enumerate() {
         q[k] = blk.quants();
-        aux[k] = _mm256_sign_epi8(q[k], q[k]);
         dh[k] = blk.d();
         mh[k] = blk.m();
     }
-    let dw = f16x8(&dh);
-    let mw = f16x8(&mh);
-    let (n, st) = (acts.n, acts.q8_stride);
+    let (dw, mw) = (f16x8(&dh), f16x8(&mh));
+    let lo = [q[0], q[1], q[2], q[3]];
+    let hi = [q[4], q[5], q[6], q[7]];
     for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
-        let a = acts.q8_qs.as_ptr().add(c * n + g * QK);
-        let mut isum = L::block_sums(&q, &aux, a, cnt);
-        if L::OFFSET != 0 {
-            let qsum = _mm256_loadu_si256(acts.q8_qsum.as_ptr().add(c * st + g).cast());
-            isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(qsum, _mm256_set1_epi32(L::OFFSET)));
-        }
-        let da = _mm256_loadu_ps(acts.q8_d.as_ptr().add(c * st + g));
-        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), *acc);
-        if L::MIN {
-            let sa = _mm256_loadu_ps(acts.q8_s.as_ptr().add(c * st + g));
-            *acc = _mm256_fmadd_ps(mw, sa, *acc);
-        }
+        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
+        let s_lo = L::sums4(&lo, a, cnt);
+        let s_hi = if cnt > 4 { L::sums4(&hi, a.add(4 * QK), cnt - 4) } else { _mm_setzero_si128() };
+        legacy_apply::<L>(_mm256_set_m128i(s_hi, s_lo), dw, mw, acts, c, g, acc);
     }
 }
 
@@ -273,10 +353,16 @@ unsafe fn legacy_group<L: Legacy>(
 #[inline]
 unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let b = acts.b;
+    let full = nb / 8 * 8;
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
         let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
-        for (gi, group) in row.chunks(8).enumerate() {
-            legacy_group(group, 8 * gi, acts, &mut acc);
+        let mut g = 0;
+        while g < full {
+            legacy_group8(&row[g..g + 8], g, acts, &mut acc);
+            g += 8;
+        }
+        if full < nb {
+            legacy_tail(&row[full..], full, acts, &mut acc);
         }
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = hsum(*a);
@@ -510,6 +596,7 @@ unsafe fn rows_k<K: KQuant>(w: &[K], nb: usize, acts: &ActsView<'_>, out: &mut [
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
         let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
         for (i, blk) in row.iter().enumerate() {
+            prefetch_ahead(blk, std::mem::size_of::<K>());
             let dec = blk.decode();
             for (c, acc) in acc.iter_mut().enumerate().take(b) {
                 let a = acts.k_qs.as_ptr().add(c * n + QK_K * i);
@@ -739,8 +826,16 @@ pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mu
         let q = v.map(|v| _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v, id))));
         let total = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
         _mm256_storeu_si256(qs.as_mut_ptr().add(QK * i).cast(), pack_i8(q));
-        *d.get_unchecked_mut(i) = round_f16(scale);
-        *s.get_unchecked_mut(i) = round_f16(total as f32 * scale);
+        // Scale and d·Σq through f16 and back, both at once (F16C rounds to nearest even, as
+        // the scalar conversion does).
+        let pair = _mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_setr_ps(
+            scale,
+            total as f32 * scale,
+            0.0,
+            0.0,
+        )));
+        *d.get_unchecked_mut(i) = _mm_cvtss_f32(pair);
+        *s.get_unchecked_mut(i) = _mm_cvtss_f32(_mm_movehdup_ps(pair));
         *qsum.get_unchecked_mut(i) = total;
     }
 }
