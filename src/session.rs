@@ -326,7 +326,9 @@ impl Session {
 
         let t1 = Instant::now();
         let mut decoder = self.tokenizer.stream_decoder(false);
-        let mut text = String::new();
+        // Room for the longest piece a token (plus bytes held back from the previous one) can
+        // produce, so the loop never grows it.
+        let mut text = String::with_capacity(4 * self.tokenizer.max_token_len() + 16);
         let mut generated = 0;
         let stop = loop {
             if generated == params.max_tokens {
