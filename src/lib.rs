@@ -9,5 +9,7 @@
 pub mod error;
 pub mod gguf;
 pub mod quant;
+#[cfg(feature = "llama-cpp")]
+pub mod reference;
 
 pub use error::{Error, ErrorKind, Result};
