@@ -14,6 +14,8 @@ pub mod info;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+#[cfg(feature = "llama-cpp")]
+pub mod reference;
 pub mod sampling;
 pub mod session;
 pub mod tokenizer;
