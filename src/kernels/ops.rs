@@ -25,8 +25,9 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<()> {
         return Ok(());
     }
     let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    let mean = sum / x.len() as f64;
-    let scale = 1.0 / ((mean + eps as f64) as f32).sqrt();
+    // As GGML rounds: the mean to f32 first, then `+ eps` in f32.
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
         *o = (v * scale) * w;
     }

@@ -1,0 +1,187 @@
+//! Parity with llama.cpp on the same GGUF file (feature `llama-cpp`).
+//!
+//! Teacher-forced: eight varied prompts, each followed by llama.cpp's own greedy continuation,
+//! are scored by both programs at every position. The argmax must agree everywhere except
+//! where llama.cpp's own top-2 margin is under 0.5 (a near-tie, where the two programs' different
+//! rounding — and llama.cpp's own batch-size-dependent attention — may flip the order). The
+//! agreement rate and |Δlogit| relative to the logit range are printed.
+//!
+//! Free-running: both programs continue each prompt greedily for 128 tokens; the matching prefix
+//! is printed per prompt, and a divergence must start at a near-tie, which is printed too.
+//!
+//! Why the logits differ at all: both programs round activations to 8 bits before every mat-vec,
+//! so a last-bit difference anywhere (float summation order in a dot product, an `expf`
+//! approximation, the quantizer's tie rule) can flip one 8-bit code, and the flip propagates
+//! through the remaining layers. Measured on SmolLM2, changing only our activation quantizer's
+//! tie rule to llama.cpp's AVX2 one (127/amax, half-to-even) moves our own logits by a mean
+//! 0.43% of the logit range — the same size as the whole gap to llama.cpp (0.46%), and it did not
+//! shrink that gap. Matching llama.cpp's f16-table GELU on Gemma 3 did not either. The gap is this
+//! noise floor, not a modelling difference.
+//!
+//! `cargo test --release --features llama-cpp --test model_parity -- --nocapture --test-threads 1`
+#![cfg(feature = "llama-cpp")]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use edgespec::model::{ForwardPlan, KvType, Model};
+use edgespec::reference::LlamaCppModel;
+use edgespec::tokenizer::Tokenizer;
+
+const NEAR_TIE: f32 = 0.5;
+const CONTINUATION: usize = 64;
+const FREE_RUN: usize = 128;
+
+const PROMPTS: [&str; 8] = [
+    "The capital of France is",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Once upon a time, in a small village at the edge of a forest,",
+    "<|im_start|>user\nWhat are three tips for staying healthy?<|im_end|>\n<|im_start|>assistant\n",
+    "1, 2, 3, 5, 8, 13,",
+    "La tour Eiffel est",
+    "{\"name\": \"Alice\", \"age\": 30, \"city\":",
+    "Photosynthesis is the process by which plants",
+];
+
+/// The two largest values and the index of the largest.
+fn top2(l: &[f32]) -> (usize, f32, f32) {
+    let best = argmax(l);
+    let second = l.iter().enumerate().filter(|&(i, _)| i != best).map(|(_, &v)| v).fold(f32::MIN, f32::max);
+    (best, l[best], second)
+}
+
+fn margin(l: &[f32]) -> f32 {
+    let (_, a, b) = top2(l);
+    a - b
+}
+
+fn ours_teacher_forced(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let (mut ws, mut cache) = session(model, 2, 512, KvType::F16);
+    logits_in_batches(model, &mut ws, &mut cache, tokens, 16)
+}
+
+fn ours_greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
+    let (mut ws, mut cache) = session(model, 2, 512, KvType::F16);
+    let mut next = argmax(model.prefill(&mut ws, &mut cache, prompt, 0, 16).unwrap()) as u32;
+    let mut out = vec![next];
+    while out.len() < n {
+        let pos = cache.len();
+        next = argmax(model.forward(&mut ws, &mut cache, &[next], &ForwardPlan::at(pos)).unwrap()) as u32;
+        out.push(next);
+    }
+    out
+}
+
+fn piece(tok: &Tokenizer, id: u32) -> String {
+    format!("{:?}", String::from_utf8_lossy(&tok.token_to_piece(id, true).unwrap()))
+}
+
+struct Summary {
+    positions: usize,
+    agree: usize,
+    max_rel: f64,
+    sum_rel: f64,
+}
+
+fn parity(path: PathBuf, prompts: &[&str]) {
+    let ours = Model::load(&path).unwrap();
+    let tok = Tokenizer::from_gguf(ours.file()).unwrap();
+    let reference = LlamaCppModel::load(&path, 2, 512).unwrap();
+    let mut s = Summary { positions: 0, agree: 0, max_rel: 0.0, sum_rel: 0.0 };
+    let mut failures = Vec::new();
+    println!("model {}", path.display());
+    for (pi, text) in prompts.iter().enumerate() {
+        let prompt = tok.encode(text, true, true);
+        assert_eq!(prompt, reference.tokenize(text, true, true).unwrap(), "tokenizers disagree on {text:?}");
+        let theirs_run = reference.greedy(&prompt, FREE_RUN).unwrap();
+
+        // Teacher-forced over the prompt and llama.cpp's continuation.
+        let mut seq = prompt.clone();
+        seq.extend_from_slice(&theirs_run[..CONTINUATION]);
+        let want = reference.logits_for(&seq).unwrap();
+        let got = ours_teacher_forced(&ours, &seq);
+        let mut agree = 0;
+        for (p, (w, g)) in want.iter().zip(&got).enumerate() {
+            let range = (w.iter().cloned().fold(f32::MIN, f32::max)
+                - w.iter().cloned().fold(f32::MAX, f32::min)) as f64;
+            let d = w.iter().zip(g).map(|(a, b)| (a - b).abs() as f64).collect::<Vec<_>>();
+            let rel_max = d.iter().cloned().fold(0.0, f64::max) / range;
+            s.max_rel = s.max_rel.max(rel_max);
+            s.sum_rel += d.iter().sum::<f64>() / d.len() as f64 / range;
+            s.positions += 1;
+            let (wa, ga) = (argmax(w), argmax(g));
+            if wa == ga {
+                agree += 1;
+            } else {
+                let m = margin(w);
+                println!(
+                    "  prompt {pi} position {p}: llama.cpp {} vs ours {} (llama.cpp top-2 margin {m:.3}, ours {:.3})",
+                    piece(&tok, wa as u32),
+                    piece(&tok, ga as u32),
+                    margin(g)
+                );
+                if m >= NEAR_TIE {
+                    failures.push(format!("prompt {pi} position {p}: argmax differs with margin {m}"));
+                }
+            }
+        }
+        s.agree += agree;
+
+        // Free-running greedy.
+        let ours_run = ours_greedy(&ours, &prompt, FREE_RUN);
+        let same = ours_run.iter().zip(&theirs_run).take_while(|(a, b)| a == b).count();
+        print!(
+            "  prompt {pi}: teacher-forced argmax agreement {agree}/{}; free run matches {same}/{FREE_RUN}",
+            seq.len()
+        );
+        if same < FREE_RUN {
+            let mut prefix = prompt.clone();
+            prefix.extend_from_slice(&theirs_run[..same]);
+            let w = reference.logits_for(&prefix).unwrap().pop().unwrap();
+            let g = ours_teacher_forced(&ours, &prefix).pop().unwrap();
+            let m = margin(&w);
+            println!(
+                "; diverges at token {same}: llama.cpp {} vs ours {} (llama.cpp teacher-forced top-2 margin {m:.3}, ours {:.3})",
+                piece(&tok, theirs_run[same]),
+                piece(&tok, ours_run[same]),
+                margin(&g)
+            );
+            println!(
+                "    shared text: {:?}",
+                String::from_utf8_lossy(&tok.decode_bytes(&theirs_run[..same], true).unwrap())
+            );
+            if m >= NEAR_TIE {
+                failures.push(format!("prompt {pi}: free run diverges at {same} with llama.cpp margin {m}"));
+            }
+        } else {
+            println!();
+        }
+    }
+    println!(
+        "teacher-forced: {} positions, argmax agreement {:.2}%, max |Δlogit|/range {:.4}, mean |Δlogit|/range {:.5}",
+        s.positions,
+        100.0 * s.agree as f64 / s.positions as f64,
+        s.max_rel,
+        s.sum_rel / s.positions as f64
+    );
+    assert!(s.positions >= 400, "only {} positions", s.positions);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS);
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    let local = PathBuf::from("/tmp/models/gemma-3-270m-q4_k_m.gguf");
+    let path = if local.exists() { local } else { edgespec::catalog::resolve_model("gemma3-270m").unwrap() };
+    let prompts: Vec<&str> = PROMPTS
+        .iter()
+        .map(|p| if p.starts_with("<|im_start|>") { "<start_of_turn>user\nWhat are three tips for staying healthy?<end_of_turn>\n<start_of_turn>model\n" } else { p })
+        .collect();
+    parity(path, &prompts);
+}
