@@ -210,3 +210,28 @@ fn check_batchings_smollm(model: &Model, n: usize, sizes: &[usize]) {
         assert_bitwise(&one[n - 1..], &[last], &format!("SmolLM2, prefill in chunks of {chunk}"));
     }
 }
+
+#[test]
+fn unsupported_rope_variants_are_refused() {
+    use edgespec::gguf::GgufFile;
+    let load = |w: edgespec::gguf::GgufWriter| {
+        Model::from_file(std::sync::Arc::new(GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap()))
+    };
+    let mut w = edgespec::model::synthetic::writer(&SyntheticSpec::llama(12)).unwrap();
+    w.kv("llama.rope.scaling.type", "yarn");
+    let e = load(w).unwrap_err();
+    assert_eq!(e.kind(), edgespec::ErrorKind::Unsupported, "{e}");
+    let mut w = edgespec::model::synthetic::writer(&SyntheticSpec::llama(12)).unwrap();
+    w.tensor_f32("rope_freqs.weight", &[8], &[1.0; 8]).unwrap();
+    let e = load(w).unwrap_err();
+    assert_eq!(e.kind(), edgespec::ErrorKind::Unsupported, "{e}");
+    let mut w = edgespec::model::synthetic::writer(&SyntheticSpec::llama(12)).unwrap();
+    w.kv("llama.rope.scaling.type", "linear").kv("llama.rope.scaling.factor", 2.0f32);
+    let m = load(w).unwrap();
+    assert_eq!(m.config().rope_freq_scale, 0.5);
+    // An architecture without a spec is refused by name.
+    let w = edgespec::model::synthetic::writer(&SyntheticSpec { arch: "mamba", ..SyntheticSpec::llama(12) })
+        .unwrap();
+    let e = load(w).unwrap_err();
+    assert!(e.kind() == edgespec::ErrorKind::Unsupported && e.message().contains("mamba"), "{e}");
+}

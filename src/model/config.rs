@@ -122,8 +122,9 @@ impl ModelConfig {
 
     /// Bytes of f32 scratch a session allocates for batches of up to `batch` tokens at context
     /// `ctx`: the residual stream and its normed copy, q/k/v, attention scores, the MLP's hidden
-    /// activations and one logits row per batch position. An estimate until the forward pass owns
-    /// its buffers.
+    /// activations and one logits row per batch position. An upper estimate of what
+    /// [`crate::model::Workspace`] allocates (it keeps attention scores per thread, not per
+    /// head).
     pub fn scratch_bytes(&self, batch: usize, ctx: usize) -> u64 {
         let q = self.n_heads * self.head_dim;
         let kv = self.n_kv_heads * (self.head_dim + self.head_dim_v);

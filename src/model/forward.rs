@@ -62,6 +62,16 @@ impl Model {
         if config.vocab_size == 0 {
             return Err(Error::format("the model has an empty vocabulary"));
         }
+        // RoPE variants the forward pass does not implement: refuse rather than run them wrong.
+        let scaling = file.get_str(&format!("{}.rope.scaling.type", config.arch))?;
+        if let Some(kind) = scaling.filter(|k| !matches!(*k, "none" | "linear")) {
+            return Err(Error::unsupported(format!("RoPE scaling {kind:?} is not supported yet")));
+        }
+        if file.tensor("rope_freqs.weight").is_some() {
+            return Err(Error::unsupported(
+                "per-dimension RoPE frequency factors (rope_freqs) are not supported yet",
+            ));
+        }
         let weights = Weights::load(&file, &config, &arch)?;
         Ok(Model { file, config, arch, weights })
     }

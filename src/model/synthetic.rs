@@ -148,6 +148,11 @@ pub fn vocab_size() -> usize {
 
 /// Build the GGUF file `spec` describes, in memory.
 pub fn build(spec: &SyntheticSpec) -> Result<Vec<u8>> {
+    writer(spec)?.to_bytes()
+}
+
+/// The writer holding the file `spec` describes, for tests that add or replace metadata.
+pub fn writer(spec: &SyntheticSpec) -> Result<GgufWriter> {
     let a = spec.arch;
     let mut w = GgufWriter::new();
     let u32v = |v: usize| MetaValue::from(v as u32);
@@ -238,5 +243,5 @@ pub fn build(spec: &SyntheticSpec) -> Result<Vec<u8>> {
             vector(&mut w, &n("post_ffw_norm.weight"), dim, 1.0, 0.2)?;
         }
     }
-    w.to_bytes()
+    Ok(w)
 }
