@@ -199,8 +199,7 @@ fn l2_bytes() -> Option<usize> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if USE_MIN.load(std::sync::atomic::Ordering::Relaxed) {
-        // Bandwidths (larger is better) and times (smaller is better) both pass through here;
-        // callers that want the best bandwidth negate.
+        // Times: smaller is better. Callers pass bandwidths negated.
         v[0]
     } else {
         v[v.len() / 2]
@@ -267,9 +266,11 @@ fn main() {
     }
     drop(probe);
 
+    // Bandwidth: larger is better, so negate for `median` (which takes the smallest with --stat min).
     let roof: Vec<f64> =
-        (0..args.threads.len()).map(|ti| median(roof.iter().map(|r| r[ti]).collect())).collect();
-    print!("\nread bandwidth probe ({} MiB, median of runs):", args.mib);
+        (0..args.threads.len()).map(|ti| -median(roof.iter().map(|r| -r[ti]).collect())).collect();
+    let stat = if args.min { "best" } else { "median" };
+    print!("\nread bandwidth probe ({} MiB, {stat} of runs):", args.mib);
     for (t, r) in args.threads.iter().zip(&roof) {
         print!("  {t} thr {r:.2} GB/s");
     }
