@@ -387,9 +387,13 @@ fn quantize_dequantize_round_trips() {
 fn batched_matvec_is_batch_and_thread_invariant() {
     let mut rng = Rng(5);
     for k in Kernels::available() {
-        let pools: Vec<KernelPool> =
-            [1, 2, 3].iter().map(|&t| KernelPool::with_kernels(Some(t), k).unwrap()).collect();
+        // Every size splits across the pool (no single-thread shortcut), so chunking is exercised.
+        let pools: Vec<KernelPool> = [1, 2, 3]
+            .iter()
+            .map(|&t| KernelPool::with_kernels(Some(t), k).unwrap().with_min_parallel_work(0))
+            .collect();
         for ty in WEIGHT_TYPES {
+            // 45 rows: several 16-row tiles and an odd last tile, split over 2 and 3 threads.
             let (rows, n) = (45, if ty.block_size() == 256 { 512 } else { 192 });
             let data = Aligned::new(&random_weights(ty, rows, n, &mut rng));
             let w = WeightMatrix::new(ty, data.bytes(), rows, n).unwrap();

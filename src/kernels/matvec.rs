@@ -17,11 +17,17 @@ use super::Kernels;
 /// Rows a kernel call handles at once; their `rows × b` results go through a stack buffer.
 const TILE_ROWS: usize = 16;
 
+/// Default: below this much work (weight bytes × (1 + b/2), a rough proxy for time) a mat-vec
+/// runs on the calling thread: waking the pool costs microseconds, as much as streaming ~100 KB. Results are
+/// bitwise the same either way.
+pub const MIN_PARALLEL_WORK: usize = 128 << 10;
+
 /// A thread pool with the kernel table it runs: what a forward pass needs to run mat-vecs.
 pub struct KernelPool {
     pool: Option<rayon::ThreadPool>,
     threads: usize,
     kernels: &'static Kernels,
+    min_parallel_work: usize,
 }
 
 impl std::fmt::Debug for KernelPool {
@@ -53,7 +59,14 @@ impl KernelPool {
         } else {
             None
         };
-        Ok(KernelPool { pool, threads, kernels })
+        Ok(KernelPool { pool, threads, kernels, min_parallel_work: MIN_PARALLEL_WORK })
+    }
+
+    /// Change the smallest mat-vec (weight bytes × (1 + b/2)) split across the pool; smaller ones
+    /// run on the calling thread. 0 parallelises everything (tests use it to exercise the split).
+    pub fn with_min_parallel_work(mut self, bytes: usize) -> Self {
+        self.min_parallel_work = bytes;
+        self
     }
 
     /// Worker threads (1 means the caller's thread does the work).
@@ -174,8 +187,7 @@ pub fn matvec(pool: &KernelPool, w: &WeightMatrix<'_>, acts: &QuantizedActs, out
         Ok(())
     };
     match &pool.pool {
-        None => run(0, rows),
-        Some(tp) => {
+        Some(tp) if w.bytes() * (1 + b / 2) >= pool.min_parallel_work => {
             use rayon::prelude::*;
             let chunk = chunk_rows(rows, pool.threads);
             let chunks = rows.div_ceil(chunk);
@@ -183,6 +195,7 @@ pub fn matvec(pool: &KernelPool, w: &WeightMatrix<'_>, acts: &QuantizedActs, out
                 (0..chunks).into_par_iter().try_for_each(|c| run(c * chunk, ((c + 1) * chunk).min(rows)))
             })
         }
+        _ => run(0, rows),
     }
 }
 

@@ -47,7 +47,7 @@ use std::sync::OnceLock;
 use half::{bf16, f16};
 
 pub use acts::{ActKind, QuantizedActs, MAX_COLUMNS};
-pub use matvec::{matvec, physical_cores, KernelPool};
+pub use matvec::{matvec, physical_cores, KernelPool, MIN_PARALLEL_WORK};
 pub use weights::WeightMatrix;
 
 use crate::error::{Error, Result};
