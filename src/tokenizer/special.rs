@@ -10,7 +10,7 @@
 //! finds every occurrence of every special token in one pass; the claims are then settled in
 //! priority order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use super::vocab::{Attr, FxBuild, TokenId, Vocab};
@@ -238,17 +238,16 @@ impl SpecialMatcher {
         // Settle claims in priority order, each token's occurrences left to right: an
         // occurrence is taken unless it overlaps one taken before.
         found.sort_unstable();
-        let mut taken: Vec<(usize, usize, TokenId)> = Vec::new(); // sorted by start, disjoint
+        let mut taken: BTreeMap<usize, (usize, TokenId)> = BTreeMap::new(); // start → (end, id)
         for (_, start, end, id) in found {
-            let i = taken.partition_point(|t| t.0 < start);
-            let clashes_left = i > 0 && taken[i - 1].1 > start;
-            let clashes_right = i < taken.len() && taken[i].0 < end;
+            let clashes_left = taken.range(..=start).next_back().is_some_and(|(_, &(e, _))| e > start);
+            let clashes_right = taken.range(start..end).next().is_some();
             if !clashes_left && !clashes_right {
-                taken.insert(i, (start, end, id));
+                taken.insert(start, (end, id));
             }
         }
         let mut pos = 0;
-        for (start, end, id) in taken {
+        for (start, (end, id)) in taken {
             if start > pos {
                 out.push(Fragment::Text(pos..start));
             }
