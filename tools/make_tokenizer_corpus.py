@@ -74,6 +74,7 @@ corpus = [
     "<unused0> and <unused99>",
     "<start_of_image> image",
     "[multimodal]",
+    "strike <s>this</s> out, and </s> alone",
     "not a token: <|im_sta rt|> <start of turn>",
     "<0x41> looks like a byte token",
     # repetition and long runs

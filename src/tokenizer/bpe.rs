@@ -13,8 +13,11 @@ use super::vocab::{FxBuild, TokenId, Vocab};
 
 /// The merge table and word splitter of a byte-level BPE model.
 pub(crate) struct Bpe {
-    /// (left id, right id) packed as `left << 32 | right` → merge rank (lower merges first).
-    ranks: HashMap<u64, u32, FxBuild>,
+    /// (left id, right id) packed as `left << 32 | right` → (merge rank, id of the merged text
+    /// or `NONE`); a lower rank merges first.
+    merges: HashMap<u64, (u32, TokenId), FxBuild>,
+    /// The token of each byte's one-character spelling, or `NONE`.
+    byte_ids: [TokenId; 256],
     pub pre: PreTokenizer,
     /// Emit a word that is itself a token without merging (Llama 3's tokenizer does this).
     ignore_merges: bool,
@@ -42,39 +45,45 @@ pub(crate) struct BpeScratch {
     words: Vec<std::ops::Range<usize>>,
     spelled: String,
     symbols: Vec<Symbol>,
-    /// Candidate merges: (rank, left, right, combined length), smallest rank then leftmost first.
     heap: Heap,
 }
 
-type Heap = BinaryHeap<Reverse<(u32, u32, u32, u32)>>;
+/// Candidate merges: (rank, left, right, combined length, merged id), smallest rank then
+/// leftmost first.
+type Heap = BinaryHeap<Reverse<(u32, u32, u32, u32, TokenId)>>;
 
 impl Bpe {
     /// Build from the merge list (`"left right"` strings in rank order). Merges naming a text
     /// that is not a token can never apply and are skipped; a repeated pair keeps its first rank.
     pub fn new(vocab: &Vocab, merges: &[&str], pre: PreTokenizer, ignore_merges: bool) -> Bpe {
-        let mut ranks = HashMap::with_capacity_and_hasher(merges.len(), FxBuild::default());
+        let mut table = HashMap::with_capacity_and_hasher(merges.len(), FxBuild::default());
+        let mut joined = String::new();
         for (rank, m) in merges.iter().enumerate() {
             // Split at the first space after the first byte, so a merge of a space-like
             // token still parses (as llama.cpp does).
             let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else { continue };
             let (a, b) = (&m[..pos], &m[pos + 1..]);
-            if let (Some(a), Some(b)) = (vocab.find(a), vocab.find(b)) {
-                ranks.entry(pair_key(a, b)).or_insert(rank as u32);
+            if let (Some(ia), Some(ib)) = (vocab.find(a), vocab.find(b)) {
+                joined.clear();
+                joined.push_str(a);
+                joined.push_str(b);
+                let merged = vocab.find(&joined).unwrap_or(NONE);
+                table.entry(pair_key(ia, ib)).or_insert((rank as u32, merged));
             }
         }
-        Bpe { ranks, pre, ignore_merges, byte_level: ByteLevel::new() }
+        let byte_level = ByteLevel::new();
+        let mut byte_ids = [NONE; 256];
+        for (b, id) in byte_ids.iter_mut().enumerate() {
+            let mut spelled = String::new();
+            byte_level.encode(&[b as u8], &mut spelled);
+            *id = vocab.find(&spelled).unwrap_or(NONE);
+        }
+        Bpe { merges: table, byte_ids, pre, ignore_merges, byte_level }
     }
 
     /// The byte ↔ character table used to spell words.
     pub fn byte_level(&self) -> &ByteLevel {
         &self.byte_level
-    }
-
-    fn rank(&self, a: TokenId, b: TokenId) -> Option<u32> {
-        if a == NONE || b == NONE {
-            return None;
-        }
-        self.ranks.get(&pair_key(a, b)).copied()
     }
 
     /// Tokenize plain text (no special tokens inside), appending ids to `out`.
@@ -87,8 +96,16 @@ impl Bpe {
         for w in 0..s.words.len() {
             let range = s.words[w].clone();
             s.spelled.clear();
+            s.symbols.clear();
             for &c in &s.chars[range] {
-                self.byte_level.encode(c.encode_utf8(&mut utf8).as_bytes(), &mut s.spelled);
+                for &b in c.encode_utf8(&mut utf8).as_bytes() {
+                    let start = s.spelled.len() as u32;
+                    self.byte_level.encode(&[b], &mut s.spelled);
+                    let i = s.symbols.len() as u32;
+                    let len = s.spelled.len() as u32 - start;
+                    let id = self.byte_ids[b as usize];
+                    s.symbols.push(Symbol { start, len, id, prev: i.wrapping_sub(1), next: i + 1 });
+                }
             }
             if self.ignore_merges {
                 if let Some(id) = vocab.find(&s.spelled) {
@@ -100,23 +117,10 @@ impl Bpe {
         }
     }
 
-    /// Merge the symbols of `s.spelled` and append the resulting tokens.
+    /// Merge the symbols of one word (`s.symbols`, spelling `s.spelled`) and append the
+    /// resulting tokens.
     fn merge_word(&self, vocab: &Vocab, s: &mut BpeScratch, out: &mut Vec<TokenId>) {
         let BpeScratch { spelled, symbols, heap, .. } = s;
-        let word = spelled.as_str();
-        symbols.clear();
-        for (start, c) in word.char_indices() {
-            let len = c.len_utf8();
-            let id = vocab.find(&word[start..start + len]).unwrap_or(NONE);
-            let i = symbols.len() as u32;
-            symbols.push(Symbol {
-                start: start as u32,
-                len: len as u32,
-                id,
-                prev: i.wrapping_sub(1),
-                next: i + 1,
-            });
-        }
         let n = symbols.len();
         if n == 0 {
             return;
@@ -128,17 +132,16 @@ impl Bpe {
         for i in 1..n {
             self.push_pair(symbols, heap, i as u32 - 1, i as u32);
         }
-        while let Some(Reverse((_, l, r, size))) = heap.pop() {
+        while let Some(Reverse((_, l, r, size, merged_id))) = heap.pop() {
             let (left, right) = (symbols[l as usize], symbols[r as usize]);
             // Stale: one side was merged away, or the right side has grown since.
             if left.len == 0 || right.len == 0 || left.len + right.len != size {
                 continue;
             }
-            let (start, end) = (left.start as usize, (left.start + size) as usize);
             let merged = &mut symbols[l as usize];
             merged.len = size;
             merged.next = right.next;
-            merged.id = word.get(start..end).and_then(|t| vocab.find(t)).unwrap_or(NONE);
+            merged.id = merged_id;
             symbols[r as usize].len = 0;
             if right.next != NONE {
                 symbols[right.next as usize].prev = l;
@@ -158,7 +161,7 @@ impl Bpe {
             } else {
                 // A symbol that is not a token: llama.cpp looks each byte of its spelling up as
                 // a one-byte token; only ASCII bytes can match.
-                let text = &word.as_bytes()[sym.start as usize..(sym.start + sym.len) as usize];
+                let text = &spelled.as_bytes()[sym.start as usize..(sym.start + sym.len) as usize];
                 for &b in text {
                     if b.is_ascii() {
                         if let Some(id) = vocab.find(char::from(b).encode_utf8(&mut [0u8; 4])) {
@@ -173,8 +176,11 @@ impl Bpe {
 
     fn push_pair(&self, symbols: &[Symbol], heap: &mut Heap, l: u32, r: u32) {
         let (a, b) = (symbols[l as usize], symbols[r as usize]);
-        if let Some(rank) = self.rank(a.id, b.id) {
-            heap.push(Reverse((rank, l, r, a.len + b.len)));
+        if a.id == NONE || b.id == NONE {
+            return;
+        }
+        if let Some(&(rank, merged)) = self.merges.get(&pair_key(a.id, b.id)) {
+            heap.push(Reverse((rank, l, r, a.len + b.len, merged)));
         }
     }
 }

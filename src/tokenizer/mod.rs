@@ -49,36 +49,6 @@ enum Model {
     Spm(Box<Spm>),
 }
 
-/// Texts that mark the end of a turn; llama.cpp ends generation on them (and on EOS) whatever
-/// the metadata says, and treats them as control tokens.
-const EOT_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|end_of_text|>",
-    "<EOT>",
-    "_<EOT>",
-    "<｜end▁of▁sentence｜>",
-    "<end_of_utterance>",
-];
-/// Other texts that end generation (llama.cpp's list beyond the end-of-turn markers, plus the
-/// fill-in-the-middle pad/repo/file-separator tokens it also stops on).
-const EOG_TEXTS: &[&str] = &[
-    "<|eom_id|>",
-    "<|fim_pad|>",
-    "<fim-pad>",
-    "<fim_pad>",
-    "<PAD>",
-    "<|fim_repo|>",
-    "<|repo_name|>",
-    "<fim-repo>",
-    "<REPO>",
-    "<reponame>",
-    "<|file_sep|>",
-];
-
 /// A model's tokenizer: vocabulary, algorithm, special tokens and flags.
 pub struct Tokenizer {
     vocab: Vocab,
@@ -197,7 +167,7 @@ impl Tokenizer {
         eos = read_id("tokenizer.ggml.eos_token_id", eos)?;
         unk = read_id("tokenizer.ggml.unknown_token_id", unk)?;
         let pad = read_id("tokenizer.ggml.padding_token_id", None)?;
-        let mut eot = read_id("tokenizer.ggml.eot_token_id", None)?;
+        let eot = read_id("tokenizer.ggml.eot_token_id", None)?;
         let eom = read_id("tokenizer.ggml.eom_token_id", None)?;
         if let Some(v) = file.get_bool("tokenizer.ggml.add_space_prefix")? {
             add_space_prefix = v;
@@ -213,24 +183,7 @@ impl Tokenizer {
             return Err(Error::format("tokenizer.ggml.add_eos_token is true, but there is no EOS token"));
         }
 
-        // End-of-generation tokens: EOS, EOT/EOM, and the well-known texts; such tokens are
-        // control tokens even if the converter said otherwise.
-        if eot.is_none() {
-            eot = EOT_TEXTS.iter().find_map(|t| vocab.find(t));
-        }
-        let mut eog: Vec<TokenId> = [eos, eot, eom].into_iter().flatten().collect();
-        for t in EOT_TEXTS.iter().chain(EOG_TEXTS) {
-            if let Some(id) = vocab.find(t) {
-                eog.push(id);
-            }
-        }
-        eog.sort_unstable();
-        eog.dedup();
-        for &id in eog.iter().filter(|&&id| Some(id) != eos) {
-            if let Some(a) = vocab.attrs.get_mut(id as usize) {
-                a.add(Attr::CONTROL);
-            }
-        }
+        let (eot, eog) = special::end_of_generation(&mut vocab, eos, eot, eom);
         let special = SpecialMatcher::new(&vocab);
         Ok(Tokenizer {
             vocab,
@@ -427,7 +380,8 @@ impl Tokenizer {
         self.eos
     }
 
-    /// The end-of-turn token (from metadata, else found by its text, e.g. `<|im_end|>`).
+    /// The end-of-turn token (from metadata, else found by its text, e.g. `<|im_end|>`; the
+    /// first of llama.cpp's list of such texts that the vocabulary has).
     pub fn eot(&self) -> Option<TokenId> {
         self.eot
     }
@@ -452,7 +406,8 @@ impl Tokenizer {
         self.add_eos
     }
 
-    /// Whether generation stops at `id` (EOS, end of turn, and the like).
+    /// Whether generation stops at `id`: EOS, end of turn, and the texts llama.cpp stops on
+    /// (see `special::end_of_generation`).
     pub fn is_eog(&self, id: TokenId) -> bool {
         self.eog.binary_search(&id).is_ok()
     }

@@ -10,10 +10,149 @@
 //! finds every occurrence of every special token in one pass; the claims are then settled in
 //! priority order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use super::vocab::{Attr, FxBuild, TokenId, Vocab};
+
+/// Texts of end-of-turn tokens, in the order we pick the EOT token from (llama.cpp's list).
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+
+/// Fill-in-the-middle token texts (prefix, suffix, middle, pad, repository, file separator);
+/// llama.cpp treats them as control tokens, and stops generation on the last three kinds.
+const FIM_TEXTS: [&[&str]; 6] = [
+    &[
+        "<|fim_prefix|>",
+        "<fim-prefix>",
+        "<fim_prefix>",
+        "<｜fim▁begin｜>",
+        "<PRE>",
+        "▁<PRE>",
+        "<|code_prefix|>",
+        "<|prefix|>",
+    ],
+    &[
+        "<|fim_suffix|>",
+        "<fim-suffix>",
+        "<fim_suffix>",
+        "<｜fim▁hole｜>",
+        "<SUF>",
+        "▁<SUF>",
+        "<|code_suffix|>",
+        "<|suffix|>",
+    ],
+    &[
+        "<|fim_middle|>",
+        "<fim-middle>",
+        "<fim_middle>",
+        "<｜fim▁end｜>",
+        "<MID>",
+        "▁<MID>",
+        "<|code_middle|>",
+        "<|middle|>",
+    ],
+    &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+    &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
+    &["<|file_sep|>"],
+];
+
+/// Texts llama.cpp ends generation on, whatever the metadata says. Note `</s>`: in Gemma 3 it
+/// is a user-defined HTML tag token, yet llama.cpp stops on it and treats it as control.
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
+/// Work out the end-of-turn token and the end-of-generation set as llama.cpp does, marking the
+/// tokens it recognises by text as control tokens. `eot`/`eom` are the metadata's ids, if any.
+/// Returns the EOT token and the sorted EOG ids.
+pub(crate) fn end_of_generation(
+    vocab: &mut Vocab,
+    eos: Option<TokenId>,
+    eot: Option<TokenId>,
+    eom: Option<TokenId>,
+) -> (Option<TokenId>, Vec<TokenId>) {
+    let mut control = Vec::new();
+    let eot = eot.or_else(|| {
+        let found = EOT_TEXTS.iter().find_map(|t| vocab.find(t));
+        control.extend(found);
+        found
+    });
+    let eom = eom.or_else(|| {
+        let found = vocab.find("<|eom_id|>");
+        control.extend(found);
+        found
+    });
+    let mut eog: Vec<TokenId> = [eos, eot, eom].into_iter().flatten().collect();
+    for (kind, texts) in FIM_TEXTS.iter().enumerate() {
+        let found: Vec<TokenId> = texts.iter().filter_map(|t| vocab.find(t)).collect();
+        if kind >= 3 {
+            eog.extend(&found);
+        }
+        control.extend(found);
+    }
+    let by_text: Vec<TokenId> = EOG_TEXTS.iter().filter_map(|t| vocab.find(t)).collect();
+    eog.extend(&by_text);
+    control.extend(by_text);
+    for id in control {
+        if let Some(a) = vocab.attrs.get_mut(id as usize) {
+            a.add(Attr::CONTROL);
+        }
+    }
+    // llama.cpp's model-specific exceptions: gpt-oss/Solar's "<|end|>" is not an end of
+    // generation when the vocabulary also has their call/return markers, and Gemma 4's "</s>"
+    // is not one when "<|tool_response>" exists.
+    let has = |vocab: &Vocab, eog: &[TokenId], t: &str| vocab.find(t).is_some_and(|id| eog.contains(&id));
+    let harmony = (has(vocab, &eog, "<|return|>") && has(vocab, &eog, "<|call|>"))
+        || (has(vocab, &eog, "<|calls|>") && has(vocab, &eog, "<|flush|>"));
+    let exceptions = [
+        (harmony, "<|end|>", Attr::USER_DEFINED),
+        (has(vocab, &eog, "<|tool_response>"), "</s>", Attr::NORMAL),
+    ];
+    for (applies, text, attr) in exceptions {
+        if let (true, Some(id)) = (applies, vocab.find(text)) {
+            eog.retain(|&e| e != id);
+            if let Some(a) = vocab.attrs.get_mut(id as usize) {
+                *a = Attr(attr);
+            }
+        }
+    }
+    eog.sort_unstable();
+    eog.dedup();
+    (eot, eog)
+}
 
 /// A piece of input after special tokens are cut out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,17 +238,16 @@ impl SpecialMatcher {
         // Settle claims in priority order, each token's occurrences left to right: an
         // occurrence is taken unless it overlaps one taken before.
         found.sort_unstable();
-        let mut taken: Vec<(usize, usize, TokenId)> = Vec::new(); // sorted by start, disjoint
+        let mut taken: BTreeMap<usize, (usize, TokenId)> = BTreeMap::new(); // start → (end, id)
         for (_, start, end, id) in found {
-            let i = taken.partition_point(|t| t.0 < start);
-            let clashes_left = i > 0 && taken[i - 1].1 > start;
-            let clashes_right = i < taken.len() && taken[i].0 < end;
+            let clashes_left = taken.range(..=start).next_back().is_some_and(|(_, &(e, _))| e > start);
+            let clashes_right = taken.range(start..end).next().is_some();
             if !clashes_left && !clashes_right {
-                taken.insert(i, (start, end, id));
+                taken.insert(start, (end, id));
             }
         }
         let mut pos = 0;
-        for (start, end, id) in taken {
+        for (start, (end, id)) in taken {
             if start > pos {
                 out.push(Fragment::Text(pos..start));
             }

@@ -379,3 +379,22 @@ fn random_text_round_trips_through_both_algorithms() {
         }
     }
 }
+
+#[test]
+fn end_of_generation_follows_llama_cpp_texts_and_exceptions() {
+    // "</s>" ends generation and becomes a control token, even when user-defined...
+    let t = bpe(&[("</s>", USER), ("<|im_end|>", NORMAL)], &[], "gpt-2", &[]);
+    let close = t.token_id("</s>").unwrap();
+    let im_end = t.token_id("<|im_end|>").unwrap();
+    assert!(t.is_eog(close) && t.is_control(close));
+    assert!(!t.encode("</s>", false, false).contains(&close));
+    assert_eq!(t.encode("</s>", false, true), vec![close]);
+    // ... and a mislabelled end-of-turn token is treated as control.
+    assert!(t.is_eog(im_end) && t.is_control(im_end));
+    assert_eq!(t.eot(), Some(im_end));
+    // Unless the vocabulary is Gemma 4's, which has "<|tool_response>".
+    let t = bpe(&[("</s>", USER), ("<|tool_response>", CONTROL)], &[], "gpt-2", &[]);
+    let close = t.token_id("</s>").unwrap();
+    assert!(!t.is_eog(close) && !t.is_control(close));
+    assert!(t.is_eog(t.token_id("<|tool_response>").unwrap()));
+}

@@ -48,7 +48,7 @@ impl TokenType {
 /// Attribute bits that drive tokenization and decoding. They start from the GGUF type, and the
 /// loader may add `CONTROL` to end-of-turn tokens a converter mislabelled (as llama.cpp does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct Attr(u8);
+pub(crate) struct Attr(pub u8);
 
 impl Attr {
     pub const NORMAL: u8 = 1;
