@@ -7,10 +7,12 @@
 //! model → decoding → session → fronts (CLI, C ABI).
 
 pub mod catalog;
+pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod info;
 pub mod model;
 pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

