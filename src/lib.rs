@@ -14,5 +14,7 @@ pub mod info;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;
+#[cfg(feature = "llama-cpp")]
+pub mod reference;
 
 pub use error::{Error, ErrorKind, Result};
