@@ -13,8 +13,8 @@ pub mod gguf;
 pub mod info;
 pub mod model;
 pub mod quant;
-pub mod tokenizer;
 #[cfg(feature = "llama-cpp")]
 pub mod reference;
+pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

@@ -2,8 +2,6 @@
 //! string, with and without special-token parsing and BOS/EOS, for both catalog models.
 //!
 //! Strings containing NUL are skipped: they cannot cross the C string boundary.
-// Until the feature is declared (it comes with the llama.cpp binding), naming it would warn.
-#![allow(unexpected_cfgs)]
 #![cfg(feature = "llama-cpp")]
 
 use edgespec::catalog::resolve_model;
