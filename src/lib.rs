@@ -11,6 +11,7 @@ pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod info;
+pub mod kernels;
 pub mod model;
 pub mod quant;
 #[cfg(feature = "llama-cpp")]

@@ -1,0 +1,53 @@
+//! aarch64 kernels: NEON (baseline on every aarch64 CPU), and NEON with the `dotprod` extension
+//! (SDOT) where `is_aarch64_feature_detected!` finds it.
+
+mod neon;
+
+use super::{Isa, Kernels};
+
+static NEON: Kernels = Kernels {
+    isa: Isa::Neon,
+    q4_0: neon::rows_q4_0,
+    q4_1: neon::rows_q4_1,
+    q5_0: neon::rows_q5_0,
+    q5_1: neon::rows_q5_1,
+    q8_0: neon::rows_q8_0,
+    q2_k: neon::rows_q2_k,
+    q3_k: neon::rows_q3_k,
+    q4_k: neon::rows_q4_k,
+    q5_k: neon::rows_q5_k,
+    q6_k: neon::rows_q6_k,
+    f32: neon::rows_f32,
+    f16: neon::rows_f16,
+    bf16: neon::rows_bf16,
+    quantize_q8: neon::quantize_q8,
+    quantize_q8k: neon::quantize_q8k,
+    dot_f16_f32: neon::dot_f16_f32,
+    axpy_f16: neon::axpy_f16,
+    f32_to_f16: neon::f32_to_f16,
+    f16_to_f32: neon::f16_to_f32,
+};
+
+static NEON_DOTPROD: Kernels = Kernels {
+    isa: Isa::NeonDotprod,
+    q4_0: neon::rows_q4_0_dot,
+    q4_1: neon::rows_q4_1_dot,
+    q5_0: neon::rows_q5_0_dot,
+    q5_1: neon::rows_q5_1_dot,
+    q8_0: neon::rows_q8_0_dot,
+    q2_k: neon::rows_q2_k_dot,
+    q3_k: neon::rows_q3_k_dot,
+    q4_k: neon::rows_q4_k_dot,
+    q5_k: neon::rows_q5_k_dot,
+    q6_k: neon::rows_q6_k_dot,
+    ..NEON
+};
+
+/// The aarch64 tables this CPU can run, slowest first.
+pub(crate) fn tables() -> Vec<&'static Kernels> {
+    let mut v = vec![&NEON];
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        v.push(&NEON_DOTPROD);
+    }
+    v
+}

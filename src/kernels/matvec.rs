@@ -1,0 +1,204 @@
+//! Batched mat-vec `W (rows × n) · X (n × b)` over a thread pool: the only place that uses rayon.
+//!
+//! Decoding is bound by memory bandwidth, so the mat-vec reads each weight row once and dots it
+//! against all `b ≤ 16` activation columns while the row is in cache: verifying 8 drafted tokens
+//! then streams the same bytes as decoding one. Rows are split into contiguous chunks across an
+//! owned pool. Every output element is computed by the same kernel call sequence whatever `b`, the
+//! chunking or the thread count, so results are bitwise independent of all three.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+use super::acts::QuantizedActs;
+use super::weights::WeightMatrix;
+use super::Kernels;
+
+/// Rows a kernel call handles at once; their `rows × b` results go through a stack buffer.
+const TILE_ROWS: usize = 16;
+
+/// Default: below this much work (weight bytes × (1 + b/2), a rough proxy for time) a mat-vec
+/// runs on the calling thread: waking the pool costs microseconds, as much as streaming ~100 KB. Results are
+/// bitwise the same either way.
+pub const MIN_PARALLEL_WORK: usize = 128 << 10;
+
+/// A thread pool with the kernel table it runs: what a forward pass needs to run mat-vecs.
+pub struct KernelPool {
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+    kernels: &'static Kernels,
+    min_parallel_work: usize,
+}
+
+impl std::fmt::Debug for KernelPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KernelPool({} threads, {})", self.threads, self.kernels.name())
+    }
+}
+
+impl KernelPool {
+    /// A pool of `threads` workers (default: the number of physical cores) running the kernels
+    /// [`Kernels::get`] chose.
+    pub fn new(threads: Option<usize>) -> Result<Self> {
+        Self::with_kernels(threads, Kernels::get())
+    }
+
+    /// A pool running a specific kernel table (tests and benchmarks compare tables).
+    pub fn with_kernels(threads: Option<usize>, kernels: &'static Kernels) -> Result<Self> {
+        let threads = threads.unwrap_or_else(physical_cores);
+        if threads == 0 {
+            return Err(Error::invalid("a kernel pool needs at least one thread"));
+        }
+        let pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("edgespec-kernel-{i}"))
+                .build()
+                .map_err(|e| Error::internal(format!("cannot start {threads} kernel threads: {e}")))?;
+            Some(pool)
+        } else {
+            None
+        };
+        Ok(KernelPool { pool, threads, kernels, min_parallel_work: MIN_PARALLEL_WORK })
+    }
+
+    /// Change the smallest mat-vec (weight bytes × (1 + b/2)) split across the pool; smaller ones
+    /// run on the calling thread. 0 parallelises everything (tests use it to exercise the split).
+    pub fn with_min_parallel_work(mut self, bytes: usize) -> Self {
+        self.min_parallel_work = bytes;
+        self
+    }
+
+    /// Worker threads (1 means the caller's thread does the work).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The kernel table.
+    pub fn kernels(&self) -> &'static Kernels {
+        self.kernels
+    }
+}
+
+/// The output pointer shared by the workers.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: workers write disjoint elements (see `matvec`), and the pointee outlives the parallel
+// section, which ends before `matvec` returns.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Pointer to element `i` (a method, so closures capture the `Sync` wrapper, not the field).
+    ///
+    /// # Safety
+    /// `i` must be inside the output slice.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `i` in bounds.
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// `out = W · X`: `out[j·rows + r]` (column `j` of the result is contiguous, like the activation
+/// columns) is row `r` of `w` dotted with column `j` of `acts`, which must have been quantized for
+/// `w`'s activation kind with `n = w.n()`. `out.len()` must be `acts.b() · w.rows()`.
+pub fn matvec(pool: &KernelPool, w: &WeightMatrix<'_>, acts: &QuantizedActs, out: &mut [f32]) -> Result<()> {
+    let view = acts.view(w.act_kind())?;
+    let (rows, b) = (w.rows(), view.b);
+    if view.n != w.n() {
+        return Err(Error::invalid(format!("activations have {} values, the matrix rows {}", view.n, w.n())));
+    }
+    if out.len() != rows * b {
+        return Err(Error::invalid(format!("mat-vec output holds {}, {rows}×{b} needed", out.len())));
+    }
+    let kernels = pool.kernels;
+    let ptr = OutPtr(out.as_mut_ptr());
+    let run = |r0: usize, r1: usize| -> Result<()> {
+        let mut tile = [0f32; TILE_ROWS * super::MAX_COLUMNS];
+        let mut t0 = r0;
+        while t0 < r1 {
+            let t1 = (t0 + TILE_ROWS).min(r1);
+            let tile = &mut tile[..(t1 - t0) * b];
+            kernels.dot_rows_checked(w, t0..t1, &view, tile)?;
+            for (r, vals) in tile.chunks_exact(b).enumerate() {
+                for (j, &v) in vals.iter().enumerate() {
+                    // SAFETY: `j < b` and `t0 + r < rows`, so the index is inside `out`
+                    // (`rows·b` long, checked above); row ranges given to `run` are disjoint, so
+                    // no two calls write the same element, and `out` is exclusively borrowed by
+                    // this function until every call has returned.
+                    unsafe { *ptr.at(j * rows + t0 + r) = v };
+                }
+            }
+            t0 = t1;
+        }
+        Ok(())
+    };
+    match &pool.pool {
+        Some(tp) if w.bytes() * (1 + b / 2) >= pool.min_parallel_work => {
+            use rayon::prelude::*;
+            let chunk = chunk_rows(rows, pool.threads);
+            let chunks = rows.div_ceil(chunk);
+            tp.install(|| {
+                (0..chunks).into_par_iter().try_for_each(|c| run(c * chunk, ((c + 1) * chunk).min(rows)))
+            })
+        }
+        _ => run(0, rows),
+    }
+}
+
+/// Rows per parallel task: about four tasks per thread (so a thread slowed by a noisy neighbour
+/// does not hold up the others), whole tiles, and at least one tile.
+fn chunk_rows(rows: usize, threads: usize) -> usize {
+    let per = rows.div_ceil(threads * 4);
+    per.div_ceil(TILE_ROWS).max(1) * TILE_ROWS
+}
+
+/// Physical cores available to this process: distinct (package, core) pairs among the online
+/// CPUs in `/sys`, capped by [`std::thread::available_parallelism`] (which honours affinity masks
+/// and cgroup quotas); just the latter where `/sys` says nothing.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    match sysfs_physical_cores(Path::new("/sys/devices/system/cpu")) {
+        Some(p) if p > 0 => p.min(logical),
+        _ => logical,
+    }
+}
+
+fn sysfs_physical_cores(root: &Path) -> Option<usize> {
+    let mut cores = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(root).ok()? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|s| s.strip_prefix("cpu")) else { continue };
+        if id.is_empty() || !id.bytes().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).ok().map(|s| s.trim().to_string());
+        if read("online").as_deref() == Some("0") {
+            continue;
+        }
+        let (Some(pkg), Some(core)) = (read("topology/physical_package_id"), read("topology/core_id")) else {
+            continue;
+        };
+        cores.insert((pkg, core));
+    }
+    Some(cores.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_whole_tiles() {
+        assert_eq!(chunk_rows(192, 2), 32);
+        assert_eq!(chunk_rows(5, 8), TILE_ROWS);
+        assert_eq!(chunk_rows(49152, 2) % TILE_ROWS, 0);
+    }
+
+    #[test]
+    fn physical_cores_is_positive() {
+        assert!(physical_cores() >= 1);
+    }
+}

@@ -1,0 +1,220 @@
+//! The element-wise and per-vector ops of a forward pass: RMSNorm, RoPE, softmax, SiLU, GELU,
+//! add and multiply.
+//!
+//! They cost O(hidden size) per token against the mat-vecs' O(weights), so they are plain Rust
+//! (the compiler vectorises the simple loops), written to follow GGML's arithmetic where it
+//! matters for matching llama.cpp: RMSNorm and softmax accumulate their sums in f64, RoPE angles
+//! are built by repeated multiplication in f32. Each works on one vector (one token), so a batch
+//! of tokens gives bitwise the same results as tokens one at a time.
+
+use crate::error::{Error, Result};
+
+fn same_len(what: &str, a: usize, b: usize) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("{what}: lengths {a} and {b} differ")))
+    }
+}
+
+/// RMSNorm: `out_i = (x_i · 1/√(mean(x²) + eps)) · w_i`.
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<()> {
+    same_len("rmsnorm weight", x.len(), w.len())?;
+    same_len("rmsnorm output", x.len(), out.len())?;
+    if x.is_empty() {
+        return Ok(());
+    }
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = sum / x.len() as f64;
+    let scale = 1.0 / ((mean + eps as f64) as f32).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(w) {
+        *o = (v * scale) * w;
+    }
+    Ok(())
+}
+
+/// How RoPE pairs the dimensions it rotates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i + 1)` (llama, GGML mode 0).
+    Normal,
+    /// Halves `(i, i + n_rot/2)` (GPT-NeoX, Qwen, Gemma; GGML mode 2).
+    Neox,
+}
+
+/// The cosines and sines of position `pos` for `n_rot` rotated dimensions: pair `i` turns by
+/// `freq_scale · pos · base^(−2i/n_rot)`, the power built by repeated multiplication as GGML does.
+/// `cos` and `sin` need `n_rot / 2` slots each.
+pub fn rope_angles(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    freq_scale: f32,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) -> Result<()> {
+    if n_rot % 2 != 0 || cos.len() != n_rot / 2 || sin.len() != n_rot / 2 {
+        return Err(Error::invalid(format!(
+            "rope: {n_rot} rotated dims need {} cos/sin slots, got {}/{}",
+            n_rot / 2,
+            cos.len(),
+            sin.len()
+        )));
+    }
+    let step = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for (c, s) in cos.iter_mut().zip(sin.iter_mut()) {
+        let t = freq_scale * theta;
+        *c = t.cos();
+        *s = t.sin();
+        theta *= step;
+    }
+    Ok(())
+}
+
+/// Rotate every head of `x` (`x.len() / head_dim` heads of `head_dim`) in place with angles from
+/// [`rope_angles`]: the first `2·cos.len()` dimensions of each head turn, the rest stay.
+pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) -> Result<()> {
+    let half = cos.len();
+    let n_rot = 2 * half;
+    if head_dim == 0 || x.len() % head_dim != 0 || n_rot > head_dim || sin.len() != half {
+        return Err(Error::invalid(format!(
+            "rope: {} values, head dim {head_dim}, {n_rot} rotated dims",
+            x.len()
+        )));
+    }
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, (&c, &s)) in cos.iter().zip(sin).enumerate() {
+            let (a, b) = match style {
+                RopeStyle::Normal => (2 * i, 2 * i + 1),
+                RopeStyle::Neox => (i, i + half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+    Ok(())
+}
+
+/// Softmax in place: `x_i = exp(x_i − max) / Σ exp(x_j − max)`, the sum in f64.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SiLU: `x / (1 + e^−x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation: `½x(1 + tanh(√(2/π)·x·(1 + 0.044715x²)))`.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// `x_i = silu(x_i)` in place.
+pub fn silu_inplace(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = silu(*v));
+}
+
+/// `x_i = gelu(x_i)` in place.
+pub fn gelu_inplace(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = gelu(*v));
+}
+
+/// Gated FFN activation, SwiGLU: `gate_i = silu(gate_i) · up_i`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) -> Result<()> {
+    same_len("silu_mul", gate.len(), up.len())?;
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu(*g) * u);
+    Ok(())
+}
+
+/// Gated FFN activation, GeGLU: `gate_i = gelu(gate_i) · up_i`.
+pub fn gelu_mul(gate: &mut [f32], up: &[f32]) -> Result<()> {
+    same_len("gelu_mul", gate.len(), up.len())?;
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu(*g) * u);
+    Ok(())
+}
+
+/// `a_i += b_i` (residual connections).
+pub fn add(a: &mut [f32], b: &[f32]) -> Result<()> {
+    same_len("add", a.len(), b.len())?;
+    a.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+    Ok(())
+}
+
+/// `a_i *= b_i`.
+pub fn mul(a: &mut [f32], b: &[f32]) -> Result<()> {
+    same_len("mul", a.len(), b.len())?;
+    a.iter_mut().zip(b).for_each(|(a, &b)| *a *= b);
+    Ok(())
+}
+
+/// `x_i *= s`.
+pub fn scale(x: &mut [f32], s: f32) {
+    x.iter_mut().for_each(|v| *v *= s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rmsnorm_unit_rms() {
+        let x = [3.0f32, -4.0, 0.0, 0.0];
+        let mut out = [0f32; 4];
+        rmsnorm(&x, &[1.0, 2.0, 1.0, 1.0], 0.0, &mut out).unwrap();
+        // mean(x²) = 25/4, so 1/rms = 0.4.
+        assert!((out[0] - 1.2).abs() < 1e-6 && (out[1] + 3.2).abs() < 1e-6, "{out:?}");
+        assert!(rmsnorm(&x, &[1.0], 0.0, &mut out).is_err());
+    }
+
+    #[test]
+    fn rope_styles_pair_differently_and_preserve_norm() {
+        let (mut c, mut s) = ([0f32; 2], [0f32; 2]);
+        rope_angles(3, 4, 10000.0, 1.0, &mut c, &mut s).unwrap();
+        assert!((c[0] - 3f32.cos()).abs() < 1e-6 && (s[0] - 3f32.sin()).abs() < 1e-6);
+        assert!((c[1] - (3.0f32 * 0.01).cos()).abs() < 1e-6);
+        let x0 = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut a = x0;
+        rope(&mut a, 6, &c, &s, RopeStyle::Normal).unwrap();
+        assert!((a[0] - (c[0] - 2.0 * s[0])).abs() < 1e-6 && a[4..] == x0[4..]);
+        let mut b = x0;
+        rope(&mut b, 6, &c, &s, RopeStyle::Neox).unwrap();
+        assert!((b[0] - (c[0] - 3.0 * s[0])).abs() < 1e-6 && (b[2] - (s[0] + 3.0 * c[0])).abs() < 1e-6);
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
+        assert!((norm(&a) - norm(&x0)).abs() < 1e-4 && (norm(&b) - norm(&x0)).abs() < 1e-4);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_inputs() {
+        let mut x = [1000.0f32, 1001.0, 999.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn activations_known_values() {
+        assert_eq!(silu(0.0), 0.0);
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        assert!((gelu(1.0) - 0.841_192).abs() < 1e-5);
+        assert!(gelu(-10.0).abs() < 1e-6);
+        let mut g = [1.0f32, 2.0];
+        silu_mul(&mut g, &[2.0, 0.5]).unwrap();
+        assert!((g[0] - 2.0 * silu(1.0)).abs() < 1e-7 && (g[1] - 0.5 * silu(2.0)).abs() < 1e-7);
+    }
+}

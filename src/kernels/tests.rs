@@ -1,0 +1,117 @@
+//! Unit tests of kernel selection and of the activation quantizers (bit-exact across ISAs).
+
+use super::acts::{q8_stride, ActKind, QuantizedActs};
+use super::{choose, Isa, Kernels};
+use crate::quant::{round_f16, BlockQ8_1, BlockQ8_K, QK, QK_K};
+
+#[test]
+fn env_override_picks_a_table_or_falls_back_to_the_best() {
+    let available = Kernels::available();
+    let best = *available.last().unwrap();
+    assert_eq!(choose(&available, Some("scalar")).isa(), Isa::Scalar);
+    assert_eq!(choose(&available, Some(" scalar\n")).isa(), Isa::Scalar);
+    assert_eq!(choose(&available, None).isa(), best.isa());
+    assert_eq!(choose(&available, Some("")).isa(), best.isa());
+    assert_eq!(choose(&available, Some("no-such-isa")).isa(), best.isa());
+    for k in &available {
+        assert_eq!(choose(&available, Some(k.name())).isa(), k.isa());
+        assert_eq!(Kernels::by_name(k.name()).unwrap().isa(), k.isa());
+    }
+    assert!(Kernels::by_name("no-such-isa").is_err());
+}
+
+/// Columns exercising the quantizers' corner cases: rounding ties, zero blocks, a largest
+/// magnitude that occurs with both signs, large and small scales.
+fn tricky_columns(n: usize) -> Vec<f32> {
+    let mut x = Vec::new();
+    let mut state = 0x1234_5678u32;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+    };
+    for col in 0..6 {
+        for i in 0..n {
+            let v = match col {
+                0 => next(),
+                1 => {
+                    if i % QK == 0 {
+                        127.0
+                    } else {
+                        (i % QK) as f32 - 15.5
+                    }
+                } // scale 1: x.5 ties
+                2 => 0.0,
+                3 => {
+                    if i % 97 == 5 {
+                        -7.0
+                    } else if i % 97 == 60 {
+                        7.0
+                    } else {
+                        next()
+                    }
+                }
+                4 => next() * 3.0e4,
+                _ => next() * 1.0e-3,
+            };
+            x.push(v);
+        }
+    }
+    x
+}
+
+#[test]
+fn activation_quantizers_are_bit_exact_across_isas_and_match_ggml_blocks() {
+    let n = 2 * QK_K;
+    let x = tricky_columns(n);
+    let b = x.len() / n;
+    let scalar = Kernels::scalar();
+    let mut want = QuantizedActs::new();
+    want.quantize(scalar, &x, n, b, &[ActKind::Q8, ActKind::Q8K]).unwrap();
+    // The scalar layout carries exactly GGML's block values.
+    let st = q8_stride(n);
+    for (j, col) in x.chunks_exact(n).enumerate() {
+        for (i, blk) in col.chunks_exact(QK).enumerate() {
+            let g = BlockQ8_1::quantize(blk.try_into().unwrap());
+            assert_eq!(&want.q8_qs_for_tests()[j * n + QK * i..][..QK], &g.qs[..], "col {j} block {i}");
+            assert_eq!(want.q8_d_for_tests()[j * st + i], round_f16(crate::quant::f16_to_f32(g.d)));
+            assert_eq!(want.q8_s_for_tests()[j * st + i], crate::quant::f16_to_f32(g.s));
+        }
+        for (i, blk) in col.chunks_exact(QK_K).enumerate() {
+            let g = BlockQ8_K::quantize(blk.try_into().unwrap());
+            assert_eq!(&want.k_qs_for_tests()[j * n + QK_K * i..][..QK_K], &g.qs[..]);
+            assert_eq!(want.k_d_for_tests()[j * (n / QK_K) + i].to_bits(), g.d.to_bits());
+            assert_eq!(&want.k_bsums_for_tests()[j * (n / 16) + 16 * i..][..16], &g.bsums[..]);
+        }
+    }
+    // Ties really occurred and rounded away from zero (Q8) / to even (Q8_K).
+    assert_eq!(want.q8_qs_for_tests()[n + 1], -15, "−14.5 rounds away from zero");
+    for k in Kernels::available() {
+        let mut got = QuantizedActs::new();
+        got.quantize(k, &x, n, b, &[ActKind::Q8, ActKind::Q8K]).unwrap();
+        assert_eq!(got.q8_qs_for_tests(), want.q8_qs_for_tests(), "{}", k.name());
+        assert_eq!(bits(got.q8_d_for_tests()), bits(want.q8_d_for_tests()), "{}", k.name());
+        assert_eq!(bits(got.q8_s_for_tests()), bits(want.q8_s_for_tests()), "{}", k.name());
+        assert_eq!(got.q8_qsum_for_tests(), want.q8_qsum_for_tests(), "{}", k.name());
+        assert_eq!(got.k_qs_for_tests(), want.k_qs_for_tests(), "{}", k.name());
+        assert_eq!(bits(got.k_d_for_tests()), bits(want.k_d_for_tests()), "{}", k.name());
+        assert_eq!(got.k_bsums_for_tests(), want.k_bsums_for_tests(), "{}", k.name());
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn quantized_acts_reuse_does_not_reallocate() {
+    let k = Kernels::get();
+    let mut acts = QuantizedActs::with_capacity(1536, 16);
+    let ptrs = acts.buffer_ptrs_for_tests();
+    let x = vec![0.5f32; 1536 * 16];
+    for (n, b) in [(1536, 16), (512, 3), (256, 1), (1536, 8)] {
+        acts.quantize(k, &x[..n * b], n, b, &[ActKind::Q8, ActKind::Q8K, ActKind::F32]).unwrap();
+        assert_eq!(acts.buffer_ptrs_for_tests(), ptrs, "n={n} b={b}");
+    }
+}

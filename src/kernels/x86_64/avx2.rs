@@ -1,0 +1,979 @@
+//! AVX2 + FMA + F16C kernels, bit-exact twins of [`super::super::scalar`].
+//!
+//! Every function here requires those three CPU features; the table in `mod.rs` is only handed
+//! out after `is_x86_feature_detected!` confirmed them. Functions are `#[target_feature]` and
+//! `#[inline]`, so the helpers inline into the kernels that share their features.
+//!
+//! Batched dot products decode a group of weight blocks once into registers / a small stack
+//! buffer and dot it against every activation column before moving on, so each weight byte is
+//! read from memory once per mat-vec whatever the batch size. Per column the arithmetic is the
+//! reference one:
+//! - legacy types: the products of 8 consecutive blocks are reduced to 8 block sums with one tree
+//!   of horizontal adds, then `fma(isum, d_w·d_a)` (and `fma(m_w, s_a)`) into 8 float lanes, lane
+//!   `k` = block `k mod 8`, exactly as the reference;
+//! - K-quants: `maddubs` + `madd` by the group scale keep lane `l` = elements `4l..4l+4` of each
+//!   32-chunk, accumulated exactly in i32 over the super-block, then the two fmas;
+//! - float rows: one `fma` per 8 elements into 8 lanes.
+//!
+//! The final fold of the 8 lanes is [`hsum`], the order [`crate::quant::dot::Lanes8::sum`] fixes.
+
+use core::arch::x86_64::*;
+
+use half::{bf16, f16};
+
+use crate::kernels::acts::{ActsView, MAX_COLUMNS};
+use crate::quant::{
+    k4_scale_min, q3_k_scales, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1,
+    BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)))
+}
+
+/// Eight f16 values (bits) to f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16x8(bits: &[u16; 8]) -> __m256 {
+    _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr().cast()))
+}
+
+/// Sums of 8 vectors of 8 i32: lane `k` is the sum of `v[k]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn reduce_i32(v: &[__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    let q0 = _mm256_hadd_epi32(h01, h23);
+    let q1 = _mm256_hadd_epi32(h45, h67);
+    _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31))
+}
+
+/// How far ahead of the block being decoded the weights are prefetched: far enough to cover the
+/// memory latency at the slowest (largest-batch) per-block rate.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Prefetch the `len` bytes that sit `PREFETCH_BYTES` after `p` (past the end of the weights the
+/// hint is simply wasted; prefetches never fault).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
+    let base = p.cast::<i8>().wrapping_add(PREFETCH_BYTES);
+    let mut off = 0;
+    while off < len {
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off));
+        off += 64;
+    }
+}
+
+/// The 32 nibbles of 16 bytes in element order (`j` low, `j + 16` high).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
+    let raw = _mm_loadu_si128(qs.as_ptr().cast());
+    let m = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(raw, m);
+    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// Byte `i` = 0x10 where bit `i` of `bits` is set, else 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn bits_to_0x10(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    );
+    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let sel = _mm256_and_si256(_mm256_shuffle_epi8(v, spread), mask);
+    _mm256_and_si256(_mm256_cmpeq_epi8(sel, mask), _mm256_set1_epi8(0x10))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy 32-element blocks
+// ---------------------------------------------------------------------------------------------
+
+/// How a legacy block decodes, and how the per-block integer sums of a group reduce.
+trait Legacy: Copy {
+    /// Subtracted from every quant (`value = q − OFFSET`), applied as `OFFSET·Σa`.
+    const OFFSET: i32;
+    /// Whether the block has a minimum (paired with Q8_1's `s`).
+    const MIN: bool;
+    /// Unsigned quants (signed for Q8_0) in element order.
+    unsafe fn quants(&self) -> __m256i;
+    /// Scale bits.
+    fn d(&self) -> u16;
+    /// Minimum bits (0 when there is none).
+    fn m(&self) -> u16;
+    /// `Σ q·a` of eight blocks (lane k = block k); `a` points at the activations of block 0.
+    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// `Σ q·a` of the first `cnt ≤ 4` of four blocks (lanes 0..4, zero beyond `cnt`).
+    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i;
+}
+
+/// Lane `k` = sum of the 16 i16 lanes of `p[k]`, for maddubs products up to 4095 per lane.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products_narrow8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
+    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
+    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
+    // Per 128-bit half: [p0, …, p7], each the sum of that half's 8 lanes (≤ 8·4095).
+    let o = _mm256_hadd_epi16(q0, q1);
+    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(o));
+    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(o, 1));
+    _mm256_add_epi32(lo, hi)
+}
+
+/// As [`products_narrow8`] for products up to 8191 per lane: two i16 levels, then i32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products_wide8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
+    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
+    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
+    // Per half: [p0, p1, p2, p3] (resp. p4..p7) as i32.
+    let w0 = _mm256_madd_epi16(q0, ones);
+    let w1 = _mm256_madd_epi16(q1, ones);
+    _mm256_add_epi32(_mm256_permute2x128_si256(w0, w1, 0x20), _mm256_permute2x128_si256(w0, w1, 0x31))
+}
+
+/// Lanes 0..4 = sums of the first `cnt` of four blocks (products up to 8191 per lane).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
+    let mut p = [_mm256_setzero_si256(); 4];
+    for k in 0..cnt.min(4) {
+        p[k] = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
+    }
+    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
+    let w = _mm256_madd_epi16(q0, _mm256_set1_epi16(1));
+    _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1))
+}
+
+/// Signed Q8_0 × Q8 products of one block as 8 i32: `maddubs(|q|, a·sign(q))` is exact since
+/// |q| ≤ 128 and |a| ≤ 127.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn products_signed(q: __m256i, a: *const i8) -> __m256i {
+    let ak = _mm256_sign_epi8(_mm256_loadu_si256(a.cast()), q);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), ak), _mm256_set1_epi16(1))
+}
+
+macro_rules! legacy_unsigned {
+    ($t:ty, $offset:expr, $min:expr, $sums8:ident, |$b:ident| $quants:expr, $m:expr) => {
+        impl Legacy for $t {
+            const OFFSET: i32 = $offset;
+            const MIN: bool = $min;
+            #[inline(always)]
+            unsafe fn quants(&self) -> __m256i {
+                let $b = self;
+                $quants
+            }
+            #[inline(always)]
+            fn d(&self) -> u16 {
+                self.d
+            }
+            #[inline(always)]
+            fn m(&self) -> u16 {
+                let $b = self;
+                $m
+            }
+            #[inline(always)]
+            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                $sums8(q, a)
+            }
+            #[inline(always)]
+            unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
+                products4(q, a, cnt)
+            }
+        }
+    };
+}
+
+legacy_unsigned!(BlockQ4_0, 8, false, products_narrow8, |b| nibbles(&b.qs), {
+    let _ = b;
+    0
+});
+legacy_unsigned!(BlockQ4_1, 0, true, products_narrow8, |b| nibbles(&b.qs), b.m);
+legacy_unsigned!(
+    BlockQ5_0,
+    16,
+    false,
+    products_wide8,
+    |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
+    {
+        let _ = b;
+        0
+    }
+);
+legacy_unsigned!(
+    BlockQ5_1,
+    0,
+    true,
+    products_wide8,
+    |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
+    b.m
+);
+
+impl Legacy for BlockQ8_0 {
+    const OFFSET: i32 = 0;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn quants(&self) -> __m256i {
+        _mm256_loadu_si256(self.qs.as_ptr().cast())
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn m(&self) -> u16 {
+        0
+    }
+    #[inline(always)]
+    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+        let v: [__m256i; 8] = std::array::from_fn(|k| products_signed(q[k], a.add(QK * k)));
+        reduce_i32(&v)
+    }
+    #[inline(always)]
+    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
+        let mut v = [_mm256_setzero_si256(); 8];
+        for k in 0..cnt.min(4) {
+            v[k] = products_signed(q[k], a.add(QK * k));
+        }
+        _mm256_castsi256_si128(reduce_i32(&v))
+    }
+}
+
+/// Apply a group's block sums to column `c`: offset correction, then the reference fmas.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_apply<L: Legacy>(
+    mut isum: __m256i,
+    dw: __m256,
+    mw: __m256,
+    acts: &ActsView<'_>,
+    c: usize,
+    g: usize,
+    acc: &mut __m256,
+) {
+    let at = c * acts.q8_stride + g;
+    if L::OFFSET != 0 {
+        let qsum = _mm256_loadu_si256(acts.q8_qsum.as_ptr().add(at).cast());
+        isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(qsum, _mm256_set1_epi32(L::OFFSET)));
+    }
+    let da = _mm256_loadu_ps(acts.q8_d.as_ptr().add(at));
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), *acc);
+    if L::MIN {
+        let sa = _mm256_loadu_ps(acts.q8_s.as_ptr().add(at));
+        *acc = _mm256_fmadd_ps(mw, sa, *acc);
+    }
+}
+
+/// Eight blocks' scales and minimums as f32: one gather of each block's first four bytes
+/// (`d`, then `m` or the next two bytes), split into the two f16 halves.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
+    let size = std::mem::size_of::<L>() as i32;
+    let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(size));
+    let v = _mm256_i32gather_epi32::<1>(blocks.cast(), idx);
+    // Per 128-bit half: the four low u16 (d), then the four high u16 (m).
+    let split = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
+        14, 15,
+    );
+    let t = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, split), 0b11_01_10_00);
+    let dw = _mm256_cvtph_ps(_mm256_castsi256_si128(t));
+    let mw = if L::MIN { _mm256_cvtph_ps(_mm256_extracti128_si256(t, 1)) } else { _mm256_setzero_ps() };
+    (dw, mw)
+}
+
+/// Eight whole blocks (starting at block `g` of the row) against every column.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_group8<L: Legacy>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
+    prefetch_ahead(blocks.as_ptr(), 8 * std::mem::size_of::<L>());
+    let q: [__m256i; 8] = std::array::from_fn(|k| blocks[k].quants());
+    let (dw, mw) = scales8(blocks.as_ptr());
+    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
+        legacy_apply::<L>(L::sums8(&q, a), dw, mw, acts, c, g, acc);
+    }
+}
+
+/// The last `blocks.len() < 8` blocks of a row (starting at block `g`, lanes 0..len).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_tail<L: Legacy>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
+    let cnt = blocks.len().min(7);
+    let mut q = [_mm256_setzero_si256(); 8];
+    let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
+    for (k, blk) in blocks.iter().take(cnt).enumerate() {
+        q[k] = blk.quants();
+        dh[k] = blk.d();
+        mh[k] = blk.m();
+    }
+    let (dw, mw) = (f16x8(&dh), f16x8(&mh));
+    let lo = [q[0], q[1], q[2], q[3]];
+    let hi = [q[4], q[5], q[6], q[7]];
+    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
+        let s_lo = L::sums4(&lo, a, cnt);
+        let s_hi = if cnt > 4 { L::sums4(&hi, a.add(4 * QK), cnt - 4) } else { _mm_setzero_si128() };
+        legacy_apply::<L>(_mm256_set_m128i(s_hi, s_lo), dw, mw, acts, c, g, acc);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+    let b = acts.b;
+    let full = nb / 8 * 8;
+    for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
+        let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
+        let mut g = 0;
+        while g < full {
+            legacy_group8(&row[g..g + 8], g, acts, &mut acc);
+            g += 8;
+        }
+        if full < nb {
+            legacy_tail(&row[full..], full, acts, &mut acc);
+        }
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = hsum(*a);
+        }
+    }
+}
+
+macro_rules! legacy_entry {
+    ($name:ident, $t:ty) => {
+        /// Row kernel (see `RowsFn`).
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C must be available; the `RowsFn` shape contract must hold.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn $name(w: &[$t], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+            rows_legacy(w, nb, acts, out)
+        }
+    };
+}
+legacy_entry!(rows_q4_0, BlockQ4_0);
+legacy_entry!(rows_q4_1, BlockQ4_1);
+legacy_entry!(rows_q5_0, BlockQ5_0);
+legacy_entry!(rows_q5_1, BlockQ5_1);
+legacy_entry!(rows_q8_0, BlockQ8_0);
+
+// ---------------------------------------------------------------------------------------------
+// K-quant super-blocks
+// ---------------------------------------------------------------------------------------------
+
+/// A super-block decoded for the dot product: quants of 32-chunk `t` in `q[t]`, the i16 group
+/// scales of that chunk in `sc[t]` (lanes 0..8: group 2t, lanes 8..16: group 2t+1), and the 16
+/// correction factors (mins, or scales for offset types).
+struct KDecoded {
+    q: [__m256i; 8],
+    sc: [__m256i; 8],
+    corr: __m256i,
+    d: f32,
+    dmin: f32,
+}
+
+trait KQuant: Copy {
+    /// `Some(log2 offset)` for offset types (Q3_K: 2, Q6_K: 5); `None` for min types.
+    const OFFSET_SHIFT: Option<i32>;
+    unsafe fn decode(&self) -> KDecoded;
+}
+
+/// Chunk scale vectors from 16 per-group scales.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn group_scales(s: &[i16; 16]) -> [__m256i; 8] {
+    let mut v = [_mm256_setzero_si256(); 8];
+    for (t, v) in v.iter_mut().enumerate() {
+        *v = _mm256_set_m128i(_mm_set1_epi16(s[2 * t + 1]), _mm_set1_epi16(s[2 * t]));
+    }
+    v
+}
+
+/// Chunk scale vectors from 8 per-32 scales.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn chunk_scales(s: &[u8; 8]) -> [__m256i; 8] {
+    let mut v = [_mm256_setzero_si256(); 8];
+    for (t, v) in v.iter_mut().enumerate() {
+        *v = _mm256_set1_epi16(s[t] as i16);
+    }
+    v
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_i16x16(v: &[i16; 16]) -> __m256i {
+    _mm256_loadu_si256(v.as_ptr().cast())
+}
+
+impl KQuant for BlockQ2_K {
+    const OFFSET_SHIFT: Option<i32> = None;
+    #[inline(always)]
+    unsafe fn decode(&self) -> KDecoded {
+        let m3 = _mm256_set1_epi8(3);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let raw = _mm256_loadu_si256(self.qs.as_ptr().add(32 * h).cast());
+            q[4 * h] = _mm256_and_si256(raw, m3);
+            q[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 2), m3);
+            q[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m3);
+            q[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(raw, 6), m3);
+        }
+        let sc: [i16; 16] = std::array::from_fn(|g| (self.scales[g] & 0x0f) as i16);
+        let mn: [i16; 16] = std::array::from_fn(|g| (self.scales[g] >> 4) as i16);
+        KDecoded {
+            q,
+            sc: group_scales(&sc),
+            corr: load_i16x16(&mn),
+            d: crate::quant::f16_to_f32(self.d),
+            dmin: crate::quant::f16_to_f32(self.dmin),
+        }
+    }
+}
+
+impl KQuant for BlockQ3_K {
+    const OFFSET_SHIFT: Option<i32> = Some(2);
+    #[inline(always)]
+    unsafe fn decode(&self) -> KDecoded {
+        let m3 = _mm256_set1_epi8(3);
+        let one = _mm256_set1_epi8(1);
+        let hm = _mm256_loadu_si256(self.hmask.as_ptr().cast());
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let raw = _mm256_loadu_si256(self.qs.as_ptr().add(32 * h).cast());
+            let lows = [
+                _mm256_and_si256(raw, m3),
+                _mm256_and_si256(_mm256_srli_epi16(raw, 2), m3),
+                _mm256_and_si256(_mm256_srli_epi16(raw, 4), m3),
+                _mm256_and_si256(_mm256_srli_epi16(raw, 6), m3),
+            ];
+            for (j, low) in lows.into_iter().enumerate() {
+                let bit = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128((4 * h + j) as i32)), one);
+                q[4 * h + j] = _mm256_or_si256(low, _mm256_slli_epi16(bit, 2));
+            }
+        }
+        let raw = q3_k_scales(&self.scales);
+        let sc: [i16; 16] = std::array::from_fn(|g| raw[g] as i16 - 32);
+        KDecoded {
+            q,
+            sc: group_scales(&sc),
+            corr: load_i16x16(&sc),
+            d: crate::quant::f16_to_f32(self.d),
+            dmin: 0.0,
+        }
+    }
+}
+
+/// Scales and mins of Q4_K/Q5_K: (chunk scales, mins repeated per 16-group).
+#[inline(always)]
+fn k4_unpack(s: &[u8; 12]) -> ([u8; 8], [i16; 16]) {
+    let mut sc = [0u8; 8];
+    let mut mn = [0i16; 16];
+    for j in 0..8 {
+        let (a, m) = k4_scale_min(j, s);
+        sc[j] = a;
+        mn[2 * j] = m as i16;
+        mn[2 * j + 1] = m as i16;
+    }
+    (sc, mn)
+}
+
+impl KQuant for BlockQ4_K {
+    const OFFSET_SHIFT: Option<i32> = None;
+    #[inline(always)]
+    unsafe fn decode(&self) -> KDecoded {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for i in 0..4 {
+            let raw = _mm256_loadu_si256(self.qs.as_ptr().add(32 * i).cast());
+            q[2 * i] = _mm256_and_si256(raw, m4);
+            q[2 * i + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        }
+        let (sc, mn) = k4_unpack(&self.scales);
+        KDecoded {
+            q,
+            sc: chunk_scales(&sc),
+            corr: load_i16x16(&mn),
+            d: crate::quant::f16_to_f32(self.d),
+            dmin: crate::quant::f16_to_f32(self.dmin),
+        }
+    }
+}
+
+impl KQuant for BlockQ5_K {
+    const OFFSET_SHIFT: Option<i32> = None;
+    #[inline(always)]
+    unsafe fn decode(&self) -> KDecoded {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let one = _mm256_set1_epi8(1);
+        let hb = _mm256_loadu_si256(self.qh.as_ptr().cast());
+        let mut q = [_mm256_setzero_si256(); 8];
+        for i in 0..4 {
+            let raw = _mm256_loadu_si256(self.qs.as_ptr().add(32 * i).cast());
+            let h0 = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * i as i32)), one);
+            let h1 = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * i as i32 + 1)), one);
+            q[2 * i] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
+            q[2 * i + 1] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_slli_epi16(h1, 4));
+        }
+        let (sc, mn) = k4_unpack(&self.scales);
+        KDecoded {
+            q,
+            sc: chunk_scales(&sc),
+            corr: load_i16x16(&mn),
+            d: crate::quant::f16_to_f32(self.d),
+            dmin: crate::quant::f16_to_f32(self.dmin),
+        }
+    }
+}
+
+impl KQuant for BlockQ6_K {
+    const OFFSET_SHIFT: Option<i32> = Some(5);
+    #[inline(always)]
+    unsafe fn decode(&self) -> KDecoded {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(3);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let l0 = _mm256_loadu_si256(self.ql.as_ptr().add(64 * h).cast());
+            let l1 = _mm256_loadu_si256(self.ql.as_ptr().add(64 * h + 32).cast());
+            let hb = _mm256_loadu_si256(self.qh.as_ptr().add(32 * h).cast());
+            let high = |k: i32| {
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * k)), m2), 4)
+            };
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(l0, m4), high(0));
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), high(1));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), high(2));
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), high(3));
+        }
+        let sc: [i16; 16] = std::array::from_fn(|g| self.scales[g] as i16);
+        KDecoded {
+            q,
+            sc: group_scales(&sc),
+            corr: load_i16x16(&sc),
+            d: crate::quant::f16_to_f32(self.d),
+            dmin: 0.0,
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn rows_k<K: KQuant>(w: &[K], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+    let (b, n) = (acts.b, acts.n);
+    let (nk, ng) = (n / QK_K, n / 16);
+    for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
+        let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
+        for (i, blk) in row.iter().enumerate() {
+            prefetch_ahead(blk, std::mem::size_of::<K>());
+            let dec = blk.decode();
+            for (c, acc) in acc.iter_mut().enumerate().take(b) {
+                let a = acts.k_qs.as_ptr().add(c * n + QK_K * i);
+                let mut isum = _mm256_setzero_si256();
+                for t in 0..8 {
+                    let p = _mm256_maddubs_epi16(dec.q[t], _mm256_loadu_si256(a.add(32 * t).cast()));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, dec.sc[t]));
+                }
+                let bs = _mm256_loadu_si256(acts.k_bsums.as_ptr().add(c * ng + 16 * i).cast());
+                let corr = _mm256_madd_epi16(bs, dec.corr);
+                let da = *acts.k_d.get_unchecked(c * nk + i);
+                match K::OFFSET_SHIFT {
+                    None => {
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dec.d * da), *acc);
+                        *acc =
+                            _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), _mm256_set1_ps(dec.dmin * da), *acc);
+                    }
+                    Some(shift) => {
+                        let isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(corr, _mm_cvtsi32_si128(shift)));
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dec.d * da), *acc);
+                    }
+                }
+            }
+        }
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = hsum(*a);
+        }
+    }
+}
+
+macro_rules! k_entry {
+    ($name:ident, $t:ty) => {
+        /// Row kernel (see `RowsFn`).
+        ///
+        /// # Safety
+        /// AVX2, FMA and F16C must be available; the `RowsFn` shape contract must hold.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn $name(w: &[$t], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+            rows_k(w, nb, acts, out)
+        }
+    };
+}
+k_entry!(rows_q2_k, BlockQ2_K);
+k_entry!(rows_q3_k, BlockQ3_K);
+k_entry!(rows_q4_k, BlockQ4_K);
+k_entry!(rows_q5_k, BlockQ5_K);
+k_entry!(rows_q6_k, BlockQ6_K);
+
+// ---------------------------------------------------------------------------------------------
+// Float rows
+// ---------------------------------------------------------------------------------------------
+
+/// Float rows of `n` against f32 columns; `load(row, i, count)` widens `count ≤ 8` weights at `i`
+/// (zero-filled beyond `count`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn rows_float<T: Copy>(
+    w: &[T],
+    n: usize,
+    acts: &ActsView<'_>,
+    out: &mut [f32],
+    load: unsafe fn(&[T], usize, usize) -> __m256,
+) {
+    let b = acts.b;
+    let full = n / 8 * 8;
+    for (row, out) in w.chunks_exact(n).zip(out.chunks_exact_mut(b)) {
+        let mut c0 = 0;
+        while c0 < b {
+            // Four columns at a time share each widened weight vector.
+            let cols = (b - c0).min(4);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < full {
+                let wv = load(row, i, 8);
+                for (k, acc) in acc.iter_mut().enumerate().take(cols) {
+                    let x = _mm256_loadu_ps(acts.f.as_ptr().add((c0 + k) * n + i));
+                    *acc = _mm256_fmadd_ps(wv, x, *acc);
+                }
+                i += 8;
+            }
+            if full < n {
+                let rest = n - full;
+                let wv = load(row, full, rest);
+                for (k, acc) in acc.iter_mut().enumerate().take(cols) {
+                    let mut xs = [0f32; 8];
+                    xs[..rest].copy_from_slice(&acts.f[(c0 + k) * n + full..(c0 + k) * n + n]);
+                    *acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs.as_ptr()), *acc);
+                }
+            }
+            for k in 0..cols {
+                out[c0 + k] = hsum(acc[k]);
+            }
+            c0 += cols;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f32(row: &[f32], i: usize, count: usize) -> __m256 {
+    if count == 8 {
+        return _mm256_loadu_ps(row.as_ptr().add(i));
+    }
+    let mut v = [0f32; 8];
+    v[..count].copy_from_slice(&row[i..i + count]);
+    _mm256_loadu_ps(v.as_ptr())
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f16(row: &[f16], i: usize, count: usize) -> __m256 {
+    if count == 8 {
+        return _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(i).cast()));
+    }
+    let mut v = [f16::ZERO; 8];
+    v[..count].copy_from_slice(&row[i..i + count]);
+    _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().cast()))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_bf16(row: &[bf16], i: usize, count: usize) -> __m256 {
+    let mut v = [bf16::ZERO; 8];
+    let p = if count == 8 {
+        row.as_ptr().add(i)
+    } else {
+        v[..count].copy_from_slice(&row[i..i + count]);
+        v.as_ptr()
+    };
+    let wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+    _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16))
+}
+
+/// F32 row kernel (see `RowsFn`).
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; the `RowsFn` shape contract must hold.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rows_f32(w: &[f32], n: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+    rows_float(w, n, acts, out, load_f32)
+}
+
+/// F16 row kernel (see `RowsFn`).
+///
+/// # Safety
+/// As [`rows_f32`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rows_f16(w: &[f16], n: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+    rows_float(w, n, acts, out, load_f16)
+}
+
+/// BF16 row kernel (see `RowsFn`).
+///
+/// # Safety
+/// As [`rows_f32`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rows_bf16(w: &[bf16], n: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+    rows_float(w, n, acts, out, load_bf16)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantization
+// ---------------------------------------------------------------------------------------------
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn abs_ps(v: __m256) -> __m256 {
+    _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hmax(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let t = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_max_ss(t, _mm_shuffle_ps(t, t, 1)))
+}
+
+/// Round half away from zero, exactly as `f32::round` for |x| < 2^23.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn round_away(x: __m256) -> __m256 {
+    let t = _mm256_round_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    let frac = abs_ps(_mm256_sub_ps(x, t));
+    let up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5), _CMP_GE_OQ);
+    let one = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(x, _mm256_set1_ps(-0.0)));
+    _mm256_add_ps(t, _mm256_and_ps(up, one))
+}
+
+/// Pack 4×8 i32 (each in i8 range) to 32 i8 in order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pack_i8(v: [__m256i; 4]) -> __m256i {
+    let p01 = _mm256_packs_epi32(v[0], v[1]);
+    let p23 = _mm256_packs_epi32(v[2], v[3]);
+    let p = _mm256_packs_epi16(p01, p23);
+    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)))
+}
+
+/// Q8 column quantizer (see `Kernels::quantize_q8`); bit-exact with the scalar one.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `x.len() == qs.len()`, a multiple of 32, and `d`, `s`,
+/// `qsum` at least `x.len() / 32` long.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], qsum: &mut [i32]) {
+    for i in 0..x.len() / QK {
+        let p = x.as_ptr().add(QK * i);
+        let v = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
+        let m = _mm256_max_ps(
+            _mm256_max_ps(abs_ps(v[0]), abs_ps(v[1])),
+            _mm256_max_ps(abs_ps(v[2]), abs_ps(v[3])),
+        );
+        let amax = hmax(m);
+        let scale = amax / 127.0;
+        let id = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
+        let q = v.map(|v| _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v, id))));
+        let total = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        _mm256_storeu_si256(qs.as_mut_ptr().add(QK * i).cast(), pack_i8(q));
+        // Scale and d·Σq through f16 and back, both at once (F16C rounds to nearest even, as
+        // the scalar conversion does).
+        let pair = _mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_setr_ps(
+            scale,
+            total as f32 * scale,
+            0.0,
+            0.0,
+        )));
+        *d.get_unchecked_mut(i) = _mm_cvtss_f32(pair);
+        *s.get_unchecked_mut(i) = _mm_cvtss_f32(_mm_movehdup_ps(pair));
+        *qsum.get_unchecked_mut(i) = total;
+    }
+}
+
+/// Q8_K column quantizer (see `Kernels::quantize_q8k`); bit-exact with the scalar one.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `x.len() == qs.len()`, a multiple of 256, `d` at least
+/// `x.len() / 256` and `bsums` at least `x.len() / 16` long.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8k(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
+    for i in 0..x.len() / QK_K {
+        let p = x.as_ptr().add(QK_K * i);
+        let mut m = _mm256_setzero_ps();
+        for k in 0..32 {
+            m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(p.add(8 * k))));
+        }
+        let amax = hmax(m);
+        let out = qs.as_mut_ptr().add(QK_K * i);
+        if amax == 0.0 {
+            std::ptr::write_bytes(out, 0, QK_K);
+            std::ptr::write_bytes(bsums.as_mut_ptr().add(16 * i), 0, 16);
+            *d.get_unchecked_mut(i) = 0.0;
+            continue;
+        }
+        // The first value of largest magnitude gives the sign of the scale.
+        let target = _mm256_set1_ps(amax);
+        let mut max = amax;
+        for k in 0..32 {
+            let v = _mm256_loadu_ps(p.add(8 * k));
+            let hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(v), target, _CMP_EQ_OQ));
+            if hit != 0 {
+                max = *p.add(8 * k + hit.trailing_zeros() as usize);
+                break;
+            }
+        }
+        let iscale = -127.0 / max;
+        let iv = _mm256_set1_ps(iscale);
+        let cap = _mm256_set1_ps(127.0);
+        for c in 0..8 {
+            let q: [__m256i; 4] = std::array::from_fn(|k| {
+                let v = _mm256_mul_ps(iv, _mm256_loadu_ps(p.add(32 * c + 8 * k)));
+                let r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                _mm256_cvttps_epi32(_mm256_min_ps(r, cap))
+            });
+            *bsums.get_unchecked_mut(16 * i + 2 * c) = hsum_i32(_mm256_add_epi32(q[0], q[1])) as i16;
+            *bsums.get_unchecked_mut(16 * i + 2 * c + 1) = hsum_i32(_mm256_add_epi32(q[2], q[3])) as i16;
+            _mm256_storeu_si256(out.add(32 * c).cast(), pack_i8(q));
+        }
+        *d.get_unchecked_mut(i) = 1.0 / iscale;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f16 vector ops (KV cache)
+// ---------------------------------------------------------------------------------------------
+
+/// `Σ a_i·x_i` in the reference lane order.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; equal lengths.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_f32(a: &[f16], x: &[f32]) -> f32 {
+    let n = a.len().min(x.len());
+    let full = n / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < full {
+        let w = _mm256_cvtph_ps(_mm_loadu_si128(a.as_ptr().add(i).cast()));
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+        i += 8;
+    }
+    if full < n {
+        let w = load_f16(a, full, n - full);
+        let mut xs = [0f32; 8];
+        xs[..n - full].copy_from_slice(&x[full..n]);
+        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xs.as_ptr()), acc);
+    }
+    hsum(acc)
+}
+
+/// `y_i = fma(alpha, x_i, y_i)`.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; equal lengths.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[f16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let full = n / 8 * 8;
+    let av = _mm256_set1_ps(alpha);
+    let mut i = 0;
+    while i < full {
+        let xv = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i).cast()));
+        let yp = y.as_mut_ptr().add(i);
+        _mm256_storeu_ps(yp, _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(yp)));
+        i += 8;
+    }
+    for i in full..n {
+        y[i] = alpha.mul_add(crate::quant::f16_to_f32(x[i].to_bits()), y[i]);
+    }
+}
+
+/// f32 → f16, round to nearest even.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; equal lengths.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
+    let n = src.len().min(dst.len());
+    let full = n / 8 * 8;
+    let mut i = 0;
+    while i < full {
+        let h = _mm256_cvtps_ph(_mm256_loadu_ps(src.as_ptr().add(i)), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128(dst.as_mut_ptr().add(i).cast(), h);
+        i += 8;
+    }
+    for i in full..n {
+        dst[i] = f16::from_bits(crate::quant::f32_to_f16(src[i]));
+    }
+}
+
+/// f16 → f32.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; equal lengths.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let full = n / 8 * 8;
+    let mut i = 0;
+    while i < full {
+        _mm256_storeu_ps(
+            dst.as_mut_ptr().add(i),
+            _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().add(i).cast())),
+        );
+        i += 8;
+    }
+    for i in full..n {
+        dst[i] = crate::quant::f16_to_f32(src[i].to_bits());
+    }
+}
