@@ -2,6 +2,7 @@
 //! (SDOT) where `is_aarch64_feature_detected!` finds it.
 
 mod neon;
+mod neon_ops;
 
 use super::{Isa, Kernels};
 
@@ -17,15 +18,15 @@ static NEON: Kernels = Kernels {
     q4_k: neon::rows_q4_k,
     q5_k: neon::rows_q5_k,
     q6_k: neon::rows_q6_k,
-    f32: neon::rows_f32,
-    f16: neon::rows_f16,
-    bf16: neon::rows_bf16,
-    quantize_q8: neon::quantize_q8,
-    quantize_q8k: neon::quantize_q8k,
-    dot_f16_f32: neon::dot_f16_f32,
-    axpy_f16: neon::axpy_f16,
-    f32_to_f16: neon::f32_to_f16,
-    f16_to_f32: neon::f16_to_f32,
+    f32: neon_ops::rows_f32,
+    f16: neon_ops::rows_f16,
+    bf16: neon_ops::rows_bf16,
+    quantize_q8: neon_ops::quantize_q8,
+    quantize_q8k: neon_ops::quantize_q8k,
+    dot_f16_f32: neon_ops::dot_f16_f32,
+    axpy_f16: neon_ops::axpy_f16,
+    f32_to_f16: neon_ops::f32_to_f16,
+    f16_to_f32: neon_ops::f16_to_f32,
 };
 
 static NEON_DOTPROD: Kernels = Kernels {

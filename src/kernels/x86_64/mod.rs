@@ -4,6 +4,7 @@
 //! `is_x86_feature_detected!` finds all three; otherwise the scalar table runs.
 
 mod avx2;
+mod avx2_ops;
 
 use super::{Isa, Kernels};
 
@@ -19,15 +20,15 @@ static AVX2: Kernels = Kernels {
     q4_k: avx2::rows_q4_k,
     q5_k: avx2::rows_q5_k,
     q6_k: avx2::rows_q6_k,
-    f32: avx2::rows_f32,
-    f16: avx2::rows_f16,
-    bf16: avx2::rows_bf16,
-    quantize_q8: avx2::quantize_q8,
-    quantize_q8k: avx2::quantize_q8k,
-    dot_f16_f32: avx2::dot_f16_f32,
-    axpy_f16: avx2::axpy_f16,
-    f32_to_f16: avx2::f32_to_f16,
-    f16_to_f32: avx2::f16_to_f32,
+    f32: avx2_ops::rows_f32,
+    f16: avx2_ops::rows_f16,
+    bf16: avx2_ops::rows_bf16,
+    quantize_q8: avx2_ops::quantize_q8,
+    quantize_q8k: avx2_ops::quantize_q8k,
+    dot_f16_f32: avx2_ops::dot_f16_f32,
+    axpy_f16: avx2_ops::axpy_f16,
+    f32_to_f16: avx2_ops::f32_to_f16,
+    f16_to_f32: avx2_ops::f16_to_f32,
 };
 
 /// The x86-64 tables this CPU can run, slowest first.
