@@ -12,6 +12,8 @@ pub mod error;
 pub mod gguf;
 pub mod info;
 pub mod model;
+pub mod platform;
+pub mod power;
 pub mod quant;
 pub mod tokenizer;
 
