@@ -463,6 +463,55 @@ fn pmic_rails_pair_by_name_and_skip_nan_and_unpaired() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// NVML (a stand-in library built from tests/data/power/fake_nvml.c with the C compiler rustc
+// links with; the real libnvidia-ml needs an NVIDIA driver)
+
+#[cfg(target_os = "linux")]
+#[test]
+fn nvml_counters_through_dlopen() {
+    use edgespec::power::NvmlMeter;
+    let t = TempDir::new("nvml");
+    let lib = t.0.join("libnvidia-ml-fake.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = std::process::Command::new(&cc)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(data("fake_nvml.c"))
+        .status()
+        .unwrap_or_else(|e| panic!("running {cc}: {e}"));
+    assert!(status.success());
+    let env = PowerEnv { nvml_library: Some(lib.clone()), ..env_in(&t.0) };
+    let mut m = detect_in(&PowerChoice::Nvml, &env).unwrap();
+    assert_eq!(m.name(), "nvml");
+    assert_eq!(labels(m.as_ref()), vec![("gpu0 Fake GPU Zero".to_string(), Scope::Gpu)]);
+    assert_eq!(m.domains()[0].provenance, Provenance::MeasuredCounter);
+    assert!(
+        m.notes().iter().any(|n| n.contains("gpu1 Fake GPU One") && n.contains("Volta")),
+        "{:?}",
+        m.notes()
+    );
+    // open() read the counter once (100 500 mJ); this is the second call: 101 000 mJ, in µJ.
+    assert_eq!(read_all(m.as_mut()), vec![Reading::Counter { microjoules: 101_000_000, wraps_at: None }]);
+    assert_eq!(read_all(m.as_mut()), vec![Reading::Counter { microjoules: 101_500_000, wraps_at: None }]);
+    drop(m);
+    // Auto takes a GPU-only meter when it is all there is, but any meter that sees the CPU (here a
+    // sampled battery) comes first, counter or not: the CPU is where edgespec runs.
+    let auto = detect_in(&PowerChoice::Auto, &env).unwrap();
+    assert_eq!(auto.name(), "nvml");
+    drop(auto);
+    battery_tree(&t, "Discharging");
+    assert_eq!(detect_in(&PowerChoice::Auto, &env).unwrap().name(), "battery");
+    // A library without the NVML symbols is refused with the reason.
+    let other_c = t.put("other.c", "int unrelated(void) { return 0; }");
+    let other = t.0.join("libother.so");
+    let status =
+        std::process::Command::new(&cc).args(["-shared", "-fPIC", "-o"]).arg(&other).arg(&other_c).status();
+    assert!(status.unwrap().success());
+    let err = NvmlMeter::open(Some(&other)).err().unwrap();
+    assert!(err.to_string().contains("has no nvmlInit_v2"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // macOS powermetrics (captured output)
 
 #[test]
@@ -859,6 +908,62 @@ fn live_sampler_attributes_constant_power_exactly() {
     // Only the instant before the first reading (thread start-up) is uncovered.
     assert!(total - covered < 0.02, "{total} vs {covered}");
     assert!(out.polls >= 5, "boundary readings at each mark: {}", out.polls);
+}
+
+/// Counts the allocations made by one watched thread (the test's), to hold `Sampler::mark` to
+/// its promise of none.
+#[cfg(target_os = "linux")]
+mod alloc_watch {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    pub static WATCHED: AtomicI64 = AtomicI64::new(-1);
+    pub static COUNT: AtomicU64 = AtomicU64::new(0);
+
+    pub struct Counting;
+
+    // SAFETY: defers to the system allocator; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: gettid has no preconditions.
+            if WATCHED.load(Ordering::Relaxed) == i64::from(unsafe { libc::gettid() }) {
+                COUNT.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn marking_a_phase_does_not_allocate() {
+    use std::sync::atomic::Ordering;
+    let s = Sampler::start(Box::new(EstimateMeter::new(3.0).unwrap()), Phase::Idle).unwrap();
+    s.mark(Phase::Prefill); // the first send, outside the watch
+    std::thread::sleep(Duration::from_millis(20));
+    // SAFETY: gettid has no preconditions.
+    alloc_watch::WATCHED.store(i64::from(unsafe { libc::gettid() }), Ordering::SeqCst);
+    // The watch sees this thread's allocations…
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(16)));
+    assert_eq!(alloc_watch::COUNT.swap(0, Ordering::SeqCst), 1);
+    // …and none while marking.
+    for i in 0..2000 {
+        s.mark(if i % 2 == 0 { Phase::Decode } else { Phase::Label("verify") });
+    }
+    alloc_watch::WATCHED.store(-1, Ordering::SeqCst);
+    let allocations = alloc_watch::COUNT.load(Ordering::SeqCst);
+    let out = s.stop().unwrap();
+    assert_eq!(allocations, 0, "Sampler::mark allocated");
+    assert_eq!(out.dropped_marks, 0);
+    assert_eq!(out.timeline.len(), 2002);
 }
 
 #[test]
