@@ -635,6 +635,7 @@ fn csv_meter_splits_the_log_across_marked_phases() {
         assert!(p.duration_s > 0.1, "{p:?}");
         assert!(close(e.covered_s, p.duration_s, 1e-9), "{phase}: {e:?} vs {}", p.duration_s);
         assert!(close(e.energy_j, 5.0 * p.duration_s, 1e-9), "{phase}: {e:?}");
+        assert!(close(out.period.as_secs_f64(), 0.01, 1e-4), "the log's sample spacing: {:?}", out.period);
     }
     // Without the file at the end of the run the measurement says why.
     let s = Sampler::start(Box::new(edgespec::power::CsvMeter::new(&t.0.join("absent.csv"))), Phase::Decode)

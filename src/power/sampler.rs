@@ -475,10 +475,12 @@ fn run(
     }
     let mut notes = p.meter.notes();
     let mut unavailable = p.meter.unavailable().map(str::to_string);
+    let mut log_spacing = None;
     if offline {
         match p.meter.offline_trace() {
             Ok(trace) => {
                 replay.set_max_gap(offline_max_gap(&trace));
+                log_spacing = median_spacing(&trace);
                 for s in &trace {
                     replay.push(wall_secs(wall, s.at), &[Reading::Power { watts: s.watts }]);
                 }
@@ -494,6 +496,11 @@ fn run(
         notes.push(format!("{} of {} readings failed; first: {e}", p.errors, p.polls));
     }
     let mut m = replay.finish(wall);
+    if let Some(spacing) = log_spacing {
+        // A log's own sample spacing is its meter's period (what the protocol's minimum workload
+        // length is counted in), not the nominal one.
+        m.period = Duration::from_secs_f64(spacing);
+    }
     m.unavailable = unavailable;
     m.notes = notes;
     m.polls = p.polls;
@@ -501,12 +508,16 @@ fn run(
     m
 }
 
-/// The longest hole in a log that is still interpolated: five typical sample spacings, at least
-/// one second.
-pub(crate) fn offline_max_gap(trace: &[super::TraceSample]) -> f64 {
+/// The typical spacing of a log's samples (s): the median gap.
+pub(crate) fn median_spacing(trace: &[super::TraceSample]) -> Option<f64> {
     let mut gaps: Vec<f64> =
         trace.windows(2).map(|w| wall_secs(w[0].at, w[1].at)).filter(|g| *g > 0.0).collect();
     gaps.sort_by(f64::total_cmp);
-    let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0.0);
-    (5.0 * median).max(1.0)
+    gaps.get(gaps.len() / 2).copied()
+}
+
+/// The longest hole in a log that is still interpolated: five typical sample spacings, at least
+/// one second.
+pub(crate) fn offline_max_gap(trace: &[super::TraceSample]) -> f64 {
+    (5.0 * median_spacing(trace).unwrap_or(0.0)).max(1.0)
 }
