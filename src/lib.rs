@@ -18,6 +18,8 @@ pub mod power;
 pub mod quant;
 #[cfg(feature = "llama-cpp")]
 pub mod reference;
+pub mod sampling;
+pub mod session;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};

@@ -78,6 +78,58 @@ impl KernelPool {
     pub fn kernels(&self) -> &'static Kernels {
         self.kernels
     }
+
+    /// Run `f` on one of the pool's workers (on the caller's thread for a one-thread pool).
+    /// A forward pass runs inside this, so that the parallel sections it starts are forked from a
+    /// worker (cheap) rather than injected from outside the pool (a cross-thread wake-up each).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            None => f(),
+            Some(tp) => tp.install(f),
+        }
+    }
+
+    /// Split `out` into tasks of `chunk` elements and run `f(task, out_chunk, scratch_part)` for
+    /// each, the tasks spread over the workers in contiguous groups; `scratch` is cut into one
+    /// equal part per worker (it must hold at least one element per thread), reused by that
+    /// worker's tasks in turn. Each task's result depends
+    /// only on its index and inputs, never on which worker ran it.
+    pub fn for_each_chunk<T: Send, S: Send>(
+        &self,
+        out: &mut [T],
+        chunk: usize,
+        scratch: &mut [S],
+        f: impl Fn(usize, &mut [T], &mut [S]) -> Result<()> + Sync,
+    ) -> Result<()> {
+        if chunk == 0 || out.len() % chunk != 0 {
+            return Err(Error::invalid(format!("{} elements do not split into tasks of {chunk}", out.len())));
+        }
+        if scratch.len() < self.threads {
+            return Err(Error::invalid(format!("scratch of {} for {} workers", scratch.len(), self.threads)));
+        }
+        let tasks = out.len() / chunk;
+        let workers = self.threads.min(tasks).max(1);
+        let part = scratch.len() / self.threads;
+        let per_group = tasks.div_ceil(workers);
+        let group = |g: usize, out: &mut [T], scratch: &mut [S]| -> Result<()> {
+            for (t, c) in out.chunks_exact_mut(chunk).enumerate() {
+                f(g * per_group + t, c, &mut *scratch)?;
+            }
+            Ok(())
+        };
+        match &self.pool {
+            Some(tp) if workers > 1 => {
+                use rayon::prelude::*;
+                tp.install(|| {
+                    out.par_chunks_mut(per_group * chunk)
+                        .zip(scratch.par_chunks_mut(part))
+                        .enumerate()
+                        .try_for_each(|(g, (o, s))| group(g, o, &mut s[..part]))
+                })
+            }
+            _ => group(0, out, &mut scratch[..part]),
+        }
+    }
 }
 
 /// The output pointer shared by the workers.

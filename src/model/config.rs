@@ -34,6 +34,15 @@ pub struct ModelConfig {
     pub rms_eps: f32,
     /// Sliding-window size of local attention layers, if the model has them.
     pub sliding_window: Option<usize>,
+    /// RoPE frequency scale (`1 / rope.scaling.factor` for linear scaling, else 1).
+    pub rope_freq_scale: f32,
+    /// Attention scores are multiplied by this before the softmax (default `1/√head_dim`;
+    /// `attention.scale` overrides it).
+    pub attn_scale: f32,
+    /// `cap · tanh(logit / cap)` on attention scores (gemma 2), if set.
+    pub attn_logit_softcap: Option<f32>,
+    /// `cap · tanh(logit / cap)` on the final logits (gemma 2), if set.
+    pub final_logit_softcap: Option<f32>,
 }
 
 impl ModelConfig {
@@ -75,7 +84,19 @@ impl ModelConfig {
             Some(v) => v,
             None => file.get_array("tokenizer.ggml.tokens")?.map(|a| a.len()).unwrap_or(0),
         };
+        let f32_key = |k: &str| file.get_f32(&key(k));
+        let rope_freq_scale =
+            match (file.get_str(&key("rope.scaling.type"))?, f32_key("rope.scaling.factor")?) {
+                (Some("linear") | None, Some(f)) if f > 0.0 => 1.0 / f,
+                _ => 1.0,
+            };
+        let attn_scale = f32_key("attention.scale")?.unwrap_or(1.0 / (head_dim as f32).sqrt());
+        let positive = |v: Option<f32>| v.filter(|&c| c > 0.0);
         Ok(ModelConfig {
+            rope_freq_scale,
+            attn_scale,
+            attn_logit_softcap: positive(f32_key("attn_logit_softcapping")?),
+            final_logit_softcap: positive(f32_key("final_logit_softcapping")?),
             ffn_dim: req("feed_forward_length")?,
             n_layers,
             dim,

@@ -1,6 +1,22 @@
-//! The transformer: hyperparameters read from GGUF metadata, and (to come) the forward pass,
-//! written once for every architecture, with per-architecture differences expressed as data.
+//! The transformer: hyperparameters from GGUF metadata, the per-architecture differences as
+//! data, and one forward pass over a preallocated, truncatable KV cache.
+//!
+//! Reading order: [`config`](ModelConfig) (shapes) → [`arch`](ArchSpec) (what differs between
+//! families) → `weights` (tensor lookup, zero copy) → [`KvCache`] → [`ForwardPlan`] (what a pass
+//! is asked to do) → `attention` → `forward` ([`Model::forward`], [`Workspace`]).
+//! [`synthetic`] writes tiny random models for tests and benchmarks.
 
+mod arch;
+mod attention;
 mod config;
+mod forward;
+mod kv_cache;
+mod plan;
+pub mod synthetic;
+mod weights;
 
+pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
+pub use forward::{Model, Workspace};
+pub use kv_cache::{KvCache, KvType};
+pub use plan::{ForwardPlan, LogitRows, SkipSet, SubLayer, MAX_BATCH, MAX_LAYERS};

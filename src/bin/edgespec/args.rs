@@ -1,6 +1,8 @@
 //! Command-line arguments as parsed (clap), and their validation into library calls.
 
-use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// edgespec: run GGUF language models on the CPU, faster by lossless speculative decoding.
 #[derive(Parser, Debug)]
@@ -16,6 +18,10 @@ pub enum Command {
     Pull(PullArgs),
     /// Describe a model: architecture, tokenizer, tensors, and the memory a session needs.
     Info(InfoArgs),
+    /// Generate a continuation of a prompt; only the generated text goes to stdout.
+    Run(RunArgs),
+    /// Talk with a model in a read-eval-print loop (/reset, /stats, /help; Ctrl-C stops a reply).
+    Chat(ChatArgs),
 }
 
 #[derive(Args, Debug)]
@@ -41,4 +47,154 @@ pub struct InfoArgs {
     /// Also print every metadata entry.
     #[arg(long)]
     pub metadata: bool,
+}
+
+/// How tokens are decoded. Only `plain` exists so far; the others name the speculative
+/// strategies of the CLI contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// One token per forward pass.
+    Plain,
+    /// Prompt-lookup drafting (not implemented yet).
+    Lookup,
+    /// Self-speculative layer skipping (not implemented yet).
+    SelfSpec,
+    /// Early-exit drafting (not implemented yet).
+    EarlyExit,
+    /// Lookahead decoding (not implemented yet).
+    Lookahead,
+    /// Choose per step (not implemented yet).
+    Auto,
+}
+
+/// Options every generating command shares.
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// A catalog name (pulled on first use) or a path to a .gguf file.
+    #[arg(short = 'm', long = "model", default_value = "smollm2-135m")]
+    pub model: String,
+    /// Decoding strategy.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub strategy: Strategy,
+    /// Kernel threads (default: the number of physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Context length in tokens (default: the model's, at most 4096).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+}
+
+/// Sampling options.
+#[derive(Args, Debug)]
+pub struct SamplingArgs {
+    /// Temperature; 0 means greedy (argmax) decoding.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Random seed (default: a fresh one, reported by --stats).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Keep only the K most likely tokens (0 disables).
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the most likely tokens up to a total probability P (1 disables).
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than MIN_P times the most likely one (0 disables).
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise tokens seen in the last --repeat-last-n tokens (1 disables).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repetition penalty considers.
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("input").required(true).args(["prompt", "file"]))]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt text.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the prompt from FILE.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Wrap the prompt in the model's chat template as one user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// Print speed and memory figures to stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write the figures as JSON to PATH.
+    #[arg(long = "stats-json", value_name = "PATH")]
+    pub stats_json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Most tokens per reply.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 1024)]
+    pub n_predict: usize,
+    /// A system message to start the conversation with.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+impl Strategy {
+    /// The strategy as a library choice: only `plain` exists yet.
+    pub fn validate(self) -> edgespec::Result<()> {
+        match self {
+            Strategy::Plain => Ok(()),
+            other => {
+                let name = other.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+                Err(edgespec::Error::unsupported(format!(
+                    "strategy `{name}` is not implemented yet (speculative decoding is the next step); \
+                     use --strategy plain"
+                )))
+            }
+        }
+    }
+}
+
+impl ModelArgs {
+    /// Session options from the flags.
+    pub fn session_options(&self) -> edgespec::Result<edgespec::session::SessionOptions> {
+        self.strategy.validate()?;
+        if self.threads == Some(0) {
+            return Err(edgespec::Error::invalid("--threads must be at least 1"));
+        }
+        Ok(edgespec::session::SessionOptions { threads: self.threads, ctx: self.ctx, ..Default::default() })
+    }
+}
+
+impl SamplingArgs {
+    /// Sampling settings from the flags; a missing seed is drawn from the clock.
+    pub fn params(&self) -> edgespec::Result<edgespec::sampling::SamplingParams> {
+        let seed = self.seed.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            now.as_nanos() as u64 ^ u64::from(std::process::id())
+        });
+        let p = edgespec::sampling::SamplingParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        };
+        p.validate()?;
+        Ok(p)
+    }
 }

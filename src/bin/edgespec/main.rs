@@ -1,6 +1,8 @@
 //! The `edgespec` command line: parse, call the library, print. No inference logic lives here.
 
 mod args;
+mod chat;
+mod run;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull(a) => commands::pull(a),
         Command::Info(a) => commands::info(a),
+        Command::Run(a) => run::run(a),
+        Command::Chat(a) => chat::chat(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,99 @@
+//! Causal self-attention over the KV cache, one (token, head) pair at a time.
+//!
+//! Each query row attends to the cached keys of positions `lo ..= pos` (all earlier positions,
+//! or the last `window` of them on sliding-window layers): scores `q·k · scale`, an optional
+//! soft cap, softmax, then the weighted sum of the cached values. Every (row, head) pair is
+//! computed the same way whatever the batch around it, which keeps a token's logits bitwise
+//! equal whether it is scored alone or among drafted tokens (the batch's own keys are written to
+//! the cache before any row attends, and a row never looks past its own position).
+//!
+//! Numerics: q stays f32, scores and the value sum are accumulated in f32 over the cached (f16)
+//! keys and values, with a two-pass softmax (sum in f64). llama.cpp's CPU flash attention does
+//! the same for batches of 64 queries or more; for smaller batches and single tokens it rounds q
+//! to f16 and accumulates the values in f16, so its own logits depend on the batch size. We
+//! keep the precise variant everywhere: one set of numerics for every batch.
+
+use crate::error::{Error, Result};
+use crate::kernels::{ops, KernelPool};
+
+use super::kv_cache::{KvCache, KvRows};
+
+/// The shape and numerics of one layer's attention.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttnParams {
+    pub layer: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+    /// Multiplies `q·k`.
+    pub scale: f32,
+    /// `cap · tanh(s / cap)` on the scaled scores.
+    pub softcap: Option<f32>,
+    /// Attend to at most this many positions (the own one included).
+    pub window: Option<usize>,
+}
+
+/// `out` (`b × n_heads·head_dim_v`) = attention of the `b` query rows `q` (`b × n_heads·head_dim`)
+/// at positions `start ..` over `cache` (which already holds their keys and values). `scores`
+/// is per-worker scratch of at least `threads × (start + b)` values.
+pub(crate) fn attend(
+    pool: &KernelPool,
+    cache: &KvCache,
+    p: &AttnParams,
+    start: usize,
+    q: &[f32],
+    out: &mut [f32],
+    scores: &mut [f32],
+) -> Result<()> {
+    let (nh, hd, hdv) = (p.n_heads, p.head_dim, p.head_dim_v);
+    if p.n_kv_heads == 0 || nh % p.n_kv_heads != 0 || q.len() % (nh * hd) != 0 {
+        return Err(Error::internal("attention shapes do not agree"));
+    }
+    let b = q.len() / (nh * hd);
+    if out.len() != b * nh * hdv {
+        return Err(Error::internal("attention output of the wrong size"));
+    }
+    let group = nh / p.n_kv_heads;
+    let kernels = pool.kernels();
+    pool.for_each_chunk(out, hdv, scores, |task, o, s| {
+        let (row, head) = (task / nh, task % nh);
+        let pos = start + row;
+        let kv_head = head / group;
+        let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let span = lo..pos + 1;
+        let s = s.get_mut(..span.len()).ok_or_else(|| Error::internal("attention scratch too small"))?;
+        let qh = &q[(row * nh + head) * hd..][..hd];
+        match cache.keys(p.layer, kv_head, span.clone())? {
+            KvRows::F16(k) => {
+                for (sv, kr) in s.iter_mut().zip(k.chunks_exact(hd)) {
+                    *sv = kernels.dot_f16_f32(kr, qh)?;
+                }
+            }
+            KvRows::F32(k) => {
+                for (sv, kr) in s.iter_mut().zip(k.chunks_exact(hd)) {
+                    *sv = crate::quant::dot::dot_f32(kr, qh);
+                }
+            }
+        }
+        match p.softcap {
+            Some(cap) => s.iter_mut().for_each(|v| *v = cap * (*v * p.scale / cap).tanh()),
+            None => s.iter_mut().for_each(|v| *v *= p.scale),
+        }
+        ops::softmax(s);
+        o.fill(0.0);
+        match cache.values(p.layer, kv_head, span)? {
+            KvRows::F16(v) => {
+                for (&w, vr) in s.iter().zip(v.chunks_exact(hdv)) {
+                    kernels.axpy_f16(w, vr, o)?;
+                }
+            }
+            KvRows::F32(v) => {
+                for (&w, vr) in s.iter().zip(v.chunks_exact(hdv)) {
+                    o.iter_mut().zip(vr).for_each(|(o, &x)| *o = x.mul_add(w, *o));
+                }
+            }
+        }
+        Ok(())
+    })
+}

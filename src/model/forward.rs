@@ -1,0 +1,496 @@
+//! The forward pass, written once: embeddings → blocks → final norm → head, for every
+//! architecture [`ArchSpec`] describes.
+//!
+//! A pass takes up to [`MAX_BATCH`] tokens at consecutive positions. Each weight matrix is read
+//! once per pass and dotted with every token's activations (the batched mat-vec), so verifying
+//! `k` drafted tokens streams the same weight bytes as decoding one. Everything else — norms,
+//! RoPE, attention, activations — is computed row by row with the same operations whatever the
+//! batch, so a token's logits are bitwise the same alone, in a batch, or in any prefill chunking
+//! (ARCHITECTURE.md invariant 3; `tests/model_batch_invariance.rs` holds it).
+//!
+//! All buffers live in a [`Workspace`] sized once from the config and the context length; a
+//! pass allocates nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::gguf::GgufFile;
+use crate::kernels::{matvec, ops, KernelPool, QuantizedActs};
+
+use super::arch::{Activation, ArchSpec, EmbedScale};
+use super::attention::{attend, AttnParams};
+use super::config::ModelConfig;
+use super::kv_cache::{KvCache, KvType};
+use super::plan::{ForwardPlan, SubLayer, MAX_BATCH};
+use super::weights::{LayerWeights, Vector, View, Weights};
+
+/// A loaded model: the memory-mapped file, its configuration and architecture, and the checked
+/// locations of its tensors. Cheap to share (`Arc` inside); holds no per-session state.
+pub struct Model {
+    file: Arc<GgufFile>,
+    config: ModelConfig,
+    arch: ArchSpec,
+    weights: Weights,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("arch", &self.arch.name).field("config", &self.config).finish()
+    }
+}
+
+impl Model {
+    /// Map the GGUF file at `path` and load it.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let file = GgufFile::open(path)?;
+        Model::from_file(Arc::new(file)).map_err(|e| e.context(path.display()))
+    }
+
+    /// Load the model in an open file: read the config, pick the architecture, check every
+    /// tensor's presence and shape. Reads no tensor data.
+    pub fn from_file(file: Arc<GgufFile>) -> Result<Model> {
+        let config = ModelConfig::from_gguf(&file)?;
+        let arch = ArchSpec::for_arch(&config.arch)?;
+        if config.rope_dim % 2 != 0 || config.rope_dim > config.head_dim {
+            return Err(Error::format(format!(
+                "RoPE over {} dimensions does not fit heads of {}",
+                config.rope_dim, config.head_dim
+            )));
+        }
+        if config.vocab_size == 0 {
+            return Err(Error::format("the model has an empty vocabulary"));
+        }
+        let weights = Weights::load(&file, &config, &arch)?;
+        Ok(Model { file, config, arch, weights })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The architecture spec.
+    pub fn arch(&self) -> &ArchSpec {
+        &self.arch
+    }
+
+    /// The underlying file (metadata for the tokenizer and chat template).
+    pub fn file(&self) -> &Arc<GgufFile> {
+        &self.file
+    }
+
+    /// Whether the output head reuses the token embeddings.
+    pub fn tied_embeddings(&self) -> bool {
+        self.weights.tied
+    }
+
+    /// A KV cache for `ctx` positions.
+    pub fn new_cache(&self, ctx: usize, ty: KvType) -> Result<KvCache> {
+        KvCache::new(&self.config, ctx, ty)
+    }
+
+    /// Run `tokens` (1 ..= [`MAX_BATCH`]) at positions `plan.start ..` and return the logits of
+    /// the rows `plan.logits` selects, in row order: `(selected rows, vocab)`.
+    ///
+    /// The cache is first truncated to `plan.start` (which must not exceed its length), and holds
+    /// `plan.start + tokens.len()` positions afterwards. A pass that would run past the cache's
+    /// capacity fails with `ContextOverflow` and leaves the cache as it was.
+    pub fn forward<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        plan: &ForwardPlan,
+    ) -> Result<&'w [f32]> {
+        let n = tokens.len();
+        if n == 0 || n > MAX_BATCH {
+            return Err(Error::invalid(format!("a forward pass takes 1..={MAX_BATCH} tokens, got {n}")));
+        }
+        if !cache.matches(&self.config) {
+            return Err(Error::invalid("the KV cache was made for a different model"));
+        }
+        if !ws.matches(&self.config) || cache.capacity() > ws.ctx {
+            return Err(Error::invalid("the workspace was made for a different model or a shorter context"));
+        }
+        if plan.start > cache.len() {
+            return Err(Error::invalid(format!(
+                "a pass at position {} would leave a gap after the {} cached positions",
+                plan.start,
+                cache.len()
+            )));
+        }
+        let end = plan.start + n;
+        if end > cache.capacity() {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!("context full: {end} positions do not fit a context of {}", cache.capacity()),
+            ));
+        }
+        cache.truncate(plan.start)?;
+        let Workspace { pool, bufs, .. } = ws;
+        let rows = pool.install(|| self.run(pool, bufs, cache, tokens, plan))?;
+        cache.set_len(end)?;
+        Ok(&ws.bufs.logits[..rows * self.config.vocab_size])
+    }
+
+    /// Feed `tokens` (any number) from position `start` in chunks of at most `chunk` tokens
+    /// (1 ..= [`MAX_BATCH`]) and return the last token's logits (`vocab`). The result is bitwise
+    /// independent of `chunk`.
+    pub fn prefill<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        start: usize,
+        chunk: usize,
+    ) -> Result<&'w [f32]> {
+        if tokens.is_empty() {
+            return Err(Error::invalid("nothing to prefill"));
+        }
+        if chunk == 0 || chunk > MAX_BATCH {
+            return Err(Error::invalid(format!("prefill chunks hold 1..={MAX_BATCH} tokens, not {chunk}")));
+        }
+        if start + tokens.len() > cache.capacity() {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!(
+                    "context full: {} positions do not fit a context of {}",
+                    start + tokens.len(),
+                    cache.capacity()
+                ),
+            ));
+        }
+        let n_chunks = tokens.len().div_ceil(chunk);
+        for (c, part) in tokens.chunks(chunk).enumerate() {
+            let plan = ForwardPlan::at(start + c * chunk).logits(if c + 1 == n_chunks {
+                super::plan::LogitRows::Last
+            } else {
+                super::plan::LogitRows::None
+            });
+            self.forward(ws, cache, part, &plan)?;
+        }
+        Ok(&ws.bufs.logits[..self.config.vocab_size])
+    }
+
+    /// The pass proper, on a pool worker. Returns the number of logit rows written.
+    fn run(
+        &self,
+        pool: &KernelPool,
+        b: &mut Buffers,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        plan: &ForwardPlan,
+    ) -> Result<usize> {
+        let c = &self.config;
+        let view = View { file: &self.file };
+        let n = tokens.len();
+        let dim = c.dim;
+
+        // Embeddings: `x` (n, dim).
+        for (i, &t) in tokens.iter().enumerate() {
+            let row = &mut b.x[i * dim..(i + 1) * dim];
+            view.embedding(&self.weights, t, row)?;
+            if self.arch.embed_scale == EmbedScale::SqrtDim {
+                ops::scale(row, (dim as f32).sqrt());
+            }
+        }
+
+        // RoPE angles per row, for the global base and (if any) the local one:
+        // `rope_cos[base][i]` (n, rope_dim / 2).
+        let half = c.rope_dim / 2;
+        let bases =
+            [(c.rope_base, c.rope_freq_scale), (self.arch.rope_base_local.unwrap_or(c.rope_base), 1.0)];
+        for (k, &(base, scale)) in bases.iter().enumerate() {
+            for i in 0..n {
+                let at = (k * MAX_BATCH + i) * half;
+                ops::rope_angles(
+                    plan.start + i,
+                    c.rope_dim,
+                    base,
+                    scale,
+                    &mut b.rope_cos[at..at + half],
+                    &mut b.rope_sin[at..at + half],
+                )?;
+            }
+        }
+
+        let last = plan.exit_after.unwrap_or(usize::MAX).min(c.n_layers - 1);
+        for (l, lw) in self.weights.layers.iter().enumerate().take(last + 1) {
+            if !plan.skip.contains(l, SubLayer::Attention) {
+                self.attention(pool, &view, b, cache, lw, l, plan.start, n)?;
+            }
+            if !plan.skip.contains(l, SubLayer::Mlp) {
+                self.mlp(pool, &view, b, lw, n)?;
+            }
+        }
+
+        // Head on the selected rows: gather them into `xn` (rows, dim), norm into `proj`.
+        let mut rows = 0;
+        for i in 0..n {
+            if plan.logits.wants(i, n) {
+                b.xn[rows * dim..(rows + 1) * dim].copy_from_slice(&b.x[i * dim..(i + 1) * dim]);
+                rows += 1;
+            }
+        }
+        if rows == 0 {
+            return Ok(0);
+        }
+        let norm = view.vector(&self.weights.output_norm)?;
+        for r in 0..rows {
+            ops::rmsnorm(
+                &b.xn[r * dim..(r + 1) * dim],
+                norm,
+                c.rms_eps,
+                &mut b.proj[r * dim..(r + 1) * dim],
+            )?;
+        }
+        let head = view.mat(&self.weights.output)?;
+        b.acts.quantize(pool.kernels(), &b.proj[..rows * dim], dim, rows, &[head.act_kind()])?;
+        let logits = &mut b.logits[..rows * c.vocab_size];
+        matvec(pool, &head, &b.acts, logits)?;
+        if let Some(cap) = c.final_logit_softcap {
+            logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        }
+        Ok(rows)
+    }
+
+    /// RMSNorm every row of `x` (rows of `dim`) into `out`.
+    fn norm_rows(&self, w: &[f32], x: &[f32], out: &mut [f32], dim: usize) -> Result<()> {
+        for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+            ops::rmsnorm(xr, w, self.config.rms_eps, or)?;
+        }
+        Ok(())
+    }
+
+    /// Per-head RMSNorm of `x` (heads of `hd`) in place, through `tmp` (`hd`).
+    fn norm_heads(&self, w: &[f32], x: &mut [f32], tmp: &mut [f32], hd: usize) -> Result<()> {
+        for head in x.chunks_exact_mut(hd) {
+            ops::rmsnorm(head, w, self.config.rms_eps, tmp)?;
+            head.copy_from_slice(tmp);
+        }
+        Ok(())
+    }
+
+    /// The residual add of a sub-layer's output `proj` (n, dim), after its optional post-norm.
+    fn residual(&self, view: &View<'_>, b: &mut Buffers, post: Option<&Vector>, n: usize) -> Result<()> {
+        let dim = self.config.dim;
+        let (x, proj, xn) = (&mut b.x[..n * dim], &b.proj[..n * dim], &mut b.xn[..n * dim]);
+        match post {
+            Some(w) => {
+                self.norm_rows(view.vector(w)?, proj, xn, dim)?;
+                ops::add(x, xn)
+            }
+            None => ops::add(x, proj),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        pool: &KernelPool,
+        view: &View<'_>,
+        b: &mut Buffers,
+        cache: &mut KvCache,
+        lw: &LayerWeights,
+        layer: usize,
+        start: usize,
+        n: usize,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (dim, hd, hdv) = (c.dim, c.head_dim, c.head_dim_v);
+        let (qd, kd, vd) = (c.n_heads * hd, c.n_kv_heads * hd, c.n_kv_heads * hdv);
+        let kernels = pool.kernels();
+
+        self.norm_rows(view.vector(&lw.attn_norm)?, &b.x[..n * dim], &mut b.xn[..n * dim], dim)?;
+        b.acts.quantize(kernels, &b.xn[..n * dim], dim, n, &lw.qkv_acts)?;
+        let (q, k, v) = (&mut b.q[..n * qd], &mut b.k[..n * kd], &mut b.v[..n * vd]);
+        matvec(pool, &view.mat(&lw.wq)?, &b.acts, q)?;
+        matvec(pool, &view.mat(&lw.wk)?, &b.acts, k)?;
+        matvec(pool, &view.mat(&lw.wv)?, &b.acts, v)?;
+        for (buf, bias, width) in [(&mut *q, &lw.bq, qd), (&mut *k, &lw.bk, kd), (&mut *v, &lw.bv, vd)] {
+            if let Some(bias) = bias {
+                let bias = view.vector(bias)?;
+                buf.chunks_exact_mut(width).try_for_each(|r| ops::add(r, bias))?;
+            }
+        }
+        if let Some(w) = &lw.q_norm {
+            self.norm_heads(view.vector(w)?, q, &mut b.tmp[..hd], hd)?;
+        }
+        if let Some(w) = &lw.k_norm {
+            self.norm_heads(view.vector(w)?, k, &mut b.tmp[..hd], hd)?;
+        }
+
+        let local = self.arch.is_local(layer) && c.sliding_window.is_some();
+        let base = usize::from(local && self.arch.rope_base_local.is_some());
+        let half = c.rope_dim / 2;
+        for i in 0..n {
+            let at = (base * MAX_BATCH + i) * half;
+            let (cos, sin) = (&b.rope_cos[at..at + half], &b.rope_sin[at..at + half]);
+            let (qr, kr) = (&mut q[i * qd..(i + 1) * qd], &mut k[i * kd..(i + 1) * kd]);
+            ops::rope(qr, hd, cos, sin, self.arch.rope_style)?;
+            ops::rope(kr, hd, cos, sin, self.arch.rope_style)?;
+            cache.write(kernels, layer, start + i, kr, &v[i * vd..(i + 1) * vd])?;
+        }
+
+        let params = AttnParams {
+            layer,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+            head_dim_v: hdv,
+            scale: c.attn_scale,
+            softcap: c.attn_logit_softcap,
+            window: if local { c.sliding_window } else { None },
+        };
+        let att = &mut b.att[..n * c.n_heads * hdv];
+        attend(pool, cache, &params, start, q, att, &mut b.scores)?;
+
+        b.acts.quantize(kernels, att, c.n_heads * hdv, n, &[lw.wo.act])?;
+        matvec(pool, &view.mat(&lw.wo)?, &b.acts, &mut b.proj[..n * dim])?;
+        self.residual(view, b, lw.post_attn_norm.as_ref(), n)
+    }
+
+    fn mlp(
+        &self,
+        pool: &KernelPool,
+        view: &View<'_>,
+        b: &mut Buffers,
+        lw: &LayerWeights,
+        n: usize,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (dim, ffn) = (c.dim, c.ffn_dim);
+        let kernels = pool.kernels();
+        self.norm_rows(view.vector(&lw.ffn_norm)?, &b.x[..n * dim], &mut b.xn[..n * dim], dim)?;
+        b.acts.quantize(kernels, &b.xn[..n * dim], dim, n, &lw.gate_up_acts)?;
+        let (gate, up) = (&mut b.gate[..n * ffn], &mut b.up[..n * ffn]);
+        matvec(pool, &view.mat(&lw.w_gate)?, &b.acts, gate)?;
+        matvec(pool, &view.mat(&lw.w_up)?, &b.acts, up)?;
+        match self.arch.activation {
+            Activation::SiluGated => ops::silu_mul(gate, up)?,
+            Activation::GeluTanhGated => ops::gelu_mul(gate, up)?,
+        }
+        b.acts.quantize(kernels, gate, ffn, n, &[lw.w_down.act])?;
+        matvec(pool, &view.mat(&lw.w_down)?, &b.acts, &mut b.proj[..n * dim])?;
+        self.residual(view, b, lw.post_ffn_norm.as_ref(), n)
+    }
+}
+
+/// The activation buffers of a forward pass, each sized for [`MAX_BATCH`] rows.
+struct Buffers {
+    /// Residual stream, `(B, dim)`.
+    x: Vec<f32>,
+    /// Normed input of the current sub-layer (and gathered head rows), `(B, dim)`.
+    xn: Vec<f32>,
+    /// Output of `attn_output` / `ffn_down` (and normed head rows), `(B, dim)`.
+    proj: Vec<f32>,
+    /// Queries, `(B, n_heads · head_dim)`.
+    q: Vec<f32>,
+    /// Keys, `(B, n_kv_heads · head_dim)`.
+    k: Vec<f32>,
+    /// Values, `(B, n_kv_heads · head_dim_v)`.
+    v: Vec<f32>,
+    /// Attention output, `(B, n_heads · head_dim_v)`.
+    att: Vec<f32>,
+    /// MLP gate (then the gated activation), `(B, ffn_dim)`.
+    gate: Vec<f32>,
+    /// MLP up projection, `(B, ffn_dim)`.
+    up: Vec<f32>,
+    /// Attention scores, `(threads, ctx)`.
+    scores: Vec<f32>,
+    /// One head's norm output, `(head_dim)`.
+    tmp: Vec<f32>,
+    /// RoPE cosines and sines, `(2 bases, B, rope_dim / 2)`.
+    rope_cos: Vec<f32>,
+    rope_sin: Vec<f32>,
+    /// Logits, `(B, vocab)`.
+    logits: Vec<f32>,
+    /// Quantized activations for the mat-vecs, up to `(B, max(dim, ffn_dim, n_heads·head_dim_v))`.
+    acts: QuantizedActs,
+}
+
+/// Everything a forward pass writes besides the KV cache: the thread pool and the activation
+/// buffers, allocated once for a model and a context length.
+pub struct Workspace {
+    pool: KernelPool,
+    ctx: usize,
+    shape: (usize, usize, usize, usize, usize, usize, usize),
+    bufs: Buffers,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Workspace({:?}, ctx {}, {} bytes)", self.pool, self.ctx, self.bytes())
+    }
+}
+
+fn shape_of(c: &ModelConfig) -> (usize, usize, usize, usize, usize, usize, usize) {
+    (c.dim, c.ffn_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.head_dim_v, c.vocab_size)
+}
+
+impl Workspace {
+    /// Buffers for `model` at contexts up to `ctx`, running on `pool`.
+    pub fn new(model: &Model, pool: KernelPool, ctx: usize) -> Result<Workspace> {
+        let c = model.config();
+        let bb = MAX_BATCH;
+        let widest = c.dim.max(c.ffn_dim).max(c.n_heads * c.head_dim_v);
+        let bufs = Buffers {
+            x: vec![0.0; bb * c.dim],
+            xn: vec![0.0; bb * c.dim],
+            proj: vec![0.0; bb * c.dim],
+            q: vec![0.0; bb * c.n_heads * c.head_dim],
+            k: vec![0.0; bb * c.n_kv_heads * c.head_dim],
+            v: vec![0.0; bb * c.n_kv_heads * c.head_dim_v],
+            att: vec![0.0; bb * c.n_heads * c.head_dim_v],
+            gate: vec![0.0; bb * c.ffn_dim],
+            up: vec![0.0; bb * c.ffn_dim],
+            scores: vec![0.0; pool.threads() * ctx.max(1)],
+            tmp: vec![0.0; c.head_dim],
+            rope_cos: vec![0.0; 2 * bb * (c.rope_dim / 2)],
+            rope_sin: vec![0.0; 2 * bb * (c.rope_dim / 2)],
+            logits: vec![0.0; bb * c.vocab_size],
+            acts: QuantizedActs::with_capacity(widest, bb),
+        };
+        Ok(Workspace { pool, ctx, shape: shape_of(c), bufs })
+    }
+
+    /// The thread pool.
+    pub fn pool(&self) -> &KernelPool {
+        &self.pool
+    }
+
+    /// Longest context the buffers serve.
+    pub fn ctx(&self) -> usize {
+        self.ctx
+    }
+
+    fn matches(&self, c: &ModelConfig) -> bool {
+        self.shape == shape_of(c)
+    }
+
+    /// Bytes of the f32 buffers (the quantized activations add about a third of `x`'s).
+    pub fn bytes(&self) -> usize {
+        let b = &self.bufs;
+        4 * [
+            &b.x,
+            &b.xn,
+            &b.proj,
+            &b.q,
+            &b.k,
+            &b.v,
+            &b.att,
+            &b.gate,
+            &b.up,
+            &b.scores,
+            &b.tmp,
+            &b.rope_cos,
+            &b.rope_sin,
+            &b.logits,
+        ]
+        .iter()
+        .map(|v| v.len())
+        .sum::<usize>()
+    }
+}

@@ -1,0 +1,497 @@
+//! A model ready to talk: weights, tokenizer, chat template, KV cache and buffers, loaded once;
+//! [`Session::generate`] and [`Session::chat`] are what the CLI (and later the C ABI) call.
+//!
+//! The session keeps the tokens its cache holds, so text fed later continues the same context:
+//! a chat's earlier turns are never prefilled again. A sampled token is emitted at once but
+//! enters the cache only when something follows it (the next token's pass, or the next turn),
+//! so a generation that stops never pays for a pass whose logits nobody reads.
+//!
+//! Everything per token — activations, logits, the sampler's candidates, the token history — is
+//! allocated when the session (or a generation) starts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::chat::{ChatTemplate, Conversation};
+use crate::error::{Error, ErrorKind, Result};
+use crate::kernels::KernelPool;
+use crate::model::{ForwardPlan, KvCache, KvType, Model, Workspace, MAX_BATCH};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::tokenizer::{TokenId, Tokenizer};
+
+/// Context length used when none is asked for and the model's own is longer.
+pub const DEFAULT_CTX: usize = 4096;
+
+/// How to set a session up.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Kernel threads (default: physical cores).
+    pub threads: Option<usize>,
+    /// Context length in tokens (default: the model's, capped at [`DEFAULT_CTX`]).
+    pub ctx: Option<usize>,
+    /// KV cache element type.
+    pub kv_type: KvType,
+    /// Tokens per prefill pass (1 ..= [`MAX_BATCH`]).
+    pub prefill_chunk: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { threads: None, ctx: None, kv_type: KvType::F16, prefill_chunk: MAX_BATCH }
+    }
+}
+
+/// What to generate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenerateParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// How to pick them.
+    pub sampling: SamplingParams,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { max_tokens: 256, sampling: SamplingParams::default() }
+    }
+}
+
+/// What the token callback wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep generating.
+    Continue,
+    /// Stop now (e.g. the user pressed Ctrl-C).
+    Stop,
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The context is full.
+    ContextFull,
+    /// The callback asked to stop.
+    Cancelled,
+}
+
+/// Figures of one generation (the `--stats-json` fields).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GenerationStats {
+    /// Decoding strategy (`plain` until speculative decoding arrives).
+    pub strategy: &'static str,
+    /// Tokens of the prompt fed in this call.
+    pub prompt_tokens: usize,
+    /// Tokens generated (an end-of-generation token counts).
+    pub generated_tokens: usize,
+    /// Seconds spent feeding the prompt.
+    pub prefill_s: f64,
+    /// Seconds from the first sampled token to the end.
+    pub decode_s: f64,
+    /// Prompt tokens per second.
+    pub prefill_tokens_per_s: f64,
+    /// Generated tokens per second (after the first, which comes from the prefill's logits).
+    pub decode_tokens_per_s: f64,
+    /// Forward passes run (prefill chunks included).
+    pub forward_passes: usize,
+    /// Tokens proposed by a drafter (0 for plain decoding).
+    pub drafted_tokens: usize,
+    /// Drafted tokens the model accepted.
+    pub accepted_tokens: usize,
+    /// Generated tokens per forward pass that produced tokens (the prefill's last pass counts,
+    /// as it yields the first token): 1 for plain decoding, more when drafts are accepted.
+    pub mean_accepted_per_pass: f64,
+    /// Peak resident memory of the process so far, if the OS tells.
+    pub peak_rss_bytes: Option<u64>,
+    /// Why the generation ended.
+    pub stop: StopReason,
+    /// Tokens in the context afterwards.
+    pub context_used: usize,
+    /// The context length.
+    pub context_size: usize,
+}
+
+fn per_s(n: usize, d: f64) -> f64 {
+    if d > 0.0 {
+        n as f64 / d
+    } else {
+        0.0
+    }
+}
+
+/// A loaded model with its tokenizer, cache and buffers.
+pub struct Session {
+    model: Model,
+    tokenizer: Tokenizer,
+    template: Option<Arc<ChatTemplate>>,
+    ws: Workspace,
+    cache: KvCache,
+    prefill_chunk: usize,
+    /// Tokens in the cache, `(ctx)` capacity.
+    history: Vec<TokenId>,
+    /// A token emitted but not yet in the cache.
+    pending: Option<TokenId>,
+    /// Logits after the last cached token, `(vocab)`, valid when `have_logits`.
+    logits: Vec<f32>,
+    have_logits: bool,
+    /// Scratch for the tokens of a new piece of text.
+    feed_buf: Vec<TokenId>,
+    /// The system message chats start with.
+    system: Option<String>,
+    conversation: Conversation,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("model", &self.model)
+            .field("ctx", &self.cache.capacity())
+            .field("used", &self.history.len())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Load the model at `path` and set up a session for it.
+    pub fn load(path: impl AsRef<Path>, opts: &SessionOptions) -> Result<Session> {
+        Session::new(Model::load(path)?, opts)
+    }
+
+    /// A session over an already loaded model.
+    pub fn new(model: Model, opts: &SessionOptions) -> Result<Session> {
+        let tokenizer = Tokenizer::from_gguf(model.file())?;
+        let template = ChatTemplate::from_gguf(model.file())?.map(Arc::new);
+        let trained = model.config().context_length.max(1);
+        let ctx = opts.ctx.unwrap_or(trained.min(DEFAULT_CTX));
+        if ctx == 0 {
+            return Err(Error::invalid("the context length must be at least 1"));
+        }
+        if opts.prefill_chunk == 0 || opts.prefill_chunk > MAX_BATCH {
+            return Err(Error::invalid(format!("prefill chunks hold 1..={MAX_BATCH} tokens")));
+        }
+        let pool = KernelPool::new(opts.threads)?;
+        let ws = Workspace::new(&model, pool, ctx)?;
+        let cache = model.new_cache(ctx, opts.kv_type)?;
+        let vocab = model.config().vocab_size;
+        Ok(Session {
+            tokenizer,
+            template,
+            ws,
+            cache,
+            prefill_chunk: opts.prefill_chunk,
+            history: Vec::with_capacity(ctx),
+            pending: None,
+            logits: vec![0.0; vocab],
+            have_logits: false,
+            feed_buf: Vec::with_capacity(ctx),
+            system: None,
+            conversation: Conversation::new(None),
+            model,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, if the model has one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.template.as_deref()
+    }
+
+    /// Context length in tokens.
+    pub fn context_size(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// Tokens in the context (fed or emitted).
+    pub fn context_used(&self) -> usize {
+        self.history.len() + usize::from(self.pending.is_some())
+    }
+
+    /// The tokens in the context, the emitted-but-not-fed one included.
+    pub fn tokens(&self) -> impl Iterator<Item = TokenId> + '_ {
+        self.history.iter().copied().chain(self.pending)
+    }
+
+    /// The KV cache (for its size).
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// The worker threads the kernels use.
+    pub fn threads(&self) -> usize {
+        self.ws.pool().threads()
+    }
+
+    /// Forget the context and the conversation (a chat starts again from its system message).
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.history.clear();
+        self.pending = None;
+        self.have_logits = false;
+        self.conversation = Conversation::new(self.system.as_deref());
+    }
+
+    /// Start chats with `system` as the system message (or the template's default with `None`);
+    /// resets the session.
+    pub fn set_system(&mut self, system: Option<&str>) {
+        self.system = system.map(str::to_string);
+        self.reset();
+    }
+
+    /// Tokenize `text` as a continuation: BOS (if the model wants one) only at the start of an
+    /// empty context; control tokens written in the text are parsed.
+    fn tokenize_into_buf(&mut self, text: &str) {
+        self.feed_buf.clear();
+        self.feed_buf.extend(self.pending);
+        let at_start = self.history.is_empty() && self.pending.is_none();
+        self.tokenizer.encode_into(text, at_start, true, &mut self.feed_buf);
+    }
+
+    /// Feed `feed_buf` into the cache. Returns the number of passes run.
+    fn feed_buf_tokens(&mut self) -> Result<usize> {
+        let n = self.feed_buf.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let used = self.history.len();
+        if used + n > self.cache.capacity() {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!(
+                    "context full: {n} new tokens do not fit ({used} of {} positions used); start over \
+                     (/reset in chat) or raise --ctx",
+                    self.cache.capacity()
+                ),
+            ));
+        }
+        let logits =
+            self.model.prefill(&mut self.ws, &mut self.cache, &self.feed_buf, used, self.prefill_chunk)?;
+        self.logits.copy_from_slice(logits);
+        self.have_logits = true;
+        self.history.extend_from_slice(&self.feed_buf);
+        self.pending = None;
+        Ok(n.div_ceil(self.prefill_chunk))
+    }
+
+    /// Feed `text` into the context without generating (e.g. a system prompt). Returns the
+    /// number of tokens fed.
+    pub fn feed(&mut self, text: &str) -> Result<usize> {
+        self.tokenize_into_buf(text);
+        let n = self.feed_buf.len();
+        self.feed_buf_tokens()?;
+        Ok(n)
+    }
+
+    /// Feed `tokens` into the context as they are (no BOS added, nothing parsed).
+    pub fn feed_tokens(&mut self, tokens: &[TokenId]) -> Result<()> {
+        self.feed_buf.clear();
+        self.feed_buf.extend(self.pending);
+        self.feed_buf.extend_from_slice(tokens);
+        self.feed_buf_tokens().map(|_| ())
+    }
+
+    /// Append `prompt` to the context and generate up to `params.max_tokens` tokens, passing
+    /// each piece of text to `on_token` as soon as it is complete UTF-8.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_token: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<GenerationStats> {
+        let mut sampler = Sampler::new(params.sampling, self.model.config().vocab_size)?;
+        let t0 = Instant::now();
+        self.tokenize_into_buf(prompt);
+        let prompt_tokens = self.feed_buf.len() - usize::from(self.pending.is_some());
+        let feed_passes = self.feed_buf_tokens()?;
+        let mut passes = feed_passes;
+        if !self.have_logits {
+            return Err(Error::invalid("nothing to continue from: the prompt is empty"));
+        }
+        let prefill_s = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let mut decoder = self.tokenizer.stream_decoder(false);
+        // Room for the longest piece a token (plus bytes held back from the previous one) can
+        // produce, so the loop never grows it.
+        let mut text = String::with_capacity(4 * self.tokenizer.max_token_len() + 16);
+        let mut generated = 0;
+        let stop = loop {
+            if generated == params.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            // The last token must enter the cache before the next can be sampled.
+            if let Some(tok) = self.pending {
+                let pos = self.history.len();
+                if pos >= self.cache.capacity() {
+                    break StopReason::ContextFull;
+                }
+                let logits =
+                    self.model.forward(&mut self.ws, &mut self.cache, &[tok], &ForwardPlan::at(pos))?;
+                self.logits.copy_from_slice(logits);
+                self.history.push(tok);
+                self.pending = None;
+                passes += 1;
+            }
+            if self.history.len() >= self.cache.capacity() {
+                break StopReason::ContextFull;
+            }
+            let tok = sampler.sample(&self.logits, &self.history)?;
+            generated += 1;
+            self.pending = Some(tok);
+            if self.tokenizer.is_eog(tok) {
+                break StopReason::EndOfGeneration;
+            }
+            text.clear();
+            decoder.push(&self.tokenizer, tok, &mut text)?;
+            if !text.is_empty() && on_token(&text) == Flow::Stop {
+                break StopReason::Cancelled;
+            }
+        };
+        text.clear();
+        decoder.finish(&mut text);
+        if !text.is_empty() {
+            on_token(&text);
+        }
+        let decode_s = t1.elapsed().as_secs_f64();
+        // Passes that produced tokens: each decode pass, plus the prefill's last one, which
+        // yielded the first token.
+        let producing = passes - feed_passes + 1;
+        Ok(GenerationStats {
+            strategy: "plain",
+            prompt_tokens,
+            generated_tokens: generated,
+            prefill_s,
+            decode_s,
+            prefill_tokens_per_s: per_s(prompt_tokens, prefill_s),
+            decode_tokens_per_s: per_s(generated.saturating_sub(1), decode_s),
+            forward_passes: passes,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
+            mean_accepted_per_pass: generated as f64 / producing as f64,
+            peak_rss_bytes: peak_rss_bytes(),
+            stop,
+            context_used: self.context_used(),
+            context_size: self.cache.capacity(),
+        })
+    }
+
+    /// One chat turn: add the user's message through the model's chat template, generate the
+    /// reply (streamed to `on_token`), and keep both in the context for the next turn. Only the
+    /// new turn is fed; if the template rewrites earlier turns (so the text already fed is no
+    /// longer a prefix), the conversation is fed again from the start.
+    pub fn chat(
+        &mut self,
+        user: &str,
+        params: &GenerateParams,
+        on_token: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<(String, GenerationStats)> {
+        let template = self.template.clone().ok_or_else(|| {
+            Error::unsupported("the model has no chat template (tokenizer.chat_template); use `run` instead")
+        })?;
+        let saved = self.conversation.clone();
+        let turn = match self.conversation.user_turn(&template, user) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::InvalidArgument && !self.conversation.fed_text().is_empty() => {
+                self.cache.clear();
+                self.history.clear();
+                self.pending = None;
+                self.have_logits = false;
+                self.conversation.reset_fed();
+                self.conversation.user_turn(&template, user)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut reply = String::new();
+        let result = self.generate(&turn, params, &mut |piece: &str| {
+            reply.push_str(piece);
+            on_token(piece)
+        });
+        let stats = match result {
+            Ok(s) => s,
+            Err(e) => {
+                // The turn did not enter the context: forget it, so the next one is rendered
+                // against what the model has actually seen.
+                self.conversation = saved;
+                if self.history.is_empty() && self.pending.is_none() {
+                    self.conversation.reset_fed();
+                }
+                return Err(e);
+            }
+        };
+        let mut fed = reply.clone();
+        if let Some(tok) = self.pending.filter(|&t| self.tokenizer.is_eog(t)) {
+            fed.push_str(self.tokenizer.token_text(tok).unwrap_or_default());
+        }
+        self.conversation.assistant_turn(&reply, &fed);
+        Ok((reply, stats))
+    }
+
+    /// The conversation so far.
+    pub fn conversation(&self) -> &Conversation {
+        &self.conversation
+    }
+}
+
+/// The process's peak resident set size (`VmHWM`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::EndOfGeneration => "end of generation",
+            StopReason::MaxTokens => "token limit",
+            StopReason::ContextFull => "context full",
+            StopReason::Cancelled => "cancelled",
+        })
+    }
+}
+
+impl std::fmt::Display for GenerationStats {
+    /// Two lines: speeds, then context, passes and memory.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "prefill {} tokens in {:.3} s ({:.1} tok/s); decode {} tokens in {:.3} s ({:.1} tok/s); stop: {}",
+            self.prompt_tokens,
+            self.prefill_s,
+            self.prefill_tokens_per_s,
+            self.generated_tokens,
+            self.decode_s,
+            self.decode_tokens_per_s,
+            self.stop
+        )?;
+        write!(
+            f,
+            "strategy {}, {} forward passes, {:.2} tokens/pass; context {}/{}; peak RSS {}",
+            self.strategy,
+            self.forward_passes,
+            self.mean_accepted_per_pass,
+            self.context_used,
+            self.context_size,
+            match self.peak_rss_bytes {
+                Some(b) => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+                None => "unknown".to_string(),
+            }
+        )
+    }
+}

@@ -1,0 +1,115 @@
+//! `edgespec run` and `edgespec chat` as a user runs them: stdout carries only generated text,
+//! stats go to stderr and to a JSON file, unimplemented strategies are refused clearly.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use edgespec::model::synthetic::{self, SyntheticSpec};
+
+fn tiny_model_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgespec-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.gguf");
+    std::fs::write(&path, synthetic::build(&SyntheticSpec::llama(42)).unwrap()).unwrap();
+    path
+}
+
+fn edgespec() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgespec"))
+}
+
+#[test]
+fn run_prints_only_generated_text_and_writes_stats() {
+    let model = tiny_model_file("run");
+    let json = model.with_file_name("stats.json");
+    let out = edgespec()
+        .args(["run", "-m", model.to_str().unwrap(), "-p", "hello", "-n", "8", "--temp", "0", "--stats"])
+        .args(["--stats-json", json.to_str().unwrap(), "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = edgespec()
+        .args(["run", "-m", model.to_str().unwrap(), "-p", "hello", "-n", "8", "--temp", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, again.stdout, "greedy output is reproducible byte for byte");
+    assert!(again.stderr.is_empty(), "no stats without --stats: {}", String::from_utf8_lossy(&again.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tok/s") && stderr.contains("peak RSS"), "{stderr}");
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "strategy",
+        "prompt_tokens",
+        "generated_tokens",
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "forward_passes",
+        "drafted_tokens",
+        "accepted_tokens",
+        "mean_accepted_per_pass",
+        "peak_rss_bytes",
+    ] {
+        assert!(stats.get(key).is_some(), "{key} missing from {stats}");
+    }
+    assert_eq!(stats["strategy"], "plain");
+    assert_eq!(stats["prompt_tokens"], 5);
+    assert_eq!(stats["drafted_tokens"], 0);
+    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+}
+
+#[test]
+fn run_reads_a_prompt_file_and_refuses_other_strategies() {
+    let model = tiny_model_file("file");
+    let prompt = model.with_file_name("prompt.txt");
+    std::fs::write(&prompt, "hello").unwrap();
+    let m = model.to_str().unwrap();
+    let from_file = edgespec()
+        .args(["run", "-m", m, "-f", prompt.to_str().unwrap(), "-n", "6", "--temp", "0"])
+        .output()
+        .unwrap();
+    let from_arg =
+        edgespec().args(["run", "-m", m, "-p", "hello", "-n", "6", "--temp", "0"]).output().unwrap();
+    assert!(from_file.status.success());
+    assert_eq!(from_file.stdout, from_arg.stdout);
+
+    let out = edgespec().args(["run", "-m", m, "-p", "x", "--strategy", "lookup"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lookup") && err.contains("not implemented"), "{err}");
+    let out = edgespec().args(["run", "-m", m]).output().unwrap();
+    assert!(!out.status.success(), "a prompt is required");
+    let out = edgespec().args(["run", "-m", m, "-p", "x", "--top-p", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+}
+
+#[test]
+fn chat_answers_turns_and_commands_from_a_pipe() {
+    let model = tiny_model_file("chat");
+    let mut child = edgespec()
+        .args(["chat", "-m", model.to_str().unwrap(), "--temp", "0", "-n", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n/stats\nagain\n/reset\n/bogus\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("context:") && err.contains("[conversation cleared]"), "{err}");
+    assert!(err.contains("unknown command /bogus"), "{err}");
+    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+}
+
+#[test]
+fn smollm2_run_continues_sensibly() {
+    let out = edgespec()
+        .args(["run", "-p", "The capital of France is", "-n", "6", "--temp", "0", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(" Paris"), "{text:?}");
+}
