@@ -13,6 +13,8 @@ pub mod gguf;
 pub mod info;
 pub mod kernels;
 pub mod model;
+pub mod platform;
+pub mod power;
 pub mod quant;
 #[cfg(feature = "llama-cpp")]
 pub mod reference;

