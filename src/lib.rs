@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod chat;
+pub mod decode;
 pub mod error;
 pub mod gguf;
 pub mod info;

@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::chat::{ChatTemplate, Conversation};
+use crate::decode::Strategy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
 use crate::model::{ForwardPlan, KvCache, KvType, Model, Workspace, MAX_BATCH};
@@ -51,11 +52,13 @@ pub struct GenerateParams {
     pub max_tokens: usize,
     /// How to pick them.
     pub sampling: SamplingParams,
+    /// How to find them (every strategy gives plain decoding's output).
+    pub strategy: Strategy,
 }
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { max_tokens: 256, sampling: SamplingParams::default() }
+        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), strategy: Strategy::Plain }
     }
 }
 
@@ -85,7 +88,7 @@ pub enum StopReason {
 /// Figures of one generation (the `--stats-json` fields).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GenerationStats {
-    /// Decoding strategy (`plain` until speculative decoding arrives).
+    /// Decoding strategy (its [`Strategy::name`]).
     pub strategy: &'static str,
     /// Tokens of the prompt fed in this call.
     pub prompt_tokens: usize,
@@ -105,6 +108,12 @@ pub struct GenerationStats {
     pub drafted_tokens: usize,
     /// Drafted tokens the model accepted.
     pub accepted_tokens: usize,
+    /// `accepted_tokens / drafted_tokens` (0 when nothing was drafted).
+    pub acceptance_rate: f64,
+    /// Seconds the drafter spent proposing tokens.
+    pub draft_s: f64,
+    /// Seconds spent in the model's decode passes (verification included).
+    pub verify_s: f64,
     /// Generated tokens per forward pass that produced tokens (the prefill's last pass counts,
     /// as it yields the first token): 1 for plain decoding, more when drafts are accepted.
     pub mean_accepted_per_pass: f64,
@@ -313,6 +322,7 @@ impl Session {
         params: &GenerateParams,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<GenerationStats> {
+        params.strategy.check()?;
         let mut sampler = Sampler::new(params.sampling, self.model.config().vocab_size)?;
         let t0 = Instant::now();
         self.tokenize_into_buf(prompt);
@@ -382,6 +392,9 @@ impl Session {
             forward_passes: passes,
             drafted_tokens: 0,
             accepted_tokens: 0,
+            acceptance_rate: 0.0,
+            draft_s: 0.0,
+            verify_s: decode_s,
             mean_accepted_per_pass: generated as f64 / producing as f64,
             peak_rss_bytes: peak_rss_bytes(),
             stop,

@@ -70,12 +70,17 @@ fn generating_more_tokens_does_not_allocate_more() {
     let count = |n: usize| {
         let model = edgespec::model::Model::from_file(file.clone()).unwrap();
         let mut s = Session::new(model, &opts).unwrap();
-        let p = GenerateParams { max_tokens: 1, sampling: SamplingParams { seed: 1, ..Default::default() } };
+        let p = GenerateParams {
+            max_tokens: 1,
+            sampling: SamplingParams { seed: 1, ..Default::default() },
+            ..Default::default()
+        };
         s.generate("warm up", &p, &mut |_| Flow::Continue).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let p = GenerateParams {
             max_tokens: n,
             sampling: SamplingParams { seed: 1, top_k: 0, ..Default::default() },
+            ..Default::default()
         };
         let before = ALLOCS.load(Ordering::SeqCst);
         let st = s.generate("abc", &p, &mut |_| Flow::Continue).unwrap();

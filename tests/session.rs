@@ -20,7 +20,7 @@ fn session(spec: &SyntheticSpec, ctx: usize) -> Session {
 }
 
 fn greedy(n: usize) -> GenerateParams {
-    GenerateParams { max_tokens: n, sampling: SamplingParams::greedy() }
+    GenerateParams { max_tokens: n, sampling: SamplingParams::greedy(), ..Default::default() }
 }
 
 fn collect(
@@ -88,6 +88,7 @@ fn sampling_is_seeded() {
             seed,
             ..Default::default()
         },
+        ..Default::default()
     };
     let (a, _) = collect(&mut session(&spec, 128), "xy", &p(1));
     let (b, _) = collect(&mut session(&spec, 128), "xy", &p(1));
@@ -123,7 +124,11 @@ fn the_callback_can_stop_a_reply() {
     let st = s
         .generate(
             "abc",
-            &GenerateParams { max_tokens: 50, sampling: SamplingParams { seed: 3, ..Default::default() } },
+            &GenerateParams {
+                max_tokens: 50,
+                sampling: SamplingParams { seed: 3, ..Default::default() },
+                ..Default::default()
+            },
             &mut |_| {
                 seen += 1;
                 if seen == 3 {

@@ -49,21 +49,20 @@ pub struct InfoArgs {
     pub metadata: bool,
 }
 
-/// How tokens are decoded. Only `plain` exists so far; the others name the speculative
-/// strategies of the CLI contract.
+/// How tokens are decoded (the library's [`edgespec::decode::Strategy`], as a flag).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {
     /// One token per forward pass.
     Plain,
-    /// Prompt-lookup drafting (not implemented yet).
+    /// Prompt-lookup drafting.
     Lookup,
-    /// Self-speculative layer skipping (not implemented yet).
+    /// Self-speculative layer skipping.
     SelfSpec,
-    /// Early-exit drafting (not implemented yet).
+    /// Early-exit drafting.
     EarlyExit,
-    /// Lookahead decoding (not implemented yet).
+    /// Lookahead decoding.
     Lookahead,
-    /// Choose per step (not implemented yet).
+    /// Choose per step.
     Auto,
 }
 
@@ -152,25 +151,26 @@ pub struct ChatArgs {
 }
 
 impl Strategy {
-    /// The strategy as a library choice: only `plain` exists yet.
-    pub fn validate(self) -> edgespec::Result<()> {
-        match self {
-            Strategy::Plain => Ok(()),
-            other => {
-                let name = other.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-                Err(edgespec::Error::unsupported(format!(
-                    "strategy `{name}` is not implemented yet (speculative decoding is the next step); \
-                     use --strategy plain"
-                )))
-            }
-        }
+    /// The library's strategy; refused when this build does not implement it yet.
+    pub fn library(self) -> edgespec::Result<edgespec::decode::Strategy> {
+        use edgespec::decode::Strategy as S;
+        let s = match self {
+            Strategy::Plain => S::Plain,
+            Strategy::Lookup => S::Lookup,
+            Strategy::SelfSpec => S::SelfSpec,
+            Strategy::EarlyExit => S::EarlyExit,
+            Strategy::Lookahead => S::Lookahead,
+            Strategy::Auto => S::Auto,
+        };
+        s.check()?;
+        Ok(s)
     }
 }
 
 impl ModelArgs {
     /// Session options from the flags.
     pub fn session_options(&self) -> edgespec::Result<edgespec::session::SessionOptions> {
-        self.strategy.validate()?;
+        self.strategy.library()?;
         if self.threads == Some(0) {
             return Err(edgespec::Error::invalid("--threads must be at least 1"));
         }

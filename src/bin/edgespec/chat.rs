@@ -50,7 +50,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         )));
     }
     session.set_system(a.system.as_deref());
-    let params = GenerateParams { max_tokens: a.n_predict, sampling };
+    let params = GenerateParams { max_tokens: a.n_predict, sampling, strategy: a.model.strategy.library()? };
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| edgespec::Error::internal(format!("cannot start the line editor: {e}")))?;
     install_sigint_handler();

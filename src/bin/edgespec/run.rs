@@ -20,7 +20,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     };
     let path = catalog::resolve_model(&a.model.model)?;
     let mut session = Session::load(&path, &opts)?;
-    let params = GenerateParams { max_tokens: a.n_predict, sampling };
+    let params = GenerateParams { max_tokens: a.n_predict, sampling, strategy: a.model.strategy.library()? };
 
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();

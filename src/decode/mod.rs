@@ -1,0 +1,146 @@
+//! Decoding strategies: how the next tokens are found. Every speculative strategy is a
+//! [`Drafter`] that proposes tokens and one engine ([`engine`]) that verifies them with the full
+//! model in a single batched pass, accepts the verified prefix and rolls the KV cache back.
+//!
+//! The engine is exact: with greedy settings every strategy emits the tokens plain decoding
+//! emits (this rests on the batch invariance of the forward pass), and with sampling the output
+//! follows the same distribution (sample-and-match for drafters without probabilities, the
+//! Leviathan/Chen rejection rule for drafters with them).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::tokenizer::TokenId;
+
+/// How tokens are decoded (the `--strategy` names of the CLI contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// One token per forward pass.
+    #[default]
+    Plain,
+    /// Prompt-lookup drafting: propose what followed the last matching n-gram of the context.
+    Lookup,
+    /// Self-speculative drafting with layers skipped (not implemented yet).
+    SelfSpec,
+    /// Early-exit drafting (not implemented yet).
+    EarlyExit,
+    /// Lookahead (Jacobi) decoding (not implemented yet).
+    Lookahead,
+    /// Choose per step from live acceptance and cost (not implemented yet).
+    Auto,
+}
+
+impl Strategy {
+    /// Every strategy, in the order of the CLI contract.
+    pub const ALL: [Strategy; 6] = [
+        Strategy::Plain,
+        Strategy::Lookup,
+        Strategy::SelfSpec,
+        Strategy::EarlyExit,
+        Strategy::Lookahead,
+        Strategy::Auto,
+    ];
+
+    /// The name used on the command line, in statistics and in the C ABI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Plain => "plain",
+            Strategy::Lookup => "lookup",
+            Strategy::SelfSpec => "self-spec",
+            Strategy::EarlyExit => "early-exit",
+            Strategy::Lookahead => "lookahead",
+            Strategy::Auto => "auto",
+        }
+    }
+
+    /// Whether this build can decode with the strategy.
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Strategy::Plain)
+    }
+
+    /// The strategies this build can decode with.
+    pub fn implemented() -> impl Iterator<Item = Strategy> {
+        Strategy::ALL.into_iter().filter(|s| s.is_implemented())
+    }
+
+    /// `Ok` when implemented, else an `Unsupported` error that names the ones that are.
+    pub fn check(self) -> Result<()> {
+        if self.is_implemented() {
+            return Ok(());
+        }
+        let names: Vec<&str> = Strategy::implemented().map(Strategy::name).collect();
+        Err(Error::unsupported(format!(
+            "strategy `{}` is not implemented yet; available: {}",
+            self.name(),
+            names.join(", ")
+        )))
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Strategy> {
+        Strategy::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+            Error::invalid(format!("unknown strategy `{s}`; expected one of {}", names.join(", ")))
+        })
+    }
+}
+
+/// A drafter's proposal: tokens, and optionally the drafter's distribution at each of them
+/// (sparse, `(token, probability)` pairs summing to at most 1; tokens not listed have q = 0).
+#[derive(Clone, Debug, Default)]
+pub struct Draft {
+    /// Proposed continuation of the context.
+    pub tokens: Vec<TokenId>,
+    /// `q` at each proposed position (empty, or one list per token).
+    pub probs: Vec<Vec<(TokenId, f32)>>,
+}
+
+impl Draft {
+    /// An empty draft with room for `n` tokens.
+    pub fn with_capacity(n: usize) -> Draft {
+        Draft { tokens: Vec::with_capacity(n), probs: Vec::new() }
+    }
+
+    /// Forget the proposal (keeps the buffers).
+    pub fn clear(&mut self) {
+        self.tokens.clear();
+        self.probs.iter_mut().for_each(Vec::clear);
+        self.probs.clear();
+    }
+
+    /// Whether the drafter gave its distributions (then the rejection rule applies).
+    pub fn has_probs(&self) -> bool {
+        !self.probs.is_empty() && self.probs.len() == self.tokens.len()
+    }
+}
+
+/// A source of drafted tokens, driven by the engine: asked for up to `max` tokens continuing
+/// `context` (every token the model has accepted, prompt included), then told how many were
+/// accepted. A drafter never runs the verifier; it keeps whatever index it needs and must cope
+/// with a context that was reset or rewritten (compare with what it saw last).
+pub trait Drafter: Send {
+    /// The strategy's name (for statistics).
+    fn name(&self) -> &'static str;
+
+    /// Propose up to `max` tokens continuing `context` into `out` (cleared by the caller). An
+    /// empty proposal makes the step a plain one-token pass.
+    fn draft(&mut self, context: &[TokenId], max: usize, out: &mut Draft) -> Result<()>;
+
+    /// After verification: `accepted` of the `drafted` tokens were taken.
+    fn feedback(&mut self, drafted: usize, accepted: usize) {
+        let _ = (drafted, accepted);
+    }
+
+    /// Forget everything (the context was cleared).
+    fn reset(&mut self);
+}
