@@ -579,10 +579,23 @@ impl std::fmt::Display for GenerationStats {
         )?;
         write!(
             f,
-            "strategy {}, {} forward passes, {:.2} tokens/pass; context {}/{}; peak RSS {}",
-            self.strategy,
-            self.forward_passes,
-            self.mean_accepted_per_pass,
+            "strategy {}, {} forward passes, {:.2} tokens/pass",
+            self.strategy, self.forward_passes, self.mean_accepted_per_pass
+        )?;
+        if self.drafted_tokens > 0 {
+            write!(
+                f,
+                " ({} of {} drafted tokens accepted, {:.0}%; drafting {:.1} ms, verifying {:.3} s)",
+                self.accepted_tokens,
+                self.drafted_tokens,
+                100.0 * self.acceptance_rate,
+                1e3 * self.draft_s,
+                self.verify_s
+            )?;
+        }
+        write!(
+            f,
+            "; context {}/{}; peak RSS {}",
             self.context_used,
             self.context_size,
             match self.peak_rss_bytes {
