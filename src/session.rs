@@ -17,7 +17,10 @@ use serde::Serialize;
 
 use crate::chat::{ChatTemplate, Conversation};
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
-use crate::decode::{CostModel, DecodeStats, DraftLength, Drafter, LookupDrafter, LookupParams, Strategy};
+use crate::decode::{
+    CostModel, DecodeStats, DraftLength, Drafter, LookupDrafter, LookupParams, SelfSpecDrafter,
+    SelfSpecParams, Strategy,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
 use crate::model::{KvCache, KvType, Model, Workspace, MAX_BATCH};
@@ -287,6 +290,14 @@ impl Session {
             let d: Box<dyn Drafter> = match strategy {
                 Strategy::Lookup => {
                     Box::new(LookupDrafter::new(LookupParams::default(), self.cache.capacity())?)
+                }
+                Strategy::SelfSpec => {
+                    let p = SelfSpecParams::layer_skip(self.model.config().n_layers)?;
+                    Box::new(SelfSpecDrafter::new(strategy.name(), p))
+                }
+                Strategy::EarlyExit => {
+                    let p = SelfSpecParams::early_exit(self.model.config().n_layers.div_ceil(2))?;
+                    Box::new(SelfSpecDrafter::new(strategy.name(), p))
                 }
                 other => return other.check(),
             };

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use edgespec::decode::{CostModel, Draft, Drafter, Strategy};
+use edgespec::decode::{Draft, DraftInput, Drafter, Strategy};
 use edgespec::gguf::GgufFile;
 use edgespec::model::synthetic::{self, SyntheticSpec};
 use edgespec::model::Model;
@@ -35,6 +35,9 @@ fn gen(s: &mut Session, prompt: &str, p: &GenerateParams) -> (Vec<TokenId>, Stri
     (s.tokens().collect(), text, st)
 }
 
+/// The speculative strategies built so far.
+const STRATEGIES: [Strategy; 3] = [Strategy::Lookup, Strategy::SelfSpec, Strategy::EarlyExit];
+
 const PROMPTS: [&str; 4] = [
     "abc abc abc abc abc",
     "the cat sat on the mat; the cat sat on the",
@@ -43,17 +46,16 @@ const PROMPTS: [&str; 4] = [
 ];
 
 #[test]
-fn lookup_greedy_emits_plain_tokens_and_leaves_the_same_cache() {
+fn speculative_greedy_emits_plain_tokens_and_leaves_the_same_cache() {
     let (mut drafted, mut accepted, mut rejections) = (0, 0, 0);
     for spec in [SyntheticSpec::llama(1), SyntheticSpec::llama(2), SyntheticSpec::gemma3(3)] {
-        for prompt in PROMPTS {
+        for (prompt, strategy) in PROMPTS.iter().flat_map(|p| STRATEGIES.map(|s| (p, s))) {
             let mut plain = session(&spec, 200);
             let mut look = session(&spec, 200);
             let (pt, ptext, ps) =
                 gen(&mut plain, prompt, &params(90, SamplingParams::greedy(), Strategy::Plain));
-            let (lt, ltext, ls) =
-                gen(&mut look, prompt, &params(90, SamplingParams::greedy(), Strategy::Lookup));
-            assert_eq!(pt, lt, "{} / {prompt:?}: tokens differ", spec.arch);
+            let (lt, ltext, ls) = gen(&mut look, prompt, &params(90, SamplingParams::greedy(), strategy));
+            assert_eq!(pt, lt, "{strategy} on {} / {prompt:?}: tokens differ", spec.arch);
             assert_eq!(ptext, ltext);
             assert_eq!((ps.generated_tokens, ps.stop), (ls.generated_tokens, ls.stop));
             assert_eq!(ps.drafted_tokens, 0);
@@ -68,8 +70,8 @@ fn lookup_greedy_emits_plain_tokens_and_leaves_the_same_cache() {
             assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "caches differ");
             // A second generation on the same context (chat-like continuation) agrees too.
             let (pt, ..) = gen(&mut plain, " and", &params(30, SamplingParams::greedy(), Strategy::Plain));
-            let (lt, ..) = gen(&mut look, " and", &params(30, SamplingParams::greedy(), Strategy::Lookup));
-            assert_eq!(pt, lt);
+            let (lt, ..) = gen(&mut look, " and", &params(30, SamplingParams::greedy(), strategy));
+            assert_eq!(pt, lt, "{strategy}: continuation differs");
         }
     }
     assert!(accepted > 20, "the drafts were exercised: {accepted} of {drafted} accepted");
@@ -77,7 +79,7 @@ fn lookup_greedy_emits_plain_tokens_and_leaves_the_same_cache() {
 }
 
 #[test]
-fn lookup_sampling_with_the_same_seed_is_plain_sampling() {
+fn sample_and_match_with_the_same_seed_is_plain_sampling() {
     // Sample-and-match spends one draw per emitted token, as plain sampling does.
     let spec = SyntheticSpec::llama(4);
     let mut drafted = 0;
@@ -85,9 +87,11 @@ fn lookup_sampling_with_the_same_seed_is_plain_sampling() {
         let sp =
             SamplingParams { temperature: 0.7, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() };
         let (pt, ..) = gen(&mut session(&spec, 256), PROMPTS[1], &params(80, sp, Strategy::Plain));
-        let (lt, _, ls) = gen(&mut session(&spec, 256), PROMPTS[1], &params(80, sp, Strategy::Lookup));
-        assert_eq!(pt, lt, "seed {seed}");
-        drafted += ls.drafted_tokens;
+        for strategy in STRATEGIES {
+            let (lt, _, ls) = gen(&mut session(&spec, 256), PROMPTS[1], &params(80, sp, strategy));
+            assert_eq!(pt, lt, "{strategy}, seed {seed}");
+            drafted += ls.drafted_tokens;
+        }
     }
     assert!(drafted > 0);
 }
@@ -99,9 +103,12 @@ fn context_limits_and_cancellation_match_plain() {
         let mut a = session(&spec, ctx);
         let mut b = session(&spec, ctx);
         let (pt, _, ps) = gen(&mut a, "abab", &params(100, SamplingParams::greedy(), Strategy::Plain));
-        let (lt, _, ls) = gen(&mut b, "abab", &params(100, SamplingParams::greedy(), Strategy::Lookup));
-        assert_eq!(pt, lt, "ctx {ctx}");
-        assert_eq!((ps.stop, ps.context_used), (ls.stop, ls.context_used));
+        for strategy in STRATEGIES {
+            b.reset();
+            let (lt, _, ls) = gen(&mut b, "abab", &params(100, SamplingParams::greedy(), strategy));
+            assert_eq!(pt, lt, "{strategy}, ctx {ctx}");
+            assert_eq!((ps.stop, ps.context_used), (ls.stop, ls.context_used));
+        }
     }
     // Stopping from the callback after n pieces leaves the same context.
     for n in [1, 3, 7] {
@@ -120,7 +127,9 @@ fn context_limits_and_cancellation_match_plain() {
                 .unwrap();
             (s.tokens().collect::<Vec<_>>(), st.stop, st.generated_tokens)
         };
-        assert_eq!(run(Strategy::Plain), run(Strategy::Lookup), "stop after {n}");
+        for strategy in STRATEGIES {
+            assert_eq!(run(Strategy::Plain), run(strategy), "{strategy}: stop after {n}");
+        }
     }
 }
 
@@ -139,14 +148,8 @@ impl Drafter for RandomDrafter {
         "random"
     }
 
-    fn draft(
-        &mut self,
-        _context: &[TokenId],
-        max: usize,
-        _cost: &CostModel,
-        out: &mut Draft,
-    ) -> edgespec::Result<()> {
-        for _ in 0..self.len.min(max) {
+    fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> edgespec::Result<()> {
+        for _ in 0..self.len.min(input.max) {
             // q: a few tokens with random weights; the drafted token is drawn from q.
             let mut q: Vec<(TokenId, f32)> = (0..self.vocab).map(|t| (t, 1.0)).collect();
             for &t in &self.favoured {

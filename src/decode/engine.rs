@@ -21,7 +21,7 @@ use crate::tokenizer::TokenId;
 
 use super::adaptive::{CostModel, DraftLength};
 use super::verify::{rejection, sample_and_match, Verdict};
-use super::{Draft, Drafter};
+use super::{Draft, DraftInput, Drafter};
 
 /// What the receiver of an emitted token says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,9 @@ pub fn run(
         if let Some(d) = drafter.as_deref_mut() {
             if max > 0 {
                 let t0 = Instant::now();
-                d.draft(t.history, max, cost, &mut scratch.draft)?;
+                let mut input =
+                    DraftInput { context: t.history, max, cost, model: t.model, ws: t.ws, cache: t.cache };
+                d.draft(&mut input, &mut scratch.draft)?;
                 stats.draft_s += t0.elapsed().as_secs_f64();
             }
         }

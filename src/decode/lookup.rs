@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::tokenizer::TokenId;
 
 use super::adaptive::CostModel;
-use super::{Draft, Drafter};
+use super::{Draft, DraftInput, Drafter};
 
 /// Settings of the lookup drafter.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -157,12 +157,30 @@ impl Drafter for LookupDrafter {
         "lookup"
     }
 
-    fn draft(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) -> Result<()> {
+    fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> Result<()> {
+        self.propose(input.context, input.max, input.cost, out);
+        Ok(())
+    }
+
+    fn feedback(&mut self, drafted: usize, accepted: usize) {
+        self.learn(drafted, accepted);
+    }
+
+    fn reset(&mut self) {
+        self.index.clear();
+        self.seen.clear();
+        self.last_n = 0;
+    }
+}
+
+impl LookupDrafter {
+    /// Propose up to `max` tokens continuing `context` into `out`.
+    pub fn propose(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) {
         self.last_n = 0;
         self.sync(context);
         let len = context.len();
         if max == 0 {
-            return Ok(());
+            return;
         }
         for n in (self.params.n_min..=self.params.n_max.min(len)).rev() {
             let gram = &context[len - n..];
@@ -178,12 +196,12 @@ impl Drafter for LookupDrafter {
                 self.last_n = n;
             }
             // The longest match decides; shorter ones are less reliable still.
-            return Ok(());
+            return;
         }
-        Ok(())
     }
 
-    fn feedback(&mut self, drafted: usize, accepted: usize) {
+    /// Learn from the fate of the last proposal: `accepted` of `drafted` tokens taken.
+    pub fn learn(&mut self, drafted: usize, accepted: usize) {
         let n = self.last_n;
         if n == 0 || drafted == 0 {
             return;
@@ -196,12 +214,6 @@ impl Drafter for LookupDrafter {
         if accepted < drafted {
             self.rejected[n] += 1.0;
         }
-        self.last_n = 0;
-    }
-
-    fn reset(&mut self) {
-        self.index.clear();
-        self.seen.clear();
         self.last_n = 0;
     }
 }
@@ -222,16 +234,16 @@ mod tests {
         let mut out = Draft::default();
         // "1 2 3 4 5 ... 1 2 3" → propose "4 5".
         let ctx = [1, 2, 3, 4, 5, 9, 9, 1, 2, 3];
-        d.draft(&ctx, 2, &CHEAP, &mut out).unwrap();
+        d.propose(&ctx, 2, &CHEAP, &mut out);
         assert_eq!(out.tokens, [4, 5]);
         // The latest occurrence wins: "7 8" followed "2 3" later.
         out.clear();
         let ctx = [1, 2, 3, 4, 5, 1, 2, 3, 7, 8, 0, 2, 3];
-        d.draft(&ctx, 2, &CHEAP, &mut out).unwrap();
+        d.propose(&ctx, 2, &CHEAP, &mut out);
         assert_eq!(out.tokens, [7, 8]);
         // Nothing matches the last token: no draft.
         out.clear();
-        d.draft(&[1, 2, 3, 4], 4, &CHEAP, &mut out).unwrap();
+        d.propose(&[1, 2, 3, 4], 4, &CHEAP, &mut out);
         assert!(out.tokens.is_empty());
     }
 
@@ -240,14 +252,14 @@ mod tests {
         let mut d = drafter();
         let mut out = Draft::default();
         let mut ctx = vec![5, 6, 7, 8];
-        d.draft(&ctx, 3, &CHEAP, &mut out).unwrap();
+        d.propose(&ctx, 3, &CHEAP, &mut out);
         assert!(out.tokens.is_empty());
         ctx.extend([5, 6]);
-        d.draft(&ctx, 3, &CHEAP, &mut out).unwrap();
+        d.propose(&ctx, 3, &CHEAP, &mut out);
         assert_eq!(out.tokens, [7, 8, 5]);
         // A different context of the same length: rebuilt, not confused with the old one.
         out.clear();
-        d.draft(&[1, 1, 1, 1, 1, 2], 3, &CHEAP, &mut out).unwrap();
+        d.propose(&[1, 1, 1, 1, 1, 2], 3, &CHEAP, &mut out);
         assert!(out.tokens.is_empty(), "{:?}", out.tokens);
     }
 
@@ -257,13 +269,13 @@ mod tests {
         let cost = CostModel::linear(0.15);
         let ctx = [3, 4, 9, 3];
         let mut out = Draft::default();
-        d.draft(&ctx, 4, &cost, &mut out).unwrap();
+        d.propose(&ctx, 4, &cost, &mut out);
         assert!(!out.tokens.is_empty(), "the prior drafts a one-token match at first");
         for _ in 0..30 {
             let k = out.tokens.len();
-            d.feedback(k, 0);
+            d.learn(k, 0);
             out.clear();
-            d.draft(&ctx, 4, &cost, &mut out).unwrap();
+            d.propose(&ctx, 4, &cost, &mut out);
         }
         assert!(out.tokens.is_empty(), "always rejected: stop drafting");
         assert!(d.acceptance(1) < 0.2, "{}", d.acceptance(1));

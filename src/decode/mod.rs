@@ -10,17 +10,20 @@
 pub mod adaptive;
 pub mod engine;
 pub mod lookup;
+pub mod self_spec;
 pub mod verify;
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::model::{KvCache, Model, Workspace};
 use crate::tokenizer::TokenId;
 
 pub use adaptive::{CostModel, DraftLength};
 pub use engine::DecodeStats;
 pub use lookup::{LookupDrafter, LookupParams};
+pub use self_spec::{SelfSpecDrafter, SelfSpecParams};
 
 /// How tokens are decoded (the `--strategy` names of the CLI contract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -30,9 +33,9 @@ pub enum Strategy {
     Plain,
     /// Prompt-lookup drafting: propose what followed the last matching n-gram of the context.
     Lookup,
-    /// Self-speculative drafting with layers skipped (not implemented yet).
+    /// Self-speculative drafting: the model itself with sub-layers skipped.
     SelfSpec,
-    /// Early-exit drafting (not implemented yet).
+    /// Early-exit drafting: the model's first layers with the head applied there.
     EarlyExit,
     /// Lookahead (Jacobi) decoding (not implemented yet).
     Lookahead,
@@ -65,7 +68,7 @@ impl Strategy {
 
     /// Whether this build can decode with the strategy.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Strategy::Plain | Strategy::Lookup)
+        matches!(self, Strategy::Plain | Strategy::Lookup | Strategy::SelfSpec | Strategy::EarlyExit)
     }
 
     /// The strategies this build can decode with.
@@ -133,6 +136,25 @@ impl Draft {
     }
 }
 
+/// What a drafter is given at each step.
+pub struct DraftInput<'a> {
+    /// Every token of the context: the prompt, the accepted tokens, and last the pending token
+    /// (emitted, not yet in the KV cache).
+    pub context: &'a [TokenId],
+    /// Most tokens to propose.
+    pub max: usize,
+    /// What verifying `b` tokens costs on this machine now (to weigh a longer draft against its
+    /// chance of being accepted).
+    pub cost: &'a CostModel,
+    /// The target model, for drafters derived from it (self-speculation, early exit).
+    pub model: &'a Model,
+    /// Its buffers (free while drafting).
+    pub ws: &'a mut Workspace,
+    /// Its KV cache, holding the context except the pending token. A drafter that runs the
+    /// model writes its own rows for the positions it drafts; verification overwrites them.
+    pub cache: &'a mut KvCache,
+}
+
 /// A source of drafted tokens, driven by the engine: asked for up to `max` tokens continuing
 /// `context` (every token the model has accepted, prompt included), then told how many were
 /// accepted. A drafter never runs the verifier; it keeps whatever index it needs and must cope
@@ -141,10 +163,9 @@ pub trait Drafter: Send {
     /// The strategy's name (for statistics).
     fn name(&self) -> &'static str;
 
-    /// Propose up to `max` tokens continuing `context` into `out` (cleared by the caller). An
-    /// empty proposal makes the step a plain one-token pass. `cost` is what verifying costs on
-    /// this machine now, to weigh a longer draft against its chance of being accepted.
-    fn draft(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) -> Result<()>;
+    /// Propose up to `input.max` tokens continuing `input.context` into `out` (cleared by the
+    /// caller). An empty proposal makes the step a plain one-token pass.
+    fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> Result<()>;
 
     /// After verification: `accepted` of the `drafted` tokens were taken.
     fn feedback(&mut self, drafted: usize, accepted: usize) {
