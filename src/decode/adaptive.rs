@@ -66,6 +66,11 @@ impl CostModel {
         1.0 + self.slope * (b.clamp(1, MAX_BATCH) - 1) as f32
     }
 
+    /// Seconds of a single-token pass (moving average; `None` before one was timed).
+    pub fn single_pass_seconds(&self) -> Option<f64> {
+        (self.t1 > 0.0).then_some(self.t1)
+    }
+
     /// The current slope (extra cost per extra token).
     pub fn slope(&self) -> f32 {
         self.slope
@@ -85,9 +90,16 @@ impl CostModel {
     /// The draft length in `0 ..= max` with the most expected tokens per unit of time at
     /// acceptance `alpha`, and that speed relative to plain decoding.
     pub fn best_gamma(&self, alpha: f32, max: usize) -> (usize, f32) {
+        self.best_gamma_drafting(alpha, max, 0.0)
+    }
+
+    /// [`CostModel::best_gamma`] for a drafter whose every drafted token costs `draft_rel`
+    /// single-token passes (a drafter that runs the model itself).
+    pub fn best_gamma_drafting(&self, alpha: f32, max: usize, draft_rel: f32) -> (usize, f32) {
         let mut best = (0, 1.0);
         for g in 1..=max.min(MAX_BATCH - 1) {
-            let speed = CostModel::expected_tokens(alpha, g) / self.rel(g + 1);
+            let speed =
+                CostModel::expected_tokens(alpha, g) / (self.rel(g + 1) + g as f32 * draft_rel.max(0.0));
             if speed > best.1 {
                 best = (g, speed);
             }

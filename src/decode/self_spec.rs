@@ -12,6 +12,8 @@
 //! default here (`edgespec tune`, which searches it by measured speed, is not built yet), and on
 //! SmolLM2-135M these drafters cost too large a share of a full pass to pay (see the bench).
 
+use std::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::model::{ForwardPlan, LogitRows, SkipSet, SubLayer};
 use crate::tokenizer::TokenId;
@@ -61,12 +63,14 @@ pub struct SelfSpecDrafter {
     /// Discounted accepted and drafted tokens (per-token acceptance estimate).
     accepted: f32,
     drafted: f32,
+    /// Moving average of the seconds one draft step takes (0 before the first).
+    step_s: f64,
 }
 
 impl SelfSpecDrafter {
     /// A drafter named `name` (the strategy) with `params`.
     pub fn new(name: &'static str, params: SelfSpecParams) -> SelfSpecDrafter {
-        SelfSpecDrafter { name, params, accepted: 0.0, drafted: 0.0 }
+        SelfSpecDrafter { name, params, accepted: 0.0, drafted: 0.0, step_s: 0.0 }
     }
 
     /// Per-token acceptance estimate (prior 0.6 weighted as 4 tokens).
@@ -107,8 +111,13 @@ impl Drafter for SelfSpecDrafter {
         if input.cache.len() < base {
             return Err(Error::internal("the KV cache is behind the context"));
         }
-        // Draft as long as it is expected to pay at the acceptance seen so far.
-        let (max, _) = input.cost.best_gamma(self.acceptance(), input.max);
+        // Draft as long as it is expected to pay at the acceptance seen so far, counting what
+        // the draft steps themselves cost (a share of a full pass).
+        let draft_rel = match input.cost.single_pass_seconds() {
+            Some(t1) if self.step_s > 0.0 => (self.step_s / t1) as f32,
+            _ => 0.5,
+        };
+        let (max, _) = input.cost.best_gamma_drafting(self.acceptance(), input.max, draft_rel);
         let threshold = f32::from(self.params.min_confidence_milli) / 1000.0;
         let mut plan = ForwardPlan::at(base).logits(LogitRows::Last).skip(self.params.skip);
         if let Some(e) = self.params.exit_after {
@@ -121,7 +130,10 @@ impl Drafter for SelfSpecDrafter {
                 break;
             }
             plan.start = base + i;
+            let t0 = Instant::now();
             let logits = input.model.forward(input.ws, input.cache, &[tok], &plan)?;
+            let took = t0.elapsed().as_secs_f64();
+            self.step_s = if self.step_s == 0.0 { took } else { self.step_s + 0.15 * (took - self.step_s) };
             let Some((next, p)) = top1(logits) else { break };
             if i > 0 && p < threshold {
                 break;
