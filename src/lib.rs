@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod chat;
 pub mod decode;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
 pub mod info;
 pub mod kernels;
