@@ -263,7 +263,9 @@ pub unsafe extern "C" fn edgespec_session_set_system(
 }
 
 /// Copy the statistics of the session's last generation (ended OK or CANCELLED) to `*out`.
-/// Returns `NOT_FOUND` before any such generation, or after one that failed.
+/// Returns `NOT_FOUND` before any generation, or when the latest one failed once started (an
+/// unsupported strategy, a context overflow); a call refused for its arguments (NULL, invalid
+/// UTF-8, bad parameters, a busy session) leaves the previous figures.
 ///
 /// # Safety
 /// `session` is NULL or a live session; `out` is NULL or writable.
