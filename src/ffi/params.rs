@@ -164,7 +164,7 @@ fn sampling_to_c(s: &SamplingParams) -> EdgespecSamplingParams {
 
 impl EdgespecGenerateParams {
     /// The library's parameters, checked.
-    pub(crate) fn to_lib(&self) -> Result<GenerateParams> {
+    pub(crate) fn library_params(&self) -> Result<GenerateParams> {
         let s = &self.sampling;
         let sampling = SamplingParams {
             temperature: s.temperature,

@@ -113,7 +113,7 @@ fn run(
 ) -> Result<()> {
     let defaults = super::edgespec_generate_params_default();
     // SAFETY: the callers' contract: NULL or a valid struct.
-    let params = unsafe { params.as_ref() }.unwrap_or(&defaults).to_lib()?;
+    let params = unsafe { params.as_ref() }.unwrap_or(&defaults).library_params()?;
     let mut locked = lock(h)?;
     let state = &mut *locked;
     state.stats = None;

@@ -88,14 +88,14 @@ fn handles_may_cross_threads() {
 
 #[test]
 fn defaults_are_the_library_defaults() {
-    let g = edgespec_generate_params_default().to_lib().unwrap();
+    let g = edgespec_generate_params_default().library_params().unwrap();
     assert_eq!(g, crate::session::GenerateParams::default());
     let greedy = edgespec_sampling_params_greedy();
     assert!(greedy.temperature <= 0.0);
     let mut bad = edgespec_generate_params_default();
     bad.sampling.top_p = 0.0;
-    assert_eq!(bad.to_lib().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(bad.library_params().unwrap_err().kind(), ErrorKind::InvalidArgument);
     bad = edgespec_generate_params_default();
     bad.strategy = 1000;
-    assert_eq!(bad.to_lib().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(bad.library_params().unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
