@@ -117,7 +117,9 @@ JNIEXPORT jint JNICALL Java_dev_edgespec_Native_generate(JNIEnv *env, jclass cls
                              : edgespec_generate(h, p, &gp, forward_piece, &s);
     free(p);
     EdgespecStats es;
-    if (edgespec_session_stats(h, &es) == EDGESPEC_STATUS_OK) {
+    /* Only after a generation that ran: a failing stats call would replace the last error. */
+    if ((st == EDGESPEC_STATUS_OK || st == EDGESPEC_STATUS_CANCELLED) &&
+        edgespec_session_stats(h, &es) == EDGESPEC_STATUS_OK) {
         jdouble v[] = {es.strategy, es.stop_reason, (double)es.prompt_tokens, (double)es.generated_tokens,
                        (double)es.forward_passes, (double)es.drafted_tokens, (double)es.accepted_tokens,
                        es.prefill_tokens_per_s, es.decode_tokens_per_s, es.acceptance_rate,
