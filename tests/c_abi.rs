@@ -10,14 +10,16 @@ use std::process::Command;
 
 use edgespec::model::synthetic::{self, SyntheticSpec};
 
-/// `target/<profile>`, where cargo puts libedgespec.{a,so} (this test runs from its `deps/`).
+/// Where cargo wrote libedgespec.{a,so} for this build: `target/<profile>/deps`, beside this
+/// test's executable (cargo copies them up to `target/<profile>` only when the library itself is
+/// what was asked for, as in `cargo build`, not when it is built for a test).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let deps = exe.parent().unwrap().to_path_buf();
     for lib in ["libedgespec.a", shared_lib_name()] {
-        assert!(dir.join(lib).exists(), "{} not found: build the library first", dir.join(lib).display());
+        assert!(deps.join(lib).exists(), "{} not found", deps.join(lib).display());
     }
-    dir
+    deps
 }
 
 fn shared_lib_name() -> &'static str {
@@ -66,9 +68,10 @@ fn compile(sources: &[PathBuf], out: &Path, static_link: bool) {
     if static_link {
         cmd.arg(libs.join("libedgespec.a"));
         // What Rust's std needs from the system when linked statically (see
-        // `rustc --print native-static-libs`); llama.cpp, when built in, needs the C++ runtime.
-        if cfg!(feature = "llama-cpp") {
-            cmd.arg("-lstdc++");
+        // `rustc --print native-static-libs`); llama.cpp, when built in (`llama-cpp`, or left in
+        // the archive by such a build: the file name has no feature hash), needs the C++ runtime.
+        if cfg!(feature = "llama-cpp") || has_libstdcxx() {
+            cmd.args(["-Wl,--as-needed", "-lstdc++", "-Wl,--no-as-needed"]);
         }
         cmd.args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]);
     } else {
@@ -76,6 +79,15 @@ fn compile(sources: &[PathBuf], out: &Path, static_link: bool) {
         cmd.args(["-lpthread", "-lm"]);
     }
     run(&mut cmd, "compiling the C test");
+}
+
+/// Whether the C compiler can find the C++ runtime (`-print-file-name` echoes the bare name when
+/// it cannot).
+fn has_libstdcxx() -> bool {
+    Command::new(cc())
+        .arg("-print-file-name=libstdc++.so")
+        .output()
+        .is_ok_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_absolute())
 }
 
 /// The tiny model, a malformed file and a path that does not exist.

@@ -132,7 +132,12 @@ thread_local! {
 /// spaces).
 fn set_last_error(msg: &str) {
     let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = c);
+    // `try_with`: during thread teardown the slot may be gone; the message is then dropped.
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut m) = slot.try_borrow_mut() {
+            *m = c;
+        }
+    });
 }
 
 /// The panic boundary every exported function runs its body in: an error becomes its status code
@@ -263,7 +268,7 @@ pub extern "C" fn edgespec_build_info() -> *const c_char {
 /// Thread safety: any thread; each thread has its own message.
 #[no_mangle]
 pub extern "C" fn edgespec_last_error() -> *const c_char {
-    guard_value(c"".as_ptr(), || LAST_ERROR.with(|slot| slot.borrow().as_ptr()))
+    guard_value(c"".as_ptr(), || LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr()))
 }
 
 /// A short name for a status code (`"ok"`, `"invalid argument"`, ...); `"unknown status"` for a

@@ -104,7 +104,11 @@ pub unsafe extern "C" fn edgespec_session_free(session: *mut EdgespecSession) {
 /// Run one generation (`body`) with the C callback wrapped: pieces are NUL-terminated for C, and
 /// the cancel flag is checked after each. Keeps the statistics; a generation stopped by
 /// `edgespec_cancel` is an `ErrorKind::Cancelled` error (its statistics are kept too).
-fn run(
+///
+/// # Safety
+/// `params` is NULL or points to a valid struct; `callback`, if any, is safe to call with
+/// `user_data`.
+unsafe fn run(
     h: &EdgespecSession,
     params: *const EdgespecGenerateParams,
     callback: EdgespecTokenCallback,
@@ -112,7 +116,7 @@ fn run(
     body: impl FnOnce(&mut Session, &GenerateParams, &mut dyn FnMut(&str) -> Flow) -> Result<GenerationStats>,
 ) -> Result<()> {
     let defaults = super::edgespec_generate_params_default();
-    // SAFETY: the callers' contract: NULL or a valid struct.
+    // SAFETY: NULL or a valid struct by this function's contract.
     let params = unsafe { params.as_ref() }.unwrap_or(&defaults).library_params()?;
     let mut locked = lock(h)?;
     let state = &mut *locked;
@@ -176,7 +180,8 @@ pub unsafe extern "C" fn edgespec_generate(
     guard(|| {
         // SAFETY: by this function's contract.
         let (h, prompt) = unsafe { (c_ref(session, "session")?, c_str(prompt, "prompt")?) };
-        run(h, params, callback, user_data, |s, p, on| s.generate(prompt, p, on))
+        // SAFETY: `params`, `callback` and `user_data` as this function's contract says.
+        unsafe { run(h, params, callback, user_data, |s, p, on| s.generate(prompt, p, on)) }
     })
 }
 
@@ -200,7 +205,8 @@ pub unsafe extern "C" fn edgespec_chat(
     guard(|| {
         // SAFETY: by this function's contract.
         let (h, user) = unsafe { (c_ref(session, "session")?, c_str(user_message, "user_message")?) };
-        run(h, params, callback, user_data, |s, p, on| s.chat(user, p, on).map(|(_, stats)| stats))
+        // SAFETY: `params`, `callback` and `user_data` as this function's contract says.
+        unsafe { run(h, params, callback, user_data, |s, p, on| s.chat(user, p, on).map(|(_, stats)| stats)) }
     })
 }
 
