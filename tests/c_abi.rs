@@ -93,7 +93,8 @@ fn has_libstdcxx() -> bool {
 /// The tiny model, a malformed file and a path that does not exist.
 fn fixtures(dir: &Path) -> [PathBuf; 3] {
     let model = dir.join("tiny-llama.gguf");
-    let bytes = synthetic::build(&SyntheticSpec::llama(7)).unwrap();
+    // Seed 6: its greedy continuation of "hello world" changes letters (most seeds repeat one).
+    let bytes = synthetic::build(&SyntheticSpec::llama(6)).unwrap();
     std::fs::write(&model, &bytes).unwrap();
     // A valid header whose metadata stops in the middle.
     let bad = dir.join("truncated.gguf");
