@@ -6,6 +6,7 @@
 //! batched pass. The modules read in data-flow order: file format → quantized blocks → kernels →
 //! model → decoding → session → fronts (CLI, C ABI).
 
+pub mod bench;
 pub mod catalog;
 pub mod chat;
 pub mod decode;

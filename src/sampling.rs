@@ -216,6 +216,11 @@ impl Sampler {
         best.map(|c| c.id).ok_or_else(|| Error::invalid("no logits to sample from"))
     }
 
+    /// The distribution the last [`Sampler::distribution`] call left (empty before any).
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates[..self.n.min(self.candidates.len())]
+    }
+
     /// The distribution sampling draws from: the candidates that survive the filters, most
     /// likely first, with probabilities summing to 1.
     pub fn distribution(&mut self, logits: &[f32], history: &[u32]) -> Result<&[Candidate]> {

@@ -16,10 +16,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::chat::{ChatTemplate, Conversation};
-use crate::decode::Strategy;
+use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
+use crate::decode::{CostModel, DecodeStats, DraftLength, Drafter, LookupDrafter, LookupParams, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
-use crate::model::{ForwardPlan, KvCache, KvType, Model, Workspace, MAX_BATCH};
+use crate::model::{KvCache, KvType, Model, Workspace, MAX_BATCH};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TokenId, Tokenizer};
 
@@ -155,6 +156,14 @@ pub struct Session {
     /// The system message chats start with.
     system: Option<String>,
     conversation: Conversation,
+    /// The drafter of the last speculative strategy used (kept: it learns as it goes).
+    drafter: Option<(Strategy, Box<dyn Drafter>)>,
+    /// What a verify pass of `b` tokens costs here, measured on first speculative use.
+    cost: Option<CostModel>,
+    /// Draft-length bound following live acceptance.
+    length: DraftLength,
+    /// Buffers of the decode loop.
+    scratch: Scratch,
 }
 
 impl std::fmt::Debug for Session {
@@ -202,6 +211,10 @@ impl Session {
             feed_buf: Vec::with_capacity(ctx),
             system: None,
             conversation: Conversation::new(None),
+            drafter: None,
+            cost: None,
+            length: DraftLength::new(4, 7),
+            scratch: Scratch::default(),
             model,
         })
     }
@@ -253,6 +266,57 @@ impl Session {
         self.pending = None;
         self.have_logits = false;
         self.conversation = Conversation::new(self.system.as_deref());
+        if let Some((_, d)) = &mut self.drafter {
+            d.reset();
+        }
+    }
+
+    /// The measured cost curve of verify passes (measured on first speculative use).
+    pub fn cost_model(&self) -> Option<&CostModel> {
+        self.cost.as_ref()
+    }
+
+    /// Measure the cost curve now (if not yet) and ready the drafter of `strategy`.
+    fn prepare(&mut self, strategy: Strategy) -> Result<()> {
+        strategy.check()?;
+        if strategy == Strategy::Plain {
+            return Ok(());
+        }
+        let cost = self.measure_cost()?;
+        if self.drafter.as_ref().map(|(s, _)| *s) != Some(strategy) {
+            let d: Box<dyn Drafter> = match strategy {
+                Strategy::Lookup => {
+                    let mut d = LookupDrafter::new(LookupParams::default(), self.cache.capacity())?;
+                    d.set_cost(cost);
+                    Box::new(d)
+                }
+                other => return other.check(),
+            };
+            self.drafter = Some((strategy, d));
+        }
+        Ok(())
+    }
+
+    /// The cost curve, measured on first use (a dozen passes rolled back from the cache).
+    fn measure_cost(&mut self) -> Result<CostModel> {
+        if self.cost.is_none() {
+            let free = self.cache.capacity() - self.cache.len();
+            let cost = if free >= MAX_BATCH {
+                let token = self.pending.or(self.history.last().copied()).unwrap_or(0);
+                CostModel::measure(&self.model, &mut self.ws, &mut self.cache, token, 3)?
+            } else {
+                CostModel::default()
+            };
+            self.length = DraftLength::from_cost(&cost);
+            self.cost = Some(cost);
+        }
+        Ok(self.cost.unwrap_or_default())
+    }
+
+    /// The logits after the last token in the cache (the distribution the next token is drawn
+    /// from when nothing is pending), if a pass has produced them.
+    pub fn last_logits(&self) -> Option<&[f32]> {
+        self.have_logits.then_some(&self.logits[..])
     }
 
     /// Start chats with `system` as the system message (or the template's default with `None`);
@@ -314,87 +378,125 @@ impl Session {
         self.feed_buf_tokens().map(|_| ())
     }
 
-    /// Append `prompt` to the context and generate up to `params.max_tokens` tokens, passing
-    /// each piece of text to `on_token` as soon as it is complete UTF-8.
+    /// Append `prompt` to the context and generate up to `params.max_tokens` tokens with
+    /// `params.strategy`, passing each piece of text to `on_token` as soon as it is complete
+    /// UTF-8. Every strategy emits what plain decoding would (the same tokens with greedy
+    /// settings, the same distribution when sampling).
     pub fn generate(
         &mut self,
         prompt: &str,
         params: &GenerateParams,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<GenerationStats> {
-        params.strategy.check()?;
+        self.prepare(params.strategy)?;
+        let mut taken = if params.strategy == Strategy::Plain { None } else { self.drafter.take() };
+        let drafter = taken.as_mut().map(|(_, d)| d.as_mut() as &mut dyn Drafter);
+        let result = self.run_generation(prompt, params, drafter, params.strategy.name(), on_token);
+        if taken.is_some() {
+            self.drafter = taken;
+        }
+        result
+    }
+
+    /// [`Session::generate`] with a drafter of the caller's (any [`Drafter`]); `params.strategy`
+    /// is ignored and the statistics carry the drafter's name. The output is still exactly
+    /// what plain decoding gives: the model verifies every drafted token.
+    pub fn generate_with(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        drafter: &mut dyn Drafter,
+        on_token: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<GenerationStats> {
+        self.measure_cost()?;
+        let name = drafter.name();
+        self.run_generation(prompt, params, Some(drafter), name, on_token)
+    }
+
+    fn run_generation(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        drafter: Option<&mut dyn Drafter>,
+        name: &'static str,
+        on_token: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<GenerationStats> {
         let mut sampler = Sampler::new(params.sampling, self.model.config().vocab_size)?;
         let t0 = Instant::now();
         self.tokenize_into_buf(prompt);
         let prompt_tokens = self.feed_buf.len() - usize::from(self.pending.is_some());
         let feed_passes = self.feed_buf_tokens()?;
-        let mut passes = feed_passes;
         if !self.have_logits {
             return Err(Error::invalid("nothing to continue from: the prompt is empty"));
         }
         let prefill_s = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
-        let mut decoder = self.tokenizer.stream_decoder(false);
+        let tokenizer = &self.tokenizer;
+        let mut decoder = tokenizer.stream_decoder(false);
         // Room for the longest piece a token (plus bytes held back from the previous one) can
         // produce, so the loop never grows it.
-        let mut text = String::with_capacity(4 * self.tokenizer.max_token_len() + 16);
-        let mut generated = 0;
-        let stop = loop {
-            if generated == params.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            // The last token must enter the cache before the next can be sampled.
-            if let Some(tok) = self.pending {
-                let pos = self.history.len();
-                if pos >= self.cache.capacity() {
-                    break StopReason::ContextFull;
-                }
-                let logits =
-                    self.model.forward(&mut self.ws, &mut self.cache, &[tok], &ForwardPlan::at(pos))?;
-                self.logits.copy_from_slice(logits);
-                self.history.push(tok);
-                self.pending = None;
-                passes += 1;
-            }
-            if self.history.len() >= self.cache.capacity() {
-                break StopReason::ContextFull;
-            }
-            let tok = sampler.sample(&self.logits, &self.history)?;
-            generated += 1;
-            self.pending = Some(tok);
-            if self.tokenizer.is_eog(tok) {
-                break StopReason::EndOfGeneration;
+        let mut text = String::with_capacity(4 * tokenizer.max_token_len() + 16);
+        let mut emit = |tok: TokenId| -> Result<Emitted> {
+            if tokenizer.is_eog(tok) {
+                return Ok(Emitted::End);
             }
             text.clear();
-            decoder.push(&self.tokenizer, tok, &mut text)?;
+            decoder.push(tokenizer, tok, &mut text)?;
             if !text.is_empty() && on_token(&text) == Flow::Stop {
-                break StopReason::Cancelled;
+                return Ok(Emitted::Stop);
             }
+            Ok(Emitted::Continue)
         };
+        let mut target = Target {
+            model: &self.model,
+            ws: &mut self.ws,
+            cache: &mut self.cache,
+            history: &mut self.history,
+            pending: &mut self.pending,
+            logits: &mut self.logits,
+        };
+        let mut ds = DecodeStats::default();
+        let end = engine::run(
+            &mut target,
+            drafter,
+            &mut self.length,
+            &mut sampler,
+            &mut self.scratch,
+            params.max_tokens,
+            &mut ds,
+            &mut emit,
+        )?;
         text.clear();
         decoder.finish(&mut text);
         if !text.is_empty() {
             on_token(&text);
         }
+        let stop = match end {
+            LoopEnd::MaxTokens => StopReason::MaxTokens,
+            LoopEnd::ContextFull => StopReason::ContextFull,
+            LoopEnd::End => StopReason::EndOfGeneration,
+            LoopEnd::Stop => StopReason::Cancelled,
+        };
         let decode_s = t1.elapsed().as_secs_f64();
+        let generated = ds.generated;
         // Passes that produced tokens: each decode pass, plus the prefill's last one, which
         // yielded the first token.
-        let producing = passes - feed_passes + 1;
+        let producing = ds.passes + 1;
         Ok(GenerationStats {
-            strategy: "plain",
+            strategy: name,
             prompt_tokens,
             generated_tokens: generated,
             prefill_s,
             decode_s,
             prefill_tokens_per_s: per_s(prompt_tokens, prefill_s),
             decode_tokens_per_s: per_s(generated.saturating_sub(1), decode_s),
-            forward_passes: passes,
-            drafted_tokens: 0,
-            accepted_tokens: 0,
-            acceptance_rate: 0.0,
-            draft_s: 0.0,
-            verify_s: decode_s,
+            forward_passes: feed_passes + ds.passes,
+            drafted_tokens: ds.drafted,
+            accepted_tokens: ds.accepted,
+            acceptance_rate: if ds.drafted > 0 { ds.accepted as f64 / ds.drafted as f64 } else { 0.0 },
+            draft_s: ds.draft_s,
+            verify_s: ds.verify_s,
             mean_accepted_per_pass: generated as f64 / producing as f64,
             peak_rss_bytes: peak_rss_bytes(),
             stop,

@@ -73,10 +73,17 @@ fn run_reads_a_prompt_file_and_refuses_other_strategies() {
     assert!(from_file.status.success());
     assert_eq!(from_file.stdout, from_arg.stdout);
 
-    let out = edgespec().args(["run", "-m", m, "-p", "x", "--strategy", "lookup"]).output().unwrap();
+    // `lookup` gives plain decoding's text; a strategy not built yet is refused by name.
+    let look = edgespec()
+        .args(["run", "-m", m, "-p", "hello", "-n", "6", "--temp", "0", "--strategy", "lookup"])
+        .output()
+        .unwrap();
+    assert!(look.status.success());
+    assert_eq!(look.stdout, from_arg.stdout);
+    let out = edgespec().args(["run", "-m", m, "-p", "x", "--strategy", "lookahead"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lookup") && err.contains("not implemented"), "{err}");
+    assert!(err.contains("lookahead") && err.contains("not implemented"), "{err}");
     let out = edgespec().args(["run", "-m", m]).output().unwrap();
     assert!(!out.status.success(), "a prompt is required");
     let out = edgespec().args(["run", "-m", m, "-p", "x", "--top-p", "0"]).output().unwrap();

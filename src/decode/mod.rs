@@ -7,11 +7,20 @@
 //! follows the same distribution (sample-and-match for drafters without probabilities, the
 //! Leviathan/Chen rejection rule for drafters with them).
 
+pub mod adaptive;
+pub mod engine;
+pub mod lookup;
+pub mod verify;
+
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::tokenizer::TokenId;
+
+pub use adaptive::{CostModel, DraftLength};
+pub use engine::DecodeStats;
+pub use lookup::{LookupDrafter, LookupParams};
 
 /// How tokens are decoded (the `--strategy` names of the CLI contract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -56,7 +65,7 @@ impl Strategy {
 
     /// Whether this build can decode with the strategy.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Strategy::Plain)
+        matches!(self, Strategy::Plain | Strategy::Lookup)
     }
 
     /// The strategies this build can decode with.

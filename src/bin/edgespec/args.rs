@@ -22,6 +22,54 @@ pub enum Command {
     Run(RunArgs),
     /// Talk with a model in a read-eval-print loop (/reset, /stats, /help; Ctrl-C stops a reply).
     Chat(ChatArgs),
+    /// Decode a prompt suite under each strategy: tokens/s, speedup over plain, acceptance.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A catalog name (pulled on first use) or a path to a .gguf file.
+    #[arg(short = 'm', long = "model", default_value = "smollm2-135m")]
+    pub model: String,
+    /// Strategies to compare, comma-separated (plain is always measured, as the baseline).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,lookup")]
+    pub strategies: Vec<Strategy>,
+    /// `default` (built in) or the path of a suite file (see benches/prompts/).
+    #[arg(long, default_value = "default")]
+    pub suite: String,
+    /// Only these prompts of the suite, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub prompts: Vec<String>,
+    /// Measured repetitions per prompt and strategy (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Unmeasured warm-up runs per prompt and strategy.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Override every prompt's token budget.
+    #[arg(short = 'n', long = "n-predict")]
+    pub n_predict: Option<usize>,
+    /// Kernel threads (default: the number of physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Energy measurement: `none`, or `auto` (not wired into the bench yet: reported as unavailable).
+    #[arg(long, default_value = "none")]
+    pub power: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: BenchFormat,
+    /// Also write the JSON report to PATH.
+    #[arg(long = "json-out", value_name = "PATH")]
+    pub json_out: Option<PathBuf>,
+}
+
+/// How `bench` prints its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    /// Markdown tables.
+    Md,
+    /// One JSON document.
+    Json,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! The `edgespec` command line: parse, call the library, print. No inference logic lives here.
 
 mod args;
+mod bench;
 mod chat;
 mod run;
 
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info(a),
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::chat(a),
+        Command::Bench(a) => bench::bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,230 @@
+//! The speculative loop every strategy runs: draft → verify the pending token and the draft in
+//! one batched forward pass → accept the verified prefix → roll the KV cache back to it →
+//! repeat. Plain decoding is the same loop with empty drafts.
+//!
+//! State between passes (owned by the session, lent here as a [`Target`]): `history` holds the
+//! tokens in the KV cache, `pending` the last emitted token, which enters the cache with the next
+//! pass, and `logits` the model's output after the last cached token. A pass feeds
+//! `[pending, d1 .. dk]` at position `history.len()`; row `i` of its logits is the model's
+//! distribution for the token after `d_i` (row 0: after `pending`), so row `i` verifies
+//! `d_{i+1}` and row `k` yields the bonus token when every drafted token stands.
+//!
+//! Stopping inside a pass (end of generation, cancellation) leaves the same state plain
+//! decoding would: the stopping token pending, the cache holding exactly the tokens before it.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::model::{ForwardPlan, KvCache, LogitRows, Model, Workspace, MAX_BATCH};
+use crate::sampling::Sampler;
+use crate::tokenizer::TokenId;
+
+use super::adaptive::DraftLength;
+use super::verify::{rejection, sample_and_match, Verdict};
+use super::{Draft, Drafter};
+
+/// What the receiver of an emitted token says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emitted {
+    /// Keep going.
+    Continue,
+    /// The token ends the generation (an end-of-generation token).
+    End,
+    /// Stop here (the caller cancelled).
+    Stop,
+}
+
+/// Why the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopEnd {
+    /// `max_tokens` tokens were emitted.
+    MaxTokens,
+    /// The context cannot take the pending token.
+    ContextFull,
+    /// The receiver returned [`Emitted::End`].
+    End,
+    /// The receiver returned [`Emitted::Stop`].
+    Stop,
+}
+
+/// Counters of one generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DecodeStats {
+    /// Tokens emitted.
+    pub generated: usize,
+    /// Forward passes run.
+    pub passes: usize,
+    /// Tokens drafted.
+    pub drafted: usize,
+    /// Drafted tokens accepted.
+    pub accepted: usize,
+    /// Seconds in the drafter.
+    pub draft_s: f64,
+    /// Seconds in forward passes.
+    pub verify_s: f64,
+}
+
+/// The model side of decoding, lent by the session.
+pub struct Target<'a> {
+    /// The model.
+    pub model: &'a Model,
+    /// Its buffers.
+    pub ws: &'a mut Workspace,
+    /// Its KV cache; holds exactly `history`.
+    pub cache: &'a mut KvCache,
+    /// Tokens in the cache (capacity: the context length, so pushes never reallocate).
+    pub history: &'a mut Vec<TokenId>,
+    /// The emitted token not yet in the cache.
+    pub pending: &'a mut Option<TokenId>,
+    /// The model's logits after the last token of `history`, `(vocab)`.
+    pub logits: &'a mut [f32],
+}
+
+/// Buffers of the loop, kept by the session so that a generation allocates nothing.
+#[derive(Debug)]
+pub struct Scratch {
+    draft: Draft,
+    batch: Vec<TokenId>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch { draft: Draft::with_capacity(MAX_BATCH), batch: Vec::with_capacity(MAX_BATCH) }
+    }
+}
+
+/// Run the loop until `max_tokens` tokens are emitted (counting from 0), the context is full, or
+/// `emit` ends it. Without a drafter (or with draft length 0) this is plain decoding.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    t: &mut Target<'_>,
+    mut drafter: Option<&mut dyn Drafter>,
+    length: &mut DraftLength,
+    sampler: &mut Sampler,
+    scratch: &mut Scratch,
+    max_tokens: usize,
+    stats: &mut DecodeStats,
+    emit: &mut dyn FnMut(TokenId) -> Result<Emitted>,
+) -> Result<LoopEnd> {
+    let capacity = t.cache.capacity();
+    let vocab = t.model.config().vocab_size;
+    if t.logits.len() != vocab {
+        return Err(Error::internal("logit buffer does not match the vocabulary"));
+    }
+    // The first token comes from the logits at hand (the prompt's last pass).
+    if t.pending.is_none() {
+        if stats.generated >= max_tokens {
+            return Ok(LoopEnd::MaxTokens);
+        }
+        if t.history.len() >= capacity {
+            return Ok(LoopEnd::ContextFull);
+        }
+        let tok = sampler.sample(t.logits, t.history)?;
+        *t.pending = Some(tok);
+        stats.generated += 1;
+        match emit(tok)? {
+            Emitted::Continue => {}
+            Emitted::End => return Ok(LoopEnd::End),
+            Emitted::Stop => return Ok(LoopEnd::Stop),
+        }
+    }
+    loop {
+        if stats.generated >= max_tokens {
+            return Ok(LoopEnd::MaxTokens);
+        }
+        let base = t.history.len();
+        let Some(pending) = *t.pending else {
+            return Err(Error::internal("decode loop without a pending token"));
+        };
+        // This pass puts `pending` at `base` and leaves a new pending token that needs a
+        // position after the pass's tokens: without room for both, the context is full.
+        if base + 1 >= capacity {
+            return Ok(LoopEnd::ContextFull);
+        }
+        // The pending token joins the context the drafter sees (and the cache, below).
+        t.history.push(pending);
+        let room = (capacity - base - 2).min(MAX_BATCH - 1).min(max_tokens - stats.generated - 1);
+        let max = length.current().min(room);
+        scratch.draft.clear();
+        if let Some(d) = drafter.as_deref_mut() {
+            if max > 0 {
+                let t0 = Instant::now();
+                d.draft(t.history, max, &mut scratch.draft)?;
+                stats.draft_s += t0.elapsed().as_secs_f64();
+            }
+        }
+        scratch.draft.tokens.truncate(max);
+        let k = scratch.draft.tokens.len();
+        let with_probs = scratch.draft.has_probs();
+        scratch.batch.clear();
+        scratch.batch.push(pending);
+        scratch.batch.extend_from_slice(&scratch.draft.tokens);
+
+        let t0 = Instant::now();
+        let plan = ForwardPlan::at(base).logits(LogitRows::All);
+        let logits = match t.model.forward(t.ws, t.cache, &scratch.batch, &plan) {
+            Ok(l) => l,
+            Err(e) => {
+                t.history.truncate(base);
+                return Err(e);
+            }
+        };
+        stats.verify_s += t0.elapsed().as_secs_f64();
+        stats.passes += 1;
+        stats.drafted += k;
+
+        // Row i follows history[..base + 1 + i]; check d_{i+1} against it.
+        let mut accepted = 0;
+        let mut end = None;
+        let mut row_used = 0;
+        for i in 0..=k {
+            let row = &logits[i * vocab..(i + 1) * vocab];
+            row_used = i;
+            let (tok, stands) = if i < k {
+                let x = scratch.draft.tokens[i];
+                let verdict = if with_probs {
+                    rejection(sampler, row, t.history, x, &scratch.draft.probs[i])?
+                } else {
+                    sample_and_match(sampler, row, t.history, x)?
+                };
+                match verdict {
+                    Verdict::Accept => (x, true),
+                    Verdict::Replace(y) => (y, false),
+                }
+            } else {
+                (sampler.sample(row, t.history)?, false)
+            };
+            stats.generated += 1;
+            let said = emit(tok)?;
+            if stands && said == Emitted::Continue {
+                // d_{i+1} is in the cache already, at position base + 1 + i.
+                t.history.push(tok);
+                accepted += 1;
+                continue;
+            }
+            if stands {
+                accepted += 1;
+            }
+            *t.pending = Some(tok);
+            end = match said {
+                Emitted::Continue => None,
+                Emitted::End => Some(LoopEnd::End),
+                Emitted::Stop => Some(LoopEnd::Stop),
+            };
+            break;
+        }
+        // Roll back to the tokens that stand; `pending` enters with the next pass.
+        t.cache.truncate(t.history.len())?;
+        t.logits.copy_from_slice(&logits[row_used * vocab..(row_used + 1) * vocab]);
+        stats.accepted += accepted;
+        if k > 0 {
+            length.update(k, accepted);
+            if let Some(d) = drafter.as_deref_mut() {
+                d.feedback(k, accepted);
+            }
+        }
+        if let Some(e) = end {
+            return Ok(e);
+        }
+    }
+}

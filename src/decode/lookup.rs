@@ -1,0 +1,278 @@
+//! Prompt-lookup drafting (Saxena 2023): when the last few tokens already occurred earlier in the
+//! context — the prompt or the text generated so far — propose what followed them then.
+//! Summaries, answers quoting a document, edits of code and extraction into JSON copy long spans
+//! of their input, and each copied span is verified in one pass instead of token by token.
+//!
+//! The index maps every n-gram (`n_min ..= n_max` tokens) to the position right after its most
+//! recent occurrence, and is updated only with the tokens appended since the last call, so a
+//! draft costs O(n_max) lookups, never a rescan of the context. Matches are tried longest first.
+//!
+//! Whether a match is worth verifying depends on how often matches of that length have been
+//! right (tracked per length, with exponential forgetting) and on what a longer verify pass
+//! costs on this machine ([`CostModel`]): the drafter proposes the number of tokens with the best
+//! expected speed, which is zero — a plain pass — when drafting does not pay. That keeps prompts
+//! with nothing to copy at plain decoding's speed.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::error::{Error, Result};
+use crate::tokenizer::TokenId;
+
+use super::adaptive::CostModel;
+use super::{Draft, Drafter};
+
+/// Settings of the lookup drafter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LookupParams {
+    /// Shortest n-gram that may match (≥ 1).
+    pub n_min: usize,
+    /// Longest n-gram tried first (≤ 8).
+    pub n_max: usize,
+    /// Prior acceptance of a drafted token before any feedback, per match length: `prior_base +
+    /// prior_step · (n − 1)`, capped at 0.9.
+    pub prior_base: f32,
+    /// See `prior_base`.
+    pub prior_step: f32,
+    /// Weight of the prior in drafted tokens (how quickly feedback overrides it).
+    pub prior_weight: f32,
+    /// Forgetting factor applied to the acceptance counts at each feedback (0 < f ≤ 1).
+    pub forget: f32,
+}
+
+impl Default for LookupParams {
+    fn default() -> Self {
+        LookupParams {
+            n_min: 1,
+            n_max: 4,
+            prior_base: 0.4,
+            prior_step: 0.15,
+            prior_weight: 4.0,
+            forget: 0.97,
+        }
+    }
+}
+
+/// A hasher for keys that are already well mixed u64 values.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Index = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+
+/// The key of an n-gram: its tokens and its length, mixed (collisions are checked against the
+/// tokens themselves before a match is used).
+fn key(gram: &[TokenId]) -> u64 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ gram.len() as u64;
+    for &t in gram {
+        h = (h ^ u64::from(t)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 29;
+    }
+    h
+}
+
+/// Most n-gram lengths the drafter tracks.
+const MAX_N: usize = 8;
+
+/// The prompt-lookup drafter.
+#[derive(Debug)]
+pub struct LookupDrafter {
+    params: LookupParams,
+    cost: CostModel,
+    /// n-gram key → position of the token that followed its latest occurrence.
+    index: Index,
+    /// The context indexed so far (to append to it and to notice a rewritten context).
+    seen: Vec<TokenId>,
+    /// Per match length `n`: discounted accepted tokens and rejections.
+    accepted: [f32; MAX_N + 1],
+    rejected: [f32; MAX_N + 1],
+    /// Match length of the draft awaiting feedback.
+    last_n: usize,
+}
+
+impl LookupDrafter {
+    /// A drafter with `params`, expecting about `ctx` tokens of context (to size its index).
+    pub fn new(params: LookupParams, ctx: usize) -> Result<LookupDrafter> {
+        if params.n_min == 0 || params.n_min > params.n_max || params.n_max > MAX_N {
+            return Err(Error::invalid(format!(
+                "lookup n-grams must satisfy 1 <= n_min <= n_max <= {MAX_N}"
+            )));
+        }
+        if !(params.forget > 0.0 && params.forget <= 1.0) || params.prior_weight.is_nan() {
+            return Err(Error::invalid("lookup: the forgetting factor must be in (0, 1]"));
+        }
+        let grams = params.n_max - params.n_min + 1;
+        Ok(LookupDrafter {
+            params,
+            cost: CostModel::default(),
+            index: Index::with_capacity_and_hasher(ctx.saturating_mul(grams), Default::default()),
+            seen: Vec::with_capacity(ctx),
+            accepted: [0.0; MAX_N + 1],
+            rejected: [0.0; MAX_N + 1],
+            last_n: 0,
+        })
+    }
+
+    /// Use this cost curve to decide how much to draft.
+    pub fn set_cost(&mut self, cost: CostModel) {
+        self.cost = cost;
+    }
+
+    /// Estimated per-token acceptance of a match of length `n`.
+    pub fn acceptance(&self, n: usize) -> f32 {
+        let p = &self.params;
+        let prior = (p.prior_base + p.prior_step * (n.saturating_sub(1)) as f32).min(0.9);
+        let (a, r) = (self.accepted[n], self.rejected[n]);
+        (a + prior * p.prior_weight) / (a + r + p.prior_weight)
+    }
+
+    /// Bring the index up to date with `context`, from scratch if it is not a continuation of
+    /// what was indexed.
+    fn sync(&mut self, context: &[TokenId]) {
+        let n = self.seen.len();
+        let tail = n.saturating_sub(8);
+        if context.len() < n || context[tail..n] != self.seen[tail..] {
+            self.index.clear();
+            self.seen.clear();
+        }
+        for &t in &context[self.seen.len()..] {
+            self.seen.push(t);
+            // The n-grams ending just before the new token now have a continuation: it.
+            let j = self.seen.len() - 1;
+            for g in self.params.n_min..=self.params.n_max.min(j) {
+                self.index.insert(key(&self.seen[j - g..j]), j as u32);
+            }
+        }
+    }
+}
+
+impl Drafter for LookupDrafter {
+    fn name(&self) -> &'static str {
+        "lookup"
+    }
+
+    fn draft(&mut self, context: &[TokenId], max: usize, out: &mut Draft) -> Result<()> {
+        self.last_n = 0;
+        self.sync(context);
+        let len = context.len();
+        if max == 0 {
+            return Ok(());
+        }
+        for n in (self.params.n_min..=self.params.n_max.min(len)).rev() {
+            let gram = &context[len - n..];
+            let Some(&j) = self.index.get(&key(gram)) else { continue };
+            let j = j as usize;
+            if j < n || j >= len || context[j - n..j] != *gram {
+                continue;
+            }
+            let available = len - j;
+            let (gamma, _) = self.cost.best_gamma(self.acceptance(n), max.min(available));
+            if gamma > 0 {
+                out.tokens.extend_from_slice(&context[j..j + gamma]);
+                self.last_n = n;
+            }
+            // The longest match decides; shorter ones are less reliable still.
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    fn feedback(&mut self, drafted: usize, accepted: usize) {
+        let n = self.last_n;
+        if n == 0 || drafted == 0 {
+            return;
+        }
+        let f = self.params.forget;
+        for v in self.accepted.iter_mut().chain(self.rejected.iter_mut()) {
+            *v *= f;
+        }
+        self.accepted[n] += accepted as f32;
+        if accepted < drafted {
+            self.rejected[n] += 1.0;
+        }
+        self.last_n = 0;
+    }
+
+    fn reset(&mut self) {
+        self.index.clear();
+        self.seen.clear();
+        self.last_n = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drafter() -> LookupDrafter {
+        let mut d = LookupDrafter::new(LookupParams::default(), 256).unwrap();
+        d.set_cost(CostModel::linear(0.01));
+        d
+    }
+
+    #[test]
+    fn proposes_what_followed_the_latest_match() {
+        let mut d = drafter();
+        let mut out = Draft::default();
+        // "1 2 3 4 5 ... 1 2 3" → propose "4 5".
+        let ctx = [1, 2, 3, 4, 5, 9, 9, 1, 2, 3];
+        d.draft(&ctx, 2, &mut out).unwrap();
+        assert_eq!(out.tokens, [4, 5]);
+        // The latest occurrence wins: "7 8" followed "2 3" later.
+        out.clear();
+        let ctx = [1, 2, 3, 4, 5, 1, 2, 3, 7, 8, 0, 2, 3];
+        d.draft(&ctx, 2, &mut out).unwrap();
+        assert_eq!(out.tokens, [7, 8]);
+        // Nothing matches the last token: no draft.
+        out.clear();
+        d.draft(&[1, 2, 3, 4], 4, &mut out).unwrap();
+        assert!(out.tokens.is_empty());
+    }
+
+    #[test]
+    fn index_follows_appends_and_rewrites() {
+        let mut d = drafter();
+        let mut out = Draft::default();
+        let mut ctx = vec![5, 6, 7, 8];
+        d.draft(&ctx, 3, &mut out).unwrap();
+        assert!(out.tokens.is_empty());
+        ctx.extend([5, 6]);
+        d.draft(&ctx, 3, &mut out).unwrap();
+        assert_eq!(out.tokens, [7, 8, 5]);
+        // A different context of the same length: rebuilt, not confused with the old one.
+        out.clear();
+        d.draft(&[1, 1, 1, 1, 1, 2], 3, &mut out).unwrap();
+        assert!(out.tokens.is_empty(), "{:?}", out.tokens);
+    }
+
+    #[test]
+    fn rejections_turn_drafting_off_for_that_match_length() {
+        let mut d = LookupDrafter::new(LookupParams::default(), 64).unwrap();
+        d.set_cost(CostModel::linear(0.15));
+        let ctx = [3, 4, 9, 3];
+        let mut out = Draft::default();
+        d.draft(&ctx, 4, &mut out).unwrap();
+        assert!(!out.tokens.is_empty(), "the prior drafts a one-token match at first");
+        for _ in 0..30 {
+            let k = out.tokens.len();
+            d.feedback(k, 0);
+            out.clear();
+            d.draft(&ctx, 4, &mut out).unwrap();
+        }
+        assert!(out.tokens.is_empty(), "always rejected: stop drafting");
+        assert!(d.acceptance(1) < 0.2, "{}", d.acceptance(1));
+    }
+}

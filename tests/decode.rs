@@ -1,0 +1,257 @@
+//! The speculative engine is exact: every strategy emits plain decoding's tokens (greedy, and
+//! sampling with the same seed under sample-and-match), the rejection rule keeps the sampling
+//! distribution (chi-square against plain sampling), and the KV cache after any sequence of
+//! accepted and rejected drafts is the cache plain decoding leaves.
+
+use std::sync::Arc;
+
+use edgespec::decode::{Draft, Drafter, Strategy};
+use edgespec::gguf::GgufFile;
+use edgespec::model::synthetic::{self, SyntheticSpec};
+use edgespec::model::Model;
+use edgespec::sampling::{Rng, SamplingParams};
+use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
+use edgespec::tokenizer::TokenId;
+
+fn session(spec: &SyntheticSpec, ctx: usize) -> Session {
+    let model =
+        Model::from_file(Arc::new(GgufFile::from_bytes(synthetic::build(spec).unwrap()).unwrap())).unwrap();
+    Session::new(model, &SessionOptions { threads: Some(2), ctx: Some(ctx), ..Default::default() }).unwrap()
+}
+
+fn params(n: usize, sampling: SamplingParams, strategy: Strategy) -> GenerateParams {
+    GenerateParams { max_tokens: n, sampling, strategy }
+}
+
+/// Generate and return (all context tokens afterwards, text, stats).
+fn gen(s: &mut Session, prompt: &str, p: &GenerateParams) -> (Vec<TokenId>, String, GenerationStats) {
+    let mut text = String::new();
+    let st = s
+        .generate(prompt, p, &mut |piece| {
+            text.push_str(piece);
+            Flow::Continue
+        })
+        .unwrap();
+    (s.tokens().collect(), text, st)
+}
+
+const PROMPTS: [&str; 4] = [
+    "abc abc abc abc abc",
+    "the cat sat on the mat; the cat sat on the",
+    "xyzzy",
+    "one two three four five six seven eight nine ten one two three",
+];
+
+#[test]
+fn lookup_greedy_emits_plain_tokens_and_leaves_the_same_cache() {
+    let (mut drafted, mut accepted, mut rejections) = (0, 0, 0);
+    for spec in [SyntheticSpec::llama(1), SyntheticSpec::llama(2), SyntheticSpec::gemma3(3)] {
+        for prompt in PROMPTS {
+            let mut plain = session(&spec, 200);
+            let mut look = session(&spec, 200);
+            let (pt, ptext, ps) =
+                gen(&mut plain, prompt, &params(90, SamplingParams::greedy(), Strategy::Plain));
+            let (lt, ltext, ls) =
+                gen(&mut look, prompt, &params(90, SamplingParams::greedy(), Strategy::Lookup));
+            assert_eq!(pt, lt, "{} / {prompt:?}: tokens differ", spec.arch);
+            assert_eq!(ptext, ltext);
+            assert_eq!((ps.generated_tokens, ps.stop), (ls.generated_tokens, ls.stop));
+            assert_eq!(ps.drafted_tokens, 0);
+            assert!(ls.forward_passes <= ps.forward_passes);
+            drafted += ls.drafted_tokens;
+            accepted += ls.accepted_tokens;
+            rejections += usize::from(ls.accepted_tokens < ls.drafted_tokens);
+            // The caches hold the same rows: one more token gives bitwise the same logits.
+            plain.feed_tokens(&[65]).unwrap();
+            look.feed_tokens(&[65]).unwrap();
+            let (a, b) = (plain.last_logits().unwrap(), look.last_logits().unwrap());
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "caches differ");
+            // A second generation on the same context (chat-like continuation) agrees too.
+            let (pt, ..) = gen(&mut plain, " and", &params(30, SamplingParams::greedy(), Strategy::Plain));
+            let (lt, ..) = gen(&mut look, " and", &params(30, SamplingParams::greedy(), Strategy::Lookup));
+            assert_eq!(pt, lt);
+        }
+    }
+    assert!(accepted > 20, "the drafts were exercised: {accepted} of {drafted} accepted");
+    assert!(accepted < drafted && rejections > 0, "rejections were exercised too");
+}
+
+#[test]
+fn lookup_sampling_with_the_same_seed_is_plain_sampling() {
+    // Sample-and-match spends one draw per emitted token, as plain sampling does.
+    let spec = SyntheticSpec::llama(4);
+    let mut drafted = 0;
+    for seed in 0..6 {
+        let sp =
+            SamplingParams { temperature: 0.7, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() };
+        let (pt, ..) = gen(&mut session(&spec, 256), PROMPTS[1], &params(80, sp, Strategy::Plain));
+        let (lt, _, ls) = gen(&mut session(&spec, 256), PROMPTS[1], &params(80, sp, Strategy::Lookup));
+        assert_eq!(pt, lt, "seed {seed}");
+        drafted += ls.drafted_tokens;
+    }
+    assert!(drafted > 0);
+}
+
+#[test]
+fn context_limits_and_cancellation_match_plain() {
+    let spec = SyntheticSpec::llama(5);
+    for ctx in [8, 12, 17, 30] {
+        let mut a = session(&spec, ctx);
+        let mut b = session(&spec, ctx);
+        let (pt, _, ps) = gen(&mut a, "abab", &params(100, SamplingParams::greedy(), Strategy::Plain));
+        let (lt, _, ls) = gen(&mut b, "abab", &params(100, SamplingParams::greedy(), Strategy::Lookup));
+        assert_eq!(pt, lt, "ctx {ctx}");
+        assert_eq!((ps.stop, ps.context_used), (ls.stop, ls.context_used));
+    }
+    // Stopping from the callback after n pieces leaves the same context.
+    for n in [1, 3, 7] {
+        let run = |strategy| {
+            let mut s = session(&spec, 128);
+            let mut pieces = 0;
+            let st = s
+                .generate("abcabcabc", &params(60, SamplingParams::greedy(), strategy), &mut |_| {
+                    pieces += 1;
+                    if pieces == n {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
+                })
+                .unwrap();
+            (s.tokens().collect::<Vec<_>>(), st.stop, st.generated_tokens)
+        };
+        assert_eq!(run(Strategy::Plain), run(Strategy::Lookup), "stop after {n}");
+    }
+}
+
+/// A drafter that draws its tokens from a fixed distribution q: most of the mass on `favoured`
+/// tokens (likely ones, so that drafts are both accepted and rejected and the residual
+/// max(0, p − q) differs much from p), the rest spread over the vocabulary.
+struct RandomDrafter {
+    rng: Rng,
+    vocab: u32,
+    len: usize,
+    favoured: Vec<TokenId>,
+}
+
+impl Drafter for RandomDrafter {
+    fn name(&self) -> &'static str {
+        "random"
+    }
+
+    fn draft(&mut self, _context: &[TokenId], max: usize, out: &mut Draft) -> edgespec::Result<()> {
+        for _ in 0..self.len.min(max) {
+            // q: a few tokens with random weights; the drafted token is drawn from q.
+            let mut q: Vec<(TokenId, f32)> = (0..self.vocab).map(|t| (t, 1.0)).collect();
+            for &t in &self.favoured {
+                q[t as usize].1 += self.vocab as f32 / 2.0;
+            }
+            let z: f32 = q.iter().map(|e| e.1).sum();
+            q.iter_mut().for_each(|e| e.1 /= z);
+            let u = self.rng.next_f64() as f32;
+            let mut acc = 0.0;
+            let pick = q.iter().find(|e| {
+                acc += e.1;
+                u < acc
+            });
+            out.tokens.push(pick.unwrap_or(&q[0]).0);
+            out.probs.push(q);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {}
+}
+
+/// Chi-square statistic of two samples over the same categories, and its degrees of freedom.
+fn chi_square(a: &[usize], b: &[usize]) -> (f64, usize) {
+    let (na, nb) = (a.iter().sum::<usize>() as f64, b.iter().sum::<usize>() as f64);
+    let (mut stat, mut cells) = (0.0, 0usize);
+    for (&x, &y) in a.iter().zip(b) {
+        let tot = (x + y) as f64;
+        if tot < 10.0 {
+            continue;
+        }
+        let (ea, eb) = (tot * na / (na + nb), tot * nb / (na + nb));
+        stat += (x as f64 - ea).powi(2) / ea + (y as f64 - eb).powi(2) / eb;
+        cells += 1;
+    }
+    (stat, cells.saturating_sub(1))
+}
+
+/// The 0.999 quantile of chi-square with `df` degrees of freedom (Wilson–Hilferty).
+fn chi2_crit(df: usize) -> f64 {
+    let k = df as f64;
+    let z = 3.09;
+    k * (1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt()).powi(3)
+}
+
+#[test]
+fn speculative_sampling_keeps_the_distribution() {
+    let spec = SyntheticSpec::llama(6);
+    let vocab = synthetic::vocab_size();
+    let sp = |seed| SamplingParams {
+        temperature: 1.3,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed,
+        ..Default::default()
+    };
+    let n_seeds = 2500u64;
+    // The 2nd and 3rd generated tokens come from verification (the 1st from the prompt's pass).
+    let tail = |s: &mut Session, prompt_len: usize| -> (usize, usize) {
+        // A generation that ended early (end-of-generation token) counts as category `vocab`.
+        let t: Vec<TokenId> = s.tokens().collect();
+        let at = |i: usize| t.get(i).map_or(vocab, |&x| x as usize);
+        (at(prompt_len + 1), at(prompt_len + 2))
+    };
+    let mut plain = session(&spec, 64);
+    let mut spec_s = session(&spec, 64);
+    let mut look = session(&spec, 64);
+    let prompt = "the cat sat on the";
+    let plen = plain.tokenizer().encode(prompt, true, true).len();
+    let cats = vocab + 1;
+    let mut counts = [vec![0usize; cats * 2], vec![0usize; cats * 2], vec![0usize; cats * 2]];
+    let (mut drafted, mut accepted) = (0, 0);
+    for seed in 0..n_seeds {
+        plain.reset();
+        gen(&mut plain, prompt, &params(4, sp(seed), Strategy::Plain));
+        let (a, b) = tail(&mut plain, plen);
+        counts[0][a] += 1;
+        counts[0][cats + b] += 1;
+
+        look.reset();
+        gen(&mut look, prompt, &params(4, sp(seed + 2_000_000), Strategy::Lookup));
+        let (a, b) = tail(&mut look, plen);
+        counts[2][a] += 1;
+        counts[2][cats + b] += 1;
+    }
+    // The drafter favours the tokens plain sampling emits most.
+    let mut by_count: Vec<usize> = (0..vocab).collect();
+    by_count.sort_by_key(|&t| std::cmp::Reverse(counts[0][t] + counts[0][cats + t]));
+    let favoured = by_count[..4].iter().map(|&t| t as TokenId).collect();
+    let mut drafter = RandomDrafter { rng: Rng::new(99), vocab: vocab as u32, len: 3, favoured };
+    for seed in 0..n_seeds {
+        spec_s.reset();
+        let p = params(4, sp(seed + 1_000_000), Strategy::Plain);
+        let st = spec_s.generate_with(prompt, &p, &mut drafter, &mut |_| Flow::Continue).unwrap();
+        drafted += st.drafted_tokens;
+        accepted += st.accepted_tokens;
+        let (a, b) = tail(&mut spec_s, plen);
+        counts[1][a] += 1;
+        counts[1][cats + b] += 1;
+    }
+    assert!(accepted > 100 && accepted < drafted, "rejection rule exercised: {accepted}/{drafted}");
+    for (which, c) in [("rejection rule", &counts[1]), ("lookup (sample-and-match)", &counts[2])] {
+        for part in [0..cats, cats..2 * cats] {
+            let (stat, df) = chi_square(&counts[0][part.clone()], &c[part]);
+            assert!(df >= 3, "{which}: too few categories ({df})");
+            assert!(
+                stat < chi2_crit(df),
+                "{which}: chi-square {stat:.1} over {df} df (crit {:.1})",
+                chi2_crit(df)
+            );
+        }
+    }
+}
