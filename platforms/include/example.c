@@ -14,6 +14,7 @@ int main(int argc, char **argv) {
     EdgespecSession *session = NULL;
     EdgespecGenerateParams params = edgespec_generate_params_default();
     params.max_tokens = 64;
+    edgespec_strategy_from_name("lookup", &params.strategy); /* speculative, same text as "plain" */
     int ok = argc == 2 && edgespec_model_load(argv[1], NULL, &model) == EDGESPEC_STATUS_OK &&
              edgespec_session_create(model, &session) == EDGESPEC_STATUS_OK &&
              edgespec_chat(session, "Write a haiku about the sea.", &params, on_piece, NULL) == EDGESPEC_STATUS_OK;
