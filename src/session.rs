@@ -158,8 +158,8 @@ pub struct Session {
     conversation: Conversation,
     /// The drafter of the last speculative strategy used (kept: it learns as it goes).
     drafter: Option<(Strategy, Box<dyn Drafter>)>,
-    /// What a verify pass of `b` tokens costs here, measured on first speculative use.
-    cost: Option<CostModel>,
+    /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
+    cost: CostModel,
     /// Draft-length bound following live acceptance.
     length: DraftLength,
     /// Buffers of the decode loop.
@@ -212,8 +212,8 @@ impl Session {
             system: None,
             conversation: Conversation::new(None),
             drafter: None,
-            cost: None,
-            length: DraftLength::new(4, 7),
+            cost: CostModel::default(),
+            length: DraftLength::new(4, MAX_BATCH - 1),
             scratch: Scratch::default(),
             model,
         })
@@ -271,46 +271,28 @@ impl Session {
         }
     }
 
-    /// The measured cost curve of verify passes (measured on first speculative use).
+    /// The cost curve of verify passes as learnt so far (`None` until a pass of more than one
+    /// token was timed).
     pub fn cost_model(&self) -> Option<&CostModel> {
-        self.cost.as_ref()
+        (self.cost.observed() > 0).then_some(&self.cost)
     }
 
-    /// Measure the cost curve now (if not yet) and ready the drafter of `strategy`.
+    /// Ready the drafter of `strategy`.
     fn prepare(&mut self, strategy: Strategy) -> Result<()> {
         strategy.check()?;
         if strategy == Strategy::Plain {
             return Ok(());
         }
-        let cost = self.measure_cost()?;
         if self.drafter.as_ref().map(|(s, _)| *s) != Some(strategy) {
             let d: Box<dyn Drafter> = match strategy {
                 Strategy::Lookup => {
-                    let mut d = LookupDrafter::new(LookupParams::default(), self.cache.capacity())?;
-                    d.set_cost(cost);
-                    Box::new(d)
+                    Box::new(LookupDrafter::new(LookupParams::default(), self.cache.capacity())?)
                 }
                 other => return other.check(),
             };
             self.drafter = Some((strategy, d));
         }
         Ok(())
-    }
-
-    /// The cost curve, measured on first use (a dozen passes rolled back from the cache).
-    fn measure_cost(&mut self) -> Result<CostModel> {
-        if self.cost.is_none() {
-            let free = self.cache.capacity() - self.cache.len();
-            let cost = if free >= MAX_BATCH {
-                let token = self.pending.or(self.history.last().copied()).unwrap_or(0);
-                CostModel::measure(&self.model, &mut self.ws, &mut self.cache, token, 3)?
-            } else {
-                CostModel::default()
-            };
-            self.length = DraftLength::from_cost(&cost);
-            self.cost = Some(cost);
-        }
-        Ok(self.cost.unwrap_or_default())
     }
 
     /// The logits after the last token in the cache (the distribution the next token is drawn
@@ -408,7 +390,6 @@ impl Session {
         drafter: &mut dyn Drafter,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<GenerationStats> {
-        self.measure_cost()?;
         let name = drafter.name();
         self.run_generation(prompt, params, Some(drafter), name, on_token)
     }
@@ -461,6 +442,7 @@ impl Session {
             &mut target,
             drafter,
             &mut self.length,
+            &mut self.cost,
             &mut sampler,
             &mut self.scratch,
             params.max_tokens,
@@ -597,10 +579,23 @@ impl std::fmt::Display for GenerationStats {
         )?;
         write!(
             f,
-            "strategy {}, {} forward passes, {:.2} tokens/pass; context {}/{}; peak RSS {}",
-            self.strategy,
-            self.forward_passes,
-            self.mean_accepted_per_pass,
+            "strategy {}, {} forward passes, {:.2} tokens/pass",
+            self.strategy, self.forward_passes, self.mean_accepted_per_pass
+        )?;
+        if self.drafted_tokens > 0 {
+            write!(
+                f,
+                " ({} of {} drafted tokens accepted, {:.0}%; drafting {:.1} ms, verifying {:.3} s)",
+                self.accepted_tokens,
+                self.drafted_tokens,
+                100.0 * self.acceptance_rate,
+                1e3 * self.draft_s,
+                self.verify_s
+            )?;
+        }
+        write!(
+            f,
+            "; context {}/{}; peak RSS {}",
             self.context_used,
             self.context_size,
             match self.peak_rss_bytes {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use edgespec::decode::{Draft, Drafter, Strategy};
+use edgespec::decode::{CostModel, Draft, Drafter, Strategy};
 use edgespec::gguf::GgufFile;
 use edgespec::model::synthetic::{self, SyntheticSpec};
 use edgespec::model::Model;
@@ -139,7 +139,13 @@ impl Drafter for RandomDrafter {
         "random"
     }
 
-    fn draft(&mut self, _context: &[TokenId], max: usize, out: &mut Draft) -> edgespec::Result<()> {
+    fn draft(
+        &mut self,
+        _context: &[TokenId],
+        max: usize,
+        _cost: &CostModel,
+        out: &mut Draft,
+    ) -> edgespec::Result<()> {
         for _ in 0..self.len.min(max) {
             // q: a few tokens with random weights; the drafted token is drawn from q.
             let mut q: Vec<(TokenId, f32)> = (0..self.vocab).map(|t| (t, 1.0)).collect();

@@ -4,116 +4,76 @@
 //! Speculation pays only while verifying γ drafted tokens plus one costs barely more than one
 //! token. With per-token acceptance α, a pass yields (1 − α^(γ+1)) / (1 − α) tokens on average
 //! and costs `rel(γ + 1)` single-token passes; the draft length that maximises their ratio is the
-//! one to use. The cost curve is measured on the real model at session start (a dozen passes,
-//! rolled back from the KV cache) because it depends on the CPU, the thread count and the model.
+//! one to use. The cost curve depends on the CPU, its load, the thread count and the model, so it
+//! is learnt from the decode loop's own passes (every pass is timed anyway): no start-up
+//! measurement, and it follows the machine when other work slows it down. The model is
+//! `rel(b) = 1 + slope · (b − 1)`, its slope a moving average of what passes of more than one
+//! token cost against the moving average of single-token passes.
 
-use std::time::Instant;
+use crate::model::MAX_BATCH;
 
-use crate::error::Result;
-use crate::model::{ForwardPlan, KvCache, LogitRows, Model, Workspace, MAX_BATCH};
-
-/// Relative cost of a forward pass of `b` tokens (`rel(1) = 1`), for `b = 1 ..= MAX_BATCH`.
+/// Relative cost of a forward pass of `b` tokens (`rel(1) = 1`), learnt online.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CostModel {
-    /// `rel[b]` for `b = 0 ..= MAX_BATCH` (`rel[0]` unused, 0).
-    rel: [f32; MAX_BATCH + 1],
-    /// Whether the curve was measured (or assumed).
-    measured: bool,
+    /// Extra cost of each token after the first, in single-token passes.
+    slope: f32,
+    /// Moving average of a single-token pass, seconds (0 until one was seen).
+    t1: f64,
+    /// Passes of more than one token that updated the slope.
+    observed: u32,
 }
 
 impl Default for CostModel {
-    /// An assumed curve (10% per extra token), used until a measurement replaces it.
+    /// The prior: 15% per extra token, until passes are observed.
     fn default() -> Self {
-        CostModel::linear(0.1)
+        CostModel::linear(0.15)
     }
 }
 
 impl CostModel {
+    /// Weight of a new observation in the moving averages.
+    const RATE: f64 = 0.15;
+
     /// `rel(b) = 1 + slope · (b − 1)`.
     pub fn linear(slope: f32) -> CostModel {
-        let mut rel = [0.0; MAX_BATCH + 1];
-        for (b, r) in rel.iter_mut().enumerate().skip(1) {
-            *r = 1.0 + slope * (b - 1) as f32;
-        }
-        CostModel { rel, measured: false }
+        CostModel::linear_const(slope.max(0.0))
     }
 
-    /// A curve from measured seconds at some batch sizes (`(b, seconds)`, `b = 1` required),
-    /// linearly interpolated between them and made non-decreasing.
-    pub fn from_timings(points: &[(usize, f64)]) -> Option<CostModel> {
-        let t1 = points.iter().find(|p| p.0 == 1)?.1;
-        if t1.is_nan() || t1 <= 0.0 {
-            return None;
-        }
-        let mut pts: Vec<(usize, f64)> =
-            points.iter().filter(|p| (1..=MAX_BATCH).contains(&p.0) && p.1 > 0.0).copied().collect();
-        pts.sort_by_key(|p| p.0);
-        let mut rel = [0.0; MAX_BATCH + 1];
-        for (b, r) in rel.iter_mut().enumerate().skip(1) {
-            let below = pts.iter().rev().find(|p| p.0 <= b).copied().unwrap_or((1, t1));
-            let above = pts.iter().find(|p| p.0 >= b).copied();
-            let t = match above {
-                Some(a) if a.0 != below.0 => {
-                    let f = (b - below.0) as f64 / (a.0 - below.0) as f64;
-                    below.1 + f * (a.1 - below.1)
-                }
-                Some(a) => a.1,
-                None => {
-                    // Beyond the last point: extend the last slope.
-                    let n = pts.len();
-                    if n >= 2 {
-                        let (p0, p1) = (pts[n - 2], pts[n - 1]);
-                        p1.1 + (p1.1 - p0.1) / (p1.0 - p0.0) as f64 * (b - p1.0) as f64
-                    } else {
-                        below.1
-                    }
-                }
-            };
-            *r = (t / t1) as f32;
-        }
-        for b in 2..=MAX_BATCH {
-            rel[b] = rel[b].max(rel[b - 1]);
-        }
-        rel[1] = 1.0;
-        Some(CostModel { rel, measured: true })
+    /// [`CostModel::linear`] in constant context (`slope` must be ≥ 0).
+    pub const fn linear_const(slope: f32) -> CostModel {
+        CostModel { slope, t1: 0.0, observed: 0 }
     }
 
-    /// Time forward passes of the real model at `start` (rolled back afterwards) for a few batch
-    /// sizes; the fastest of `reps` runs of each. Needs `MAX_BATCH` free positions in the cache.
-    pub fn measure(
-        model: &Model,
-        ws: &mut Workspace,
-        cache: &mut KvCache,
-        token: u32,
-        reps: usize,
-    ) -> Result<CostModel> {
-        let start = cache.len();
-        let tokens = [token; MAX_BATCH];
-        let sizes = [1usize, 2, 4, 6, 8, 12, 16];
-        let mut points = Vec::with_capacity(sizes.len());
-        // One warm-up pass so the first timing does not pay for cold caches.
-        model.forward(ws, cache, &tokens[..1], &ForwardPlan::at(start))?;
-        for &b in &sizes {
-            let mut best = f64::INFINITY;
-            for _ in 0..reps.max(1) {
-                let t = Instant::now();
-                model.forward(ws, cache, &tokens[..b], &ForwardPlan::at(start).logits(LogitRows::All))?;
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            points.push((b, best));
+    /// Account for a forward pass of `b` tokens that took `seconds`.
+    pub fn observe(&mut self, b: usize, seconds: f64) {
+        if !(seconds.is_finite() && seconds > 0.0) || b == 0 {
+            return;
         }
-        cache.truncate(start)?;
-        Ok(CostModel::from_timings(&points).unwrap_or_default())
+        if b == 1 {
+            self.t1 = if self.t1 == 0.0 { seconds } else { self.t1 + CostModel::RATE * (seconds - self.t1) };
+            return;
+        }
+        if self.t1 == 0.0 {
+            return;
+        }
+        let s = ((seconds / self.t1 - 1.0) / (b - 1) as f64).clamp(0.0, 2.0);
+        self.slope += (CostModel::RATE as f32) * (s as f32 - self.slope);
+        self.observed += 1;
     }
 
-    /// `rel(b)`, clamped to `1 ..= MAX_BATCH`.
+    /// `rel(b)`, for `b` clamped to `1 ..= MAX_BATCH`.
     pub fn rel(&self, b: usize) -> f32 {
-        self.rel[b.clamp(1, MAX_BATCH)]
+        1.0 + self.slope * (b.clamp(1, MAX_BATCH) - 1) as f32
     }
 
-    /// Whether the curve was measured on this machine.
-    pub fn is_measured(&self) -> bool {
-        self.measured
+    /// The current slope (extra cost per extra token).
+    pub fn slope(&self) -> f32 {
+        self.slope
+    }
+
+    /// How many multi-token passes the slope has learnt from (0: still the prior).
+    pub fn observed(&self) -> u32 {
+        self.observed
     }
 
     /// Expected tokens per pass with per-token acceptance `alpha` and `gamma` drafted tokens.
@@ -134,11 +94,17 @@ impl CostModel {
         }
         best
     }
+
+    /// The longest draft worth verifying even at a high acceptance rate (0.9): the bound of the
+    /// adaptive draft length.
+    pub fn max_useful(&self) -> usize {
+        self.best_gamma(0.9, MAX_BATCH - 1).0.max(1)
+    }
 }
 
 /// The draft-length bound that follows acceptance: grow by 2 after a fully accepted draft,
-/// shrink by 1 after a rejection, within `1 ..= max` (`max` from the cost model: the longest
-/// draft still worth verifying at a high acceptance rate).
+/// shrink by 1 after a rejection, within `1 ..= max`; the engine further bounds it by
+/// [`CostModel::max_useful`] each step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DraftLength {
     current: usize,
@@ -150,12 +116,6 @@ impl DraftLength {
     pub fn new(start: usize, max: usize) -> DraftLength {
         let max = max.clamp(1, MAX_BATCH - 1);
         DraftLength { current: start.clamp(1, max), max }
-    }
-
-    /// The bound derived from a cost curve: the best draft length at acceptance 0.9.
-    pub fn from_cost(cost: &CostModel) -> DraftLength {
-        let (g, _) = cost.best_gamma(0.9, MAX_BATCH - 1);
-        DraftLength::new(4, g.max(1))
     }
 
     /// Tokens to draft at most this step.
@@ -186,12 +146,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timings_interpolate_and_never_decrease() {
-        let c = CostModel::from_timings(&[(1, 10.0), (4, 13.0), (8, 20.0), (16, 18.0)]).unwrap();
-        assert_eq!(c.rel(1), 1.0);
-        assert!((c.rel(2) - 1.1).abs() < 1e-6 && (c.rel(6) - 1.65).abs() < 1e-6);
-        assert!(c.rel(16) >= c.rel(8), "made monotone");
-        assert!(CostModel::from_timings(&[(2, 1.0)]).is_none());
+    fn slope_is_learnt_from_passes() {
+        let mut c = CostModel::default();
+        c.observe(4, 1.0);
+        assert_eq!(c.observed(), 0, "no single-token pass seen yet");
+        for _ in 0..60 {
+            c.observe(1, 0.010);
+            c.observe(5, 0.018); // 1.8x for 5 tokens: slope 0.2
+        }
+        assert!((c.slope() - 0.2).abs() < 0.01, "{}", c.slope());
+        assert!((c.rel(5) - 1.8).abs() < 0.05);
+        c.observe(3, f64::NAN);
+        assert!(c.slope().is_finite());
+        assert!(CostModel::linear(0.02).max_useful() > CostModel::linear(0.5).max_useful());
     }
 
     #[test]

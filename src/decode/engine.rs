@@ -19,7 +19,7 @@ use crate::model::{ForwardPlan, KvCache, LogitRows, Model, Workspace, MAX_BATCH}
 use crate::sampling::Sampler;
 use crate::tokenizer::TokenId;
 
-use super::adaptive::DraftLength;
+use super::adaptive::{CostModel, DraftLength};
 use super::verify::{rejection, sample_and_match, Verdict};
 use super::{Draft, Drafter};
 
@@ -94,12 +94,14 @@ impl Default for Scratch {
 }
 
 /// Run the loop until `max_tokens` tokens are emitted (counting from 0), the context is full, or
-/// `emit` ends it. Without a drafter (or with draft length 0) this is plain decoding.
+/// `emit` ends it. Without a drafter (or with draft length 0) this is plain decoding. Every pass
+/// is timed into `cost`, which bounds the draft length.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     t: &mut Target<'_>,
     mut drafter: Option<&mut dyn Drafter>,
     length: &mut DraftLength,
+    cost: &mut CostModel,
     sampler: &mut Sampler,
     scratch: &mut Scratch,
     max_tokens: usize,
@@ -144,12 +146,12 @@ pub fn run(
         // The pending token joins the context the drafter sees (and the cache, below).
         t.history.push(pending);
         let room = (capacity - base - 2).min(MAX_BATCH - 1).min(max_tokens - stats.generated - 1);
-        let max = length.current().min(room);
+        let max = length.current().min(cost.max_useful()).min(room);
         scratch.draft.clear();
         if let Some(d) = drafter.as_deref_mut() {
             if max > 0 {
                 let t0 = Instant::now();
-                d.draft(t.history, max, &mut scratch.draft)?;
+                d.draft(t.history, max, cost, &mut scratch.draft)?;
                 stats.draft_s += t0.elapsed().as_secs_f64();
             }
         }
@@ -169,7 +171,9 @@ pub fn run(
                 return Err(e);
             }
         };
-        stats.verify_s += t0.elapsed().as_secs_f64();
+        let took = t0.elapsed().as_secs_f64();
+        cost.observe(scratch.batch.len(), took);
+        stats.verify_s += took;
         stats.passes += 1;
         stats.drafted += k;
 

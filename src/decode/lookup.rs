@@ -91,7 +91,6 @@ const MAX_N: usize = 8;
 #[derive(Debug)]
 pub struct LookupDrafter {
     params: LookupParams,
-    cost: CostModel,
     /// n-gram key → position of the token that followed its latest occurrence.
     index: Index,
     /// The context indexed so far (to append to it and to notice a rewritten context).
@@ -117,18 +116,12 @@ impl LookupDrafter {
         let grams = params.n_max - params.n_min + 1;
         Ok(LookupDrafter {
             params,
-            cost: CostModel::default(),
             index: Index::with_capacity_and_hasher(ctx.saturating_mul(grams), Default::default()),
             seen: Vec::with_capacity(ctx),
             accepted: [0.0; MAX_N + 1],
             rejected: [0.0; MAX_N + 1],
             last_n: 0,
         })
-    }
-
-    /// Use this cost curve to decide how much to draft.
-    pub fn set_cost(&mut self, cost: CostModel) {
-        self.cost = cost;
     }
 
     /// Estimated per-token acceptance of a match of length `n`.
@@ -164,7 +157,7 @@ impl Drafter for LookupDrafter {
         "lookup"
     }
 
-    fn draft(&mut self, context: &[TokenId], max: usize, out: &mut Draft) -> Result<()> {
+    fn draft(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) -> Result<()> {
         self.last_n = 0;
         self.sync(context);
         let len = context.len();
@@ -179,7 +172,7 @@ impl Drafter for LookupDrafter {
                 continue;
             }
             let available = len - j;
-            let (gamma, _) = self.cost.best_gamma(self.acceptance(n), max.min(available));
+            let (gamma, _) = cost.best_gamma(self.acceptance(n), max.min(available));
             if gamma > 0 {
                 out.tokens.extend_from_slice(&context[j..j + gamma]);
                 self.last_n = n;
@@ -218,10 +211,10 @@ mod tests {
     use super::*;
 
     fn drafter() -> LookupDrafter {
-        let mut d = LookupDrafter::new(LookupParams::default(), 256).unwrap();
-        d.set_cost(CostModel::linear(0.01));
-        d
+        LookupDrafter::new(LookupParams::default(), 256).unwrap()
     }
+
+    const CHEAP: CostModel = CostModel::linear_const(0.01);
 
     #[test]
     fn proposes_what_followed_the_latest_match() {
@@ -229,16 +222,16 @@ mod tests {
         let mut out = Draft::default();
         // "1 2 3 4 5 ... 1 2 3" → propose "4 5".
         let ctx = [1, 2, 3, 4, 5, 9, 9, 1, 2, 3];
-        d.draft(&ctx, 2, &mut out).unwrap();
+        d.draft(&ctx, 2, &CHEAP, &mut out).unwrap();
         assert_eq!(out.tokens, [4, 5]);
         // The latest occurrence wins: "7 8" followed "2 3" later.
         out.clear();
         let ctx = [1, 2, 3, 4, 5, 1, 2, 3, 7, 8, 0, 2, 3];
-        d.draft(&ctx, 2, &mut out).unwrap();
+        d.draft(&ctx, 2, &CHEAP, &mut out).unwrap();
         assert_eq!(out.tokens, [7, 8]);
         // Nothing matches the last token: no draft.
         out.clear();
-        d.draft(&[1, 2, 3, 4], 4, &mut out).unwrap();
+        d.draft(&[1, 2, 3, 4], 4, &CHEAP, &mut out).unwrap();
         assert!(out.tokens.is_empty());
     }
 
@@ -247,30 +240,30 @@ mod tests {
         let mut d = drafter();
         let mut out = Draft::default();
         let mut ctx = vec![5, 6, 7, 8];
-        d.draft(&ctx, 3, &mut out).unwrap();
+        d.draft(&ctx, 3, &CHEAP, &mut out).unwrap();
         assert!(out.tokens.is_empty());
         ctx.extend([5, 6]);
-        d.draft(&ctx, 3, &mut out).unwrap();
+        d.draft(&ctx, 3, &CHEAP, &mut out).unwrap();
         assert_eq!(out.tokens, [7, 8, 5]);
         // A different context of the same length: rebuilt, not confused with the old one.
         out.clear();
-        d.draft(&[1, 1, 1, 1, 1, 2], 3, &mut out).unwrap();
+        d.draft(&[1, 1, 1, 1, 1, 2], 3, &CHEAP, &mut out).unwrap();
         assert!(out.tokens.is_empty(), "{:?}", out.tokens);
     }
 
     #[test]
     fn rejections_turn_drafting_off_for_that_match_length() {
         let mut d = LookupDrafter::new(LookupParams::default(), 64).unwrap();
-        d.set_cost(CostModel::linear(0.15));
+        let cost = CostModel::linear(0.15);
         let ctx = [3, 4, 9, 3];
         let mut out = Draft::default();
-        d.draft(&ctx, 4, &mut out).unwrap();
+        d.draft(&ctx, 4, &cost, &mut out).unwrap();
         assert!(!out.tokens.is_empty(), "the prior drafts a one-token match at first");
         for _ in 0..30 {
             let k = out.tokens.len();
             d.feedback(k, 0);
             out.clear();
-            d.draft(&ctx, 4, &mut out).unwrap();
+            d.draft(&ctx, 4, &cost, &mut out).unwrap();
         }
         assert!(out.tokens.is_empty(), "always rejected: stop drafting");
         assert!(d.acceptance(1) < 0.2, "{}", d.acceptance(1));

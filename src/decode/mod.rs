@@ -142,8 +142,9 @@ pub trait Drafter: Send {
     fn name(&self) -> &'static str;
 
     /// Propose up to `max` tokens continuing `context` into `out` (cleared by the caller). An
-    /// empty proposal makes the step a plain one-token pass.
-    fn draft(&mut self, context: &[TokenId], max: usize, out: &mut Draft) -> Result<()>;
+    /// empty proposal makes the step a plain one-token pass. `cost` is what verifying costs on
+    /// this machine now, to weigh a longer draft against its chance of being accepted.
+    fn draft(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) -> Result<()>;
 
     /// After verification: `accepted` of the `drafted` tokens were taken.
     fn feedback(&mut self, drafted: usize, accepted: usize) {
