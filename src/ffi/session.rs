@@ -19,7 +19,8 @@ use super::{
 /// and stop reason `EDGESPEC_STOP_REASON_CANCELLED`). It runs on the thread that called
 /// `edgespec_generate`/`edgespec_chat`; from inside it, only `edgespec_cancel` and the model
 /// functions may be called on the same session and model (other session calls return
-/// `INVALID_ARGUMENT`: the session is busy).
+/// `INVALID_ARGUMENT`: the session is busy). It must return normally: no C++ exception or
+/// `longjmp` may leave it.
 pub type EdgespecTokenCallback =
     Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
 
