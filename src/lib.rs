@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod chat;
 pub mod decode;
 pub mod error;
+pub mod ffi;
 pub mod gguf;
 pub mod info;
 pub mod kernels;
