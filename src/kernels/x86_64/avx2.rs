@@ -39,26 +39,6 @@ pub(super) unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)))
 }
 
-/// Eight f16 values (bits) to f32.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn f16x8(bits: &[u16; 8]) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr().cast()))
-}
-
-/// Sums of 8 vectors of 8 i32: lane `k` is the sum of `v[k]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn reduce_i32(v: &[__m256i; 8]) -> __m256i {
-    let h01 = _mm256_hadd_epi32(v[0], v[1]);
-    let h23 = _mm256_hadd_epi32(v[2], v[3]);
-    let h45 = _mm256_hadd_epi32(v[4], v[5]);
-    let h67 = _mm256_hadd_epi32(v[6], v[7]);
-    let q0 = _mm256_hadd_epi32(h01, h23);
-    let q1 = _mm256_hadd_epi32(h45, h67);
-    _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31))
-}
-
 /// How far ahead of the block being decoded the weights are prefetched: far enough to cover the
 /// memory latency at the slowest (largest-batch) per-block rate.
 const PREFETCH_BYTES: usize = 2048;
@@ -103,158 +83,166 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 // ---------------------------------------------------------------------------------------------
 // Legacy 32-element blocks
 // ---------------------------------------------------------------------------------------------
+//
+// Eight consecutive blocks of a row form a group. Their quants are decoded once into eight
+// registers in the interleaved layout of [`crate::kernels::acts::interleave_q8`] (register `r`, bytes `4k..4k+4`:
+// elements `4r..4r+4` of block `k`), which the activations also come in. Against one column that
+// takes eight `maddubs` and vertical adds: the 4-byte lane `k` of the sum collects exactly the
+// products of block `k`, so one `madd` by ones yields the eight block sums with no horizontal
+// reduction. The float part is the reference one: lane `k` = block `k mod 8`.
 
-/// How a legacy block decodes, and how the per-block integer sums of a group reduce.
-trait Legacy: Copy {
+/// A legacy block type: how a group of eight decodes and how it dots with one column.
+trait Legacy: Copy + Default {
     /// Subtracted from every quant (`value = q − OFFSET`), applied as `OFFSET·Σa`.
     const OFFSET: i32;
     /// Whether the block has a minimum (paired with Q8_1's `s`).
     const MIN: bool;
-    /// Unsigned quants (signed for Q8_0) in element order.
-    unsafe fn quants(&self) -> __m256i;
-    /// Scale bits.
-    fn d(&self) -> u16;
-    /// Minimum bits (0 when there is none).
-    fn m(&self) -> u16;
-    /// `Σ q·a` of eight blocks (lane k = block k); `a` points at the activations of block 0.
-    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i;
-    /// `Σ q·a` of the first `cnt ≤ 4` of four blocks (lanes 0..4, zero beyond `cnt`).
-    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i;
+    /// A decoded group, reused for every column.
+    type Group: Copy;
+    /// Decode `blocks[0..8]`.
+    unsafe fn decode8(blocks: &[Self; 8]) -> Self::Group;
+    /// `Σ q·a` of the eight blocks (lane k = block k); `a` points at the group's interleaved
+    /// activations (256 bytes).
+    unsafe fn sums8(q: &Self::Group, a: *const i8) -> __m256i;
 }
 
-/// Lane `k` = sum of the 16 i16 lanes of `p[k]`, for maddubs products up to 4095 per lane.
+/// Four registers, each two 128-bit rows of four 4-byte words (low half: rows `k`, high half:
+/// rows `k + 4`), transposed within the halves: output `u` holds word `u` of rows 0..4 (low half)
+/// and of rows 4..8 (high half).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn products_narrow8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
-    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
-    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
-    // Per 128-bit half: [p0, …, p7], each the sum of that half's 8 lanes (≤ 8·4095).
-    let o = _mm256_hadd_epi16(q0, q1);
-    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(o));
-    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(o, 1));
-    _mm256_add_epi32(lo, hi)
+unsafe fn transpose_words4(y: [__m256i; 4]) -> [__m256i; 4] {
+    let t0 = _mm256_unpacklo_epi32(y[0], y[1]);
+    let t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    let t2 = _mm256_unpacklo_epi32(y[2], y[3]);
+    let t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
 }
 
-/// As [`products_narrow8`] for products up to 8191 per lane: two i16 levels, then i32.
+/// 16 bytes at `p[k]` and `p[k + 4]` as the two halves of register `k` (k = 0..4), transposed by
+/// [`transpose_words4`]: output `u` holds bytes `4u..4u+4` of each of the eight sources at bytes
+/// `4k..4k+4`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn products_wide8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+unsafe fn gather_words(p: [*const u8; 8]) -> [__m256i; 4] {
+    transpose_words4(std::array::from_fn(|k| _mm256_loadu2_m128i(p[k + 4].cast(), p[k].cast())))
+}
+
+/// Eight 32-byte rows (one block each, in element order) into the interleaved layout: an 8×8
+/// transpose of 4-byte words.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn interleave8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let lo = transpose_words4(std::array::from_fn(|k| _mm256_permute2x128_si256(r[k], r[k + 4], 0x20)));
+    let hi = transpose_words4(std::array::from_fn(|k| _mm256_permute2x128_si256(r[k], r[k + 4], 0x31)));
+    [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+}
+
+/// The nibbles of eight 16-byte `qs` arrays, interleaved (element `j` is the low nibble of byte
+/// `j`, element `j + 16` the high one).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibbles8(qs: [*const u8; 8]) -> [__m256i; 8] {
+    let w = gather_words(qs);
+    let m = _mm256_set1_epi8(0x0f);
+    let lo = |u: usize| _mm256_and_si256(w[u], m);
+    let hi = |u: usize| _mm256_and_si256(_mm256_srli_epi16(w[u], 4), m);
+    [lo(0), lo(1), lo(2), lo(3), hi(0), hi(1), hi(2), hi(3)]
+}
+
+/// `Σ q·a` for unsigned quants whose eight products per 4-byte lane stay within i16 (quants
+/// ≤ 15: 8·2·15·128 < 2^15).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn sums_narrow(q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let p = |r: usize| _mm256_maddubs_epi16(q[r], _mm256_loadu_si256(a.add(32 * r).cast()));
+    let s0 = _mm256_add_epi16(_mm256_add_epi16(p(0), p(1)), _mm256_add_epi16(p(2), p(3)));
+    let s1 = _mm256_add_epi16(_mm256_add_epi16(p(4), p(5)), _mm256_add_epi16(p(6), p(7)));
+    _mm256_madd_epi16(_mm256_add_epi16(s0, s1), _mm256_set1_epi16(1))
+}
+
+/// As [`sums_narrow`] for quants ≤ 31 (four products per i16 lane, then i32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn sums_wide(q: &[__m256i; 8], a: *const i8) -> __m256i {
     let ones = _mm256_set1_epi16(1);
-    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
-    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
-    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
-    // Per half: [p0, p1, p2, p3] (resp. p4..p7) as i32.
-    let w0 = _mm256_madd_epi16(q0, ones);
-    let w1 = _mm256_madd_epi16(q1, ones);
-    _mm256_add_epi32(_mm256_permute2x128_si256(w0, w1, 0x20), _mm256_permute2x128_si256(w0, w1, 0x31))
+    let p = |r: usize| _mm256_maddubs_epi16(q[r], _mm256_loadu_si256(a.add(32 * r).cast()));
+    let s0 = _mm256_add_epi16(_mm256_add_epi16(p(0), p(1)), _mm256_add_epi16(p(2), p(3)));
+    let s1 = _mm256_add_epi16(_mm256_add_epi16(p(4), p(5)), _mm256_add_epi16(p(6), p(7)));
+    _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
 }
 
-/// Lanes 0..4 = sums of the first `cnt` of four blocks (products up to 8191 per lane).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn products4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
-    let mut p = [_mm256_setzero_si256(); 4];
-    for k in 0..cnt.min(4) {
-        p[k] = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
-    }
-    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
-    let w = _mm256_madd_epi16(q0, _mm256_set1_epi16(1));
-    _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1))
-}
-
-/// Signed Q8_0 × Q8 products of one block as 8 i32: `maddubs(|q|, a·sign(q))` is exact since
-/// |q| ≤ 128 and |a| ≤ 127.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn products_signed(q: __m256i, a: *const i8) -> __m256i {
-    let ak = _mm256_sign_epi8(_mm256_loadu_si256(a.cast()), q);
-    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), ak), _mm256_set1_epi16(1))
-}
-
-macro_rules! legacy_unsigned {
-    ($t:ty, $offset:expr, $min:expr, $sums8:ident, |$b:ident| $quants:expr, $m:expr) => {
+macro_rules! legacy_nibbles {
+    ($t:ty, $offset:expr, $min:expr) => {
         impl Legacy for $t {
             const OFFSET: i32 = $offset;
             const MIN: bool = $min;
+            type Group = [__m256i; 8];
             #[inline(always)]
-            unsafe fn quants(&self) -> __m256i {
-                let $b = self;
-                $quants
-            }
-            #[inline(always)]
-            fn d(&self) -> u16 {
-                self.d
-            }
-            #[inline(always)]
-            fn m(&self) -> u16 {
-                let $b = self;
-                $m
+            unsafe fn decode8(blocks: &[Self; 8]) -> [__m256i; 8] {
+                nibbles8(std::array::from_fn(|k| blocks[k].qs.as_ptr()))
             }
             #[inline(always)]
             unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-                $sums8(q, a)
-            }
-            #[inline(always)]
-            unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
-                products4(q, a, cnt)
+                sums_narrow(q, a)
             }
         }
     };
 }
+legacy_nibbles!(BlockQ4_0, 8, false);
+legacy_nibbles!(BlockQ4_1, 0, true);
 
-legacy_unsigned!(BlockQ4_0, 8, false, products_narrow8, |b| nibbles(&b.qs), {
-    let _ = b;
-    0
-});
-legacy_unsigned!(BlockQ4_1, 0, true, products_narrow8, |b| nibbles(&b.qs), b.m);
-legacy_unsigned!(
-    BlockQ5_0,
-    16,
-    false,
-    products_wide8,
-    |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
-    {
-        let _ = b;
-        0
-    }
-);
-legacy_unsigned!(
-    BlockQ5_1,
-    0,
-    true,
-    products_wide8,
-    |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
-    b.m
-);
+macro_rules! legacy_five_bit {
+    ($t:ty, $offset:expr, $min:expr) => {
+        impl Legacy for $t {
+            const OFFSET: i32 = $offset;
+            const MIN: bool = $min;
+            type Group = [__m256i; 8];
+            #[inline(always)]
+            unsafe fn decode8(blocks: &[Self; 8]) -> [__m256i; 8] {
+                interleave8(std::array::from_fn(|k| {
+                    let b = &blocks[k];
+                    _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh)))
+                }))
+            }
+            #[inline(always)]
+            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                sums_wide(q, a)
+            }
+        }
+    };
+}
+legacy_five_bit!(BlockQ5_0, 16, false);
+legacy_five_bit!(BlockQ5_1, 0, true);
 
 impl Legacy for BlockQ8_0 {
     const OFFSET: i32 = 0;
     const MIN: bool = false;
+    /// (|q|, q): `maddubs(|q|, a·sign(q))` is exact since |q| ≤ 128 and |a| ≤ 127.
+    type Group = ([__m256i; 8], [__m256i; 8]);
     #[inline(always)]
-    unsafe fn quants(&self) -> __m256i {
-        _mm256_loadu_si256(self.qs.as_ptr().cast())
+    unsafe fn decode8(blocks: &[Self; 8]) -> Self::Group {
+        let p: [*const u8; 8] = std::array::from_fn(|k| blocks[k].qs.as_ptr().cast());
+        let lo = gather_words(p);
+        let hi = gather_words(p.map(|p| p.wrapping_add(16)));
+        let q = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+        (q.map(|v| _mm256_abs_epi8(v)), q)
     }
     #[inline(always)]
-    fn d(&self) -> u16 {
-        self.d
-    }
-    #[inline(always)]
-    fn m(&self) -> u16 {
-        0
-    }
-    #[inline(always)]
-    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-        let v: [__m256i; 8] = std::array::from_fn(|k| products_signed(q[k], a.add(QK * k)));
-        reduce_i32(&v)
-    }
-    #[inline(always)]
-    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
-        let mut v = [_mm256_setzero_si256(); 8];
-        for k in 0..cnt.min(4) {
-            v[k] = products_signed(q[k], a.add(QK * k));
-        }
-        _mm256_castsi256_si128(reduce_i32(&v))
+    unsafe fn sums8((aq, q): &Self::Group, a: *const i8) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        let p = |r: usize| {
+            let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.add(32 * r).cast()), q[r]);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], ar), ones)
+        };
+        let s0 = _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3)));
+        let s1 = _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7)));
+        _mm256_add_epi32(s0, s1)
     }
 }
 
@@ -287,10 +275,10 @@ unsafe fn legacy_apply<L: Legacy>(
 /// (`d`, then `m` or the next two bytes), split into the two f16 halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
+unsafe fn scales8<L: Legacy>(blocks: &[L; 8]) -> (__m256, __m256) {
     let size = std::mem::size_of::<L>() as i32;
     let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(size));
-    let v = _mm256_i32gather_epi32::<1>(blocks.cast(), idx);
+    let v = _mm256_i32gather_epi32::<1>(blocks.as_ptr().cast(), idx);
     // Per 128-bit half: the four low u16 (d), then the four high u16 (m).
     let split = _mm256_setr_epi8(
         0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
@@ -302,49 +290,21 @@ unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
     (dw, mw)
 }
 
-/// Eight whole blocks (starting at block `g` of the row) against every column.
+/// One group of eight blocks (starting at block `g` of the row) against every column.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn legacy_group8<L: Legacy>(
-    blocks: &[L],
+    blocks: &[L; 8],
     g: usize,
     acts: &ActsView<'_>,
     acc: &mut [__m256; MAX_COLUMNS],
 ) {
-    prefetch_ahead(blocks.as_ptr(), 8 * std::mem::size_of::<L>());
-    let q: [__m256i; 8] = std::array::from_fn(|k| blocks[k].quants());
-    let (dw, mw) = scales8(blocks.as_ptr());
+    let q = L::decode8(blocks);
+    let (dw, mw) = scales8(blocks);
+    let stride = acts.q8_stride * QK;
+    let a = acts.q8_t.as_ptr().add(g * QK);
     for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
-        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
-        legacy_apply::<L>(L::sums8(&q, a), dw, mw, acts, c, g, acc);
-    }
-}
-
-/// The last `blocks.len() < 8` blocks of a row (starting at block `g`, lanes 0..len).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn legacy_tail<L: Legacy>(
-    blocks: &[L],
-    g: usize,
-    acts: &ActsView<'_>,
-    acc: &mut [__m256; MAX_COLUMNS],
-) {
-    let cnt = blocks.len().min(7);
-    let mut q = [_mm256_setzero_si256(); 8];
-    let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
-    for (k, blk) in blocks.iter().take(cnt).enumerate() {
-        q[k] = blk.quants();
-        dh[k] = blk.d();
-        mh[k] = blk.m();
-    }
-    let (dw, mw) = (f16x8(&dh), f16x8(&mh));
-    let lo = [q[0], q[1], q[2], q[3]];
-    let hi = [q[4], q[5], q[6], q[7]];
-    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
-        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
-        let s_lo = L::sums4(&lo, a, cnt);
-        let s_hi = if cnt > 4 { L::sums4(&hi, a.add(4 * QK), cnt - 4) } else { _mm_setzero_si128() };
-        legacy_apply::<L>(_mm256_set_m128i(s_hi, s_lo), dw, mw, acts, c, g, acc);
+        legacy_apply::<L>(L::sums8(&q, a.add(c * stride)), dw, mw, acts, c, g, acc);
     }
 }
 
@@ -352,16 +312,20 @@ unsafe fn legacy_tail<L: Legacy>(
 #[inline]
 unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let b = acts.b;
-    let full = nb / 8 * 8;
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
         let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
-        let mut g = 0;
-        while g < full {
-            legacy_group8(&row[g..g + 8], g, acts, &mut acc);
-            g += 8;
-        }
-        if full < nb {
-            legacy_tail(&row[full..], full, acts, &mut acc);
+        for (gi, group) in row.chunks(8).enumerate() {
+            prefetch_ahead(group.as_ptr(), 8 * std::mem::size_of::<L>());
+            match <&[L; 8]>::try_from(group) {
+                Ok(blocks) => legacy_group8(blocks, 8 * gi, acts, &mut acc),
+                Err(_) => {
+                    // The row's last, partial group: zero blocks (scale 0) leave their lanes
+                    // unchanged, as the reference never touches them.
+                    let mut pad = [L::default(); 8];
+                    pad[..group.len()].copy_from_slice(group);
+                    legacy_group8(&pad, 8 * gi, acts, &mut acc);
+                }
+            }
         }
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = hsum(*a);
