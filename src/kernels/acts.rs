@@ -118,21 +118,37 @@ pub(crate) struct ActsView<'a> {
     pub f: &'a [f32],
 }
 
-/// Interleave one column's Q8 quants `qs` (n, a multiple of 32) into `out` (`q8_stride(n)·32`):
-/// each group of eight blocks (256 bytes) becomes an 8×8 transpose of 4-byte words, so that
-/// bytes `32r + 4k .. 32r + 4k + 4` of the group are elements `4r .. 4r + 4` of block `k`. A kernel
-/// that holds eight weight blocks in the same layout then multiplies one 32-byte vector of each
-/// and adds the products vertically: 4-byte lane `k` collects block `k`, with no horizontal
-/// reduction per block. Blocks past the end of the row are zeros.
+/// Interleave one column's Q8 quants `qs` (n, a multiple of 32) into `out` (`q8_stride(n)·32`)
+/// for kernels that work on eight blocks at once:
+/// - each whole group of eight blocks (256 bytes) becomes an 8×8 transpose of 4-byte words:
+///   bytes `32r + 4k .. 32r + 4k + 4` of the group are elements `4r .. 4r + 4` of block `k`. A
+///   kernel that holds eight weight blocks in the same layout multiplies one 32-byte vector of
+///   each and adds the products vertically: 4-byte lane `k` collects block `k`, with no
+///   horizontal reduction per block;
+/// - the blocks of a last, partial group go in pairs (64 bytes each): elements 0..16 of both
+///   blocks, then elements 16..32 of both, so a pair costs two vector products;
+/// - blocks past the end of the row are zeros.
 pub(crate) fn interleave_q8(qs: &[i8], out: &mut [i8]) {
+    let whole = qs.len() / QK / 8;
     for (g, dst) in out.chunks_exact_mut(8 * QK).enumerate() {
-        for r in 0..8 {
-            for k in 0..8 {
-                let src = (8 * g + k) * QK + 4 * r;
-                let word = &mut dst[32 * r + 4 * k..32 * r + 4 * k + 4];
-                match qs.get(src..src + 4) {
-                    Some(v) => word.copy_from_slice(v),
-                    None => word.fill(0),
+        if g < whole {
+            for r in 0..8 {
+                for k in 0..8 {
+                    let src = (8 * g + k) * QK + 4 * r;
+                    dst[32 * r + 4 * k..32 * r + 4 * k + 4].copy_from_slice(&qs[src..src + 4]);
+                }
+            }
+            continue;
+        }
+        for (p, pair) in dst.chunks_exact_mut(2 * QK).enumerate() {
+            for h in 0..2 {
+                for k in 0..2 {
+                    let src = (8 * g + 2 * p + k) * QK + 16 * h;
+                    let half = &mut pair[32 * h + 16 * k..32 * h + 16 * k + 16];
+                    match qs.get(src..src + 16) {
+                        Some(v) => half.copy_from_slice(v),
+                        None => half.fill(0),
+                    }
                 }
             }
         }

@@ -48,7 +48,14 @@ const PREFETCH_BYTES: usize = 2048;
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
-    let base = p.cast::<i8>().wrapping_add(PREFETCH_BYTES);
+    static PF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let pf = *PF.get_or_init(|| {
+        std::env::var("EDGESPEC_PF").ok().and_then(|v| v.parse().ok()).unwrap_or(PREFETCH_BYTES)
+    });
+    if pf == 0 {
+        return;
+    }
+    let base = p.cast::<i8>().wrapping_add(pf);
     let mut off = 0;
     while off < len {
         _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off));
@@ -104,6 +111,17 @@ trait Legacy: Copy + Default {
     /// `Σ q·a` of the eight blocks (lane k = block k); `a` points at the group's interleaved
     /// activations (256 bytes).
     unsafe fn sums8(q: &Self::Group, a: *const i8) -> __m256i;
+    /// Two blocks of a row's last, partial group (the second may be a zero block), decoded.
+    type Pair: Copy;
+    /// Decode a pair.
+    unsafe fn decode2(b0: &Self, b1: &Self) -> Self::Pair;
+    /// `Σ q·a` of a pair: i32 lanes 0..4 add up to block 0's, lanes 4..8 to block 1's; `a`
+    /// points at the pair's 64 activation bytes (see `interleave_q8`).
+    unsafe fn sums2(q: &Self::Pair, a: *const i8) -> __m256i;
+    /// Scale bits.
+    fn d(&self) -> u16;
+    /// Minimum bits (0 when there is none).
+    fn m(&self) -> u16;
 }
 
 /// Four registers, each two 128-bit rows of four 4-byte words (low half: rows `k`, high half:
@@ -155,6 +173,15 @@ unsafe fn nibbles8(qs: [*const u8; 8]) -> [__m256i; 8] {
     [lo(0), lo(1), lo(2), lo(3), hi(0), hi(1), hi(2), hi(3)]
 }
 
+/// `Σ q·a` of a pair of unsigned-quant blocks (quants ≤ 31: four products per i16 lane).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn sums_pair(q: &[__m256i; 2], a: *const i8) -> __m256i {
+    let p0 = _mm256_maddubs_epi16(q[0], _mm256_loadu_si256(a.cast()));
+    let p1 = _mm256_maddubs_epi16(q[1], _mm256_loadu_si256(a.add(32).cast()));
+    _mm256_madd_epi16(_mm256_add_epi16(p0, p1), _mm256_set1_epi16(1))
+}
+
 /// `Σ q·a` for unsigned quants whose eight products per 4-byte lane stay within i16 (quants
 /// ≤ 15: 8·2·15·128 < 2^15).
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -178,7 +205,7 @@ unsafe fn sums_wide(q: &[__m256i; 8], a: *const i8) -> __m256i {
 }
 
 macro_rules! legacy_nibbles {
-    ($t:ty, $offset:expr, $min:expr) => {
+    ($t:ty, $offset:expr, $min:expr, |$b:ident| $m:expr) => {
         impl Legacy for $t {
             const OFFSET: i32 = $offset;
             const MIN: bool = $min;
@@ -191,14 +218,37 @@ macro_rules! legacy_nibbles {
             unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
                 sums_narrow(q, a)
             }
+            type Pair = [__m256i; 2];
+            #[inline(always)]
+            unsafe fn decode2(b0: &Self, b1: &Self) -> [__m256i; 2] {
+                let raw = _mm256_loadu2_m128i(b1.qs.as_ptr().cast(), b0.qs.as_ptr().cast());
+                let m = _mm256_set1_epi8(0x0f);
+                [_mm256_and_si256(raw, m), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m)]
+            }
+            #[inline(always)]
+            unsafe fn sums2(q: &[__m256i; 2], a: *const i8) -> __m256i {
+                sums_pair(q, a)
+            }
+            #[inline(always)]
+            fn d(&self) -> u16 {
+                self.d
+            }
+            #[inline(always)]
+            fn m(&self) -> u16 {
+                let $b = self;
+                $m
+            }
         }
     };
 }
-legacy_nibbles!(BlockQ4_0, 8, false);
-legacy_nibbles!(BlockQ4_1, 0, true);
+legacy_nibbles!(BlockQ4_0, 8, false, |b| {
+    let _ = b;
+    0
+});
+legacy_nibbles!(BlockQ4_1, 0, true, |b| b.m);
 
 macro_rules! legacy_five_bit {
-    ($t:ty, $offset:expr, $min:expr) => {
+    ($t:ty, $offset:expr, $min:expr, |$b:ident| $m:expr) => {
         impl Legacy for $t {
             const OFFSET: i32 = $offset;
             const MIN: bool = $min;
@@ -214,11 +264,34 @@ macro_rules! legacy_five_bit {
             unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
                 sums_wide(q, a)
             }
+            type Pair = [__m256i; 2];
+            #[inline(always)]
+            unsafe fn decode2(b0: &Self, b1: &Self) -> [__m256i; 2] {
+                let q = |b: &Self| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh)));
+                let (q0, q1) = (q(b0), q(b1));
+                [_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31)]
+            }
+            #[inline(always)]
+            unsafe fn sums2(q: &[__m256i; 2], a: *const i8) -> __m256i {
+                sums_pair(q, a)
+            }
+            #[inline(always)]
+            fn d(&self) -> u16 {
+                self.d
+            }
+            #[inline(always)]
+            fn m(&self) -> u16 {
+                let $b = self;
+                $m
+            }
         }
     };
 }
-legacy_five_bit!(BlockQ5_0, 16, false);
-legacy_five_bit!(BlockQ5_1, 0, true);
+legacy_five_bit!(BlockQ5_0, 16, false, |b| {
+    let _ = b;
+    0
+});
+legacy_five_bit!(BlockQ5_1, 0, true, |b| b.m);
 
 impl Legacy for BlockQ8_0 {
     const OFFSET: i32 = 0;
@@ -243,6 +316,33 @@ impl Legacy for BlockQ8_0 {
         let s0 = _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3)));
         let s1 = _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7)));
         _mm256_add_epi32(s0, s1)
+    }
+    type Pair = ([__m256i; 2], [__m256i; 2]);
+    #[inline(always)]
+    unsafe fn decode2(b0: &Self, b1: &Self) -> Self::Pair {
+        let (p0, p1) = (b0.qs.as_ptr(), b1.qs.as_ptr());
+        let q = [
+            _mm256_loadu2_m128i(p1.cast(), p0.cast()),
+            _mm256_loadu2_m128i(p1.add(16).cast(), p0.add(16).cast()),
+        ];
+        (q.map(|v| _mm256_abs_epi8(v)), q)
+    }
+    #[inline(always)]
+    unsafe fn sums2((aq, q): &Self::Pair, a: *const i8) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        let p = |r: usize| {
+            let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.add(32 * r).cast()), q[r]);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], ar), ones)
+        };
+        _mm256_add_epi32(p(0), p(1))
+    }
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    fn m(&self) -> u16 {
+        0
     }
 }
 
@@ -308,24 +408,66 @@ unsafe fn legacy_group8<L: Legacy>(
     }
 }
 
+/// The `P` pairs of a row's last, partial group (blocks `blocks`, 1..8 of them, starting at
+/// block `g`) against every column. The pair sums fold into lane `k` = block `k` (zero beyond
+/// the last block, whose lanes the fmas then leave unchanged, as the reference never touches
+/// them).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_tail<L: Legacy, const P: usize>(
+    blocks: &[L],
+    g: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
+    let zero = L::default();
+    let blk = |k: usize| blocks.get(k).unwrap_or(&zero);
+    let q: [L::Pair; P] = std::array::from_fn(|p| L::decode2(blk(2 * p), blk(2 * p + 1)));
+    let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
+    for (k, b) in blocks.iter().take(8).enumerate() {
+        dh[k] = b.d();
+        mh[k] = b.m();
+    }
+    let dw = _mm256_cvtph_ps(_mm_loadu_si128(dh.as_ptr().cast()));
+    let mw = _mm256_cvtph_ps(_mm_loadu_si128(mh.as_ptr().cast()));
+    let stride = acts.q8_stride * QK;
+    let a = acts.q8_t.as_ptr().add(g * QK);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+        let a = a.add(c * stride);
+        let x: [__m256i; 4] = std::array::from_fn(|p| {
+            if p < P {
+                L::sums2(&q[p], a.add(2 * QK * p))
+            } else {
+                _mm256_setzero_si256()
+            }
+        });
+        // Per 128-bit half: blocks 0, 2, 4, 6 (low) and 1, 3, 5, 7 (high); then in order.
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
+        legacy_apply::<L>(_mm256_permutevar8x32_epi32(h, order), dw, mw, acts, c, g, acc);
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let b = acts.b;
+    let whole = nb / 8 * 8;
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
         let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
-        for (gi, group) in row.chunks(8).enumerate() {
+        let (groups, tail) = row.split_at(whole);
+        for (gi, group) in groups.chunks_exact(8).enumerate() {
             prefetch_ahead(group.as_ptr(), 8 * std::mem::size_of::<L>());
-            match <&[L; 8]>::try_from(group) {
-                Ok(blocks) => legacy_group8(blocks, 8 * gi, acts, &mut acc),
-                Err(_) => {
-                    // The row's last, partial group: zero blocks (scale 0) leave their lanes
-                    // unchanged, as the reference never touches them.
-                    let mut pad = [L::default(); 8];
-                    pad[..group.len()].copy_from_slice(group);
-                    legacy_group8(&pad, 8 * gi, acts, &mut acc);
-                }
+            if let Ok(blocks) = <&[L; 8]>::try_from(group) {
+                legacy_group8(blocks, 8 * gi, acts, &mut acc);
             }
+        }
+        match tail.len().div_ceil(2) {
+            0 => {}
+            1 => legacy_tail::<L, 1>(tail, whole, acts, &mut acc),
+            2 => legacy_tail::<L, 2>(tail, whole, acts, &mut acc),
+            3 => legacy_tail::<L, 3>(tail, whole, acts, &mut acc),
+            _ => legacy_tail::<L, 4>(tail, whole, acts, &mut acc),
         }
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = hsum(*a);
