@@ -39,6 +39,13 @@ pub(super) unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)))
 }
 
+/// One f16 value (bits) to f32 with F16C (exact, like every f16 → f32 conversion).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn h2f(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
 /// How far ahead of the block being decoded the weights are prefetched: far enough to cover the
 /// memory latency at the slowest (largest-batch) per-block rate.
 const PREFETCH_BYTES: usize = 2048;
@@ -561,8 +568,8 @@ impl KQuant for BlockQ2_K {
             q,
             sc: group_scales(&sc),
             corr: load_i16x16(&mn),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: crate::quant::f16_to_f32(self.dmin),
+            d: h2f(self.d),
+            dmin: h2f(self.dmin),
         }
     }
 }
@@ -594,7 +601,7 @@ impl KQuant for BlockQ3_K {
             q,
             sc: group_scales(&sc),
             corr: load_i16x16(&sc),
-            d: crate::quant::f16_to_f32(self.d),
+            d: h2f(self.d),
             dmin: 0.0,
         }
     }
@@ -630,8 +637,8 @@ impl KQuant for BlockQ4_K {
             q,
             sc: chunk_scales(&sc),
             corr: load_i16x16(&mn),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: crate::quant::f16_to_f32(self.dmin),
+            d: h2f(self.d),
+            dmin: h2f(self.dmin),
         }
     }
 }
@@ -657,8 +664,8 @@ impl KQuant for BlockQ5_K {
             q,
             sc: chunk_scales(&sc),
             corr: load_i16x16(&mn),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: crate::quant::f16_to_f32(self.dmin),
+            d: h2f(self.d),
+            dmin: h2f(self.dmin),
         }
     }
 }
@@ -687,7 +694,7 @@ impl KQuant for BlockQ6_K {
             q,
             sc: group_scales(&sc),
             corr: load_i16x16(&sc),
-            d: crate::quant::f16_to_f32(self.d),
+            d: h2f(self.d),
             dmin: 0.0,
         }
     }
