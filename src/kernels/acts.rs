@@ -107,6 +107,8 @@ pub(crate) struct ActsView<'a> {
     pub b: usize,
     pub n: usize,
     pub q8_qs: &'a [i8],
+    /// Read by the x86-64 kernels only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub q8_t: &'a [i8],
     pub q8_d: &'a [f32],
     pub q8_s: &'a [f32],

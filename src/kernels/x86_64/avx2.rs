@@ -55,14 +55,7 @@ const PREFETCH_BYTES: usize = 2048;
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
-    static PF: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let pf = *PF.get_or_init(|| {
-        std::env::var("EDGESPEC_PF").ok().and_then(|v| v.parse().ok()).unwrap_or(PREFETCH_BYTES)
-    });
-    if pf == 0 {
-        return;
-    }
-    let base = p.cast::<i8>().wrapping_add(pf);
+    let base = p.cast::<i8>().wrapping_add(PREFETCH_BYTES);
     let mut off = 0;
     while off < len {
         _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off));
@@ -158,14 +151,23 @@ unsafe fn gather_words(p: [*const u8; 8]) -> [__m256i; 4] {
     transpose_words4(std::array::from_fn(|k| _mm256_loadu2_m128i(p[k + 4].cast(), p[k].cast())))
 }
 
-/// Eight 32-byte rows (one block each, in element order) into the interleaved layout: an 8×8
-/// transpose of 4-byte words.
+/// The fifth bits of eight Q5 blocks (`qh[k]`: bit `e` for element `e` of block `k`) as 0x10
+/// bytes in the interleaved layout: register `r`, byte `4k + i` ← bit `4r + i` of `qh[k]`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn interleave8(r: [__m256i; 8]) -> [__m256i; 8] {
-    let lo = transpose_words4(std::array::from_fn(|k| _mm256_permute2x128_si256(r[k], r[k + 4], 0x20)));
-    let hi = transpose_words4(std::array::from_fn(|k| _mm256_permute2x128_si256(r[k], r[k + 4], 0x31)));
-    [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+unsafe fn high_bits8(qh: &[u32; 8]) -> [__m256i; 8] {
+    let v = _mm256_loadu_si256(qh.as_ptr().cast());
+    let ten = _mm256_set1_epi8(0x10);
+    std::array::from_fn(|r| {
+        // Bits 4r..4r+4 sit in byte r/2 of each word: copy it to the word's four bytes, then
+        // test bit 4(r mod 2) + i in byte i.
+        let byte = (r / 2) as i8;
+        let spread: [i8; 32] = std::array::from_fn(|j| 4 * ((j as i8 / 4) % 4) + byte);
+        let shift = 4 * (r % 2);
+        let mask = _mm256_set1_epi32(i32::from_le_bytes([1 << shift, 2 << shift, 4 << shift, 8 << shift]));
+        let sel = _mm256_and_si256(_mm256_shuffle_epi8(v, _mm256_loadu_si256(spread.as_ptr().cast())), mask);
+        _mm256_and_si256(_mm256_cmpeq_epi8(sel, mask), ten)
+    })
 }
 
 /// The nibbles of eight 16-byte `qs` arrays, interleaved (element `j` is the low nibble of byte
@@ -262,10 +264,9 @@ macro_rules! legacy_five_bit {
             type Group = [__m256i; 8];
             #[inline(always)]
             unsafe fn decode8(blocks: &[Self; 8]) -> [__m256i; 8] {
-                interleave8(std::array::from_fn(|k| {
-                    let b = &blocks[k];
-                    _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh)))
-                }))
+                let low = nibbles8(std::array::from_fn(|k| blocks[k].qs.as_ptr()));
+                let high = high_bits8(&blocks.map(|b| u32::from_le_bytes(b.qh)));
+                std::array::from_fn(|r| _mm256_or_si256(low[r], high[r]))
             }
             #[inline(always)]
             unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
@@ -564,13 +565,7 @@ impl KQuant for BlockQ2_K {
         }
         let sc: [i16; 16] = std::array::from_fn(|g| (self.scales[g] & 0x0f) as i16);
         let mn: [i16; 16] = std::array::from_fn(|g| (self.scales[g] >> 4) as i16);
-        KDecoded {
-            q,
-            sc: group_scales(&sc),
-            corr: load_i16x16(&mn),
-            d: h2f(self.d),
-            dmin: h2f(self.dmin),
-        }
+        KDecoded { q, sc: group_scales(&sc), corr: load_i16x16(&mn), d: h2f(self.d), dmin: h2f(self.dmin) }
     }
 }
 
@@ -597,13 +592,7 @@ impl KQuant for BlockQ3_K {
         }
         let raw = q3_k_scales(&self.scales);
         let sc: [i16; 16] = std::array::from_fn(|g| raw[g] as i16 - 32);
-        KDecoded {
-            q,
-            sc: group_scales(&sc),
-            corr: load_i16x16(&sc),
-            d: h2f(self.d),
-            dmin: 0.0,
-        }
+        KDecoded { q, sc: group_scales(&sc), corr: load_i16x16(&sc), d: h2f(self.d), dmin: 0.0 }
     }
 }
 
@@ -633,13 +622,7 @@ impl KQuant for BlockQ4_K {
             q[2 * i + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         }
         let (sc, mn) = k4_unpack(&self.scales);
-        KDecoded {
-            q,
-            sc: chunk_scales(&sc),
-            corr: load_i16x16(&mn),
-            d: h2f(self.d),
-            dmin: h2f(self.dmin),
-        }
+        KDecoded { q, sc: chunk_scales(&sc), corr: load_i16x16(&mn), d: h2f(self.d), dmin: h2f(self.dmin) }
     }
 }
 
@@ -660,13 +643,7 @@ impl KQuant for BlockQ5_K {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_slli_epi16(h1, 4));
         }
         let (sc, mn) = k4_unpack(&self.scales);
-        KDecoded {
-            q,
-            sc: chunk_scales(&sc),
-            corr: load_i16x16(&mn),
-            d: h2f(self.d),
-            dmin: h2f(self.dmin),
-        }
+        KDecoded { q, sc: chunk_scales(&sc), corr: load_i16x16(&mn), d: h2f(self.d), dmin: h2f(self.dmin) }
     }
 }
 
@@ -690,13 +667,7 @@ impl KQuant for BlockQ6_K {
             q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), high(3));
         }
         let sc: [i16; 16] = std::array::from_fn(|g| self.scales[g] as i16);
-        KDecoded {
-            q,
-            sc: group_scales(&sc),
-            corr: load_i16x16(&sc),
-            d: h2f(self.d),
-            dmin: 0.0,
-        }
+        KDecoded { q, sc: group_scales(&sc), corr: load_i16x16(&sc), d: h2f(self.d), dmin: 0.0 }
     }
 }
 
