@@ -8,9 +8,11 @@
 //! buffer and dot it against every activation column before moving on, so each weight byte is
 //! read from memory once per mat-vec whatever the batch size. Per column the arithmetic is the
 //! reference one:
-//! - legacy types: the products of 8 consecutive blocks are reduced to 8 block sums with one tree
-//!   of horizontal adds, then `fma(isum, d_w·d_a)` (and `fma(m_w, s_a)`) into 8 float lanes, lane
-//!   `k` = block `k mod 8`, exactly as the reference;
+//! - legacy types: 8 consecutive blocks are decoded into the word-interleaved layout the
+//!   activations also come in (see `interleave_q8`), so per column their 8 block sums take
+//!   8 `maddubs` and vertical adds, no horizontal reduction; then `fma(isum, d_w·d_a)` (and
+//!   `fma(m_w, s_a)`) into 8 float lanes, lane `k` = block `k mod 8`, exactly as the reference.
+//!   A row's last, partial group goes in pairs of blocks;
 //! - K-quants: `maddubs` + `madd` by the group scale keep lane `l` = elements `4l..4l+4` of each
 //!   32-chunk, accumulated exactly in i32 over the super-block, then the two fmas;
 //! - float rows (in `avx2_ops.rs`, with the activation quantizers and f16 ops): one `fma` per 8
@@ -92,11 +94,13 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 // ---------------------------------------------------------------------------------------------
 //
 // Eight consecutive blocks of a row form a group. Their quants are decoded once into eight
-// registers in the interleaved layout of [`crate::kernels::acts::interleave_q8`] (register `r`, bytes `4k..4k+4`:
-// elements `4r..4r+4` of block `k`), which the activations also come in. Against one column that
-// takes eight `maddubs` and vertical adds: the 4-byte lane `k` of the sum collects exactly the
-// products of block `k`, so one `madd` by ones yields the eight block sums with no horizontal
-// reduction. The float part is the reference one: lane `k` = block `k mod 8`.
+// registers in the interleaved layout of `crate::kernels::acts::interleave_q8` (register `r`,
+// bytes `4k..4k+4`: elements `4r..4r+4` of block `k`), which the activations also come in.
+// Against one column that takes eight `maddubs` and vertical adds: the 4-byte lane `k` of the sum
+// collects exactly the products of block `k`, so one `madd` by ones yields the eight block sums
+// with no horizontal reduction. The float part is the reference one: lane `k` = block `k mod 8`.
+// A row's last, partial group is decoded in pairs of blocks (two `maddubs` per pair and column),
+// and the pair sums are folded into block lanes with one short horizontal tree per column.
 
 /// A legacy block type: how a group of eight decodes and how it dots with one column.
 trait Legacy: Copy + Default {
