@@ -137,7 +137,9 @@ pub(crate) fn interleave_q8(qs: &[i8], out: &mut [i8]) {
             for r in 0..8 {
                 for k in 0..8 {
                     let src = (8 * g + k) * QK + 4 * r;
-                    dst[32 * r + 4 * k..32 * r + 4 * k + 4].copy_from_slice(&qs[src..src + 4]);
+                    if let Some(v) = qs.get(src..src + 4) {
+                        dst[32 * r + 4 * k..32 * r + 4 * k + 4].copy_from_slice(v);
+                    }
                 }
             }
             continue;
