@@ -77,6 +77,17 @@ fn rng_normal(state: &mut u64) -> f32 {
     (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
 }
 
+/// Random blocks of a type the crate cannot quantize to (random quants, every block's leading
+/// f16 scale set to 0.01): the kernels' speed does not depend on the values.
+fn random_blocks(ty: GgmlType, elems: usize, state: &mut u64) -> Vec<u8> {
+    let (bs, ts) = (ty.block_size(), ty.type_size());
+    let mut bytes: Vec<u8> = (0..elems / bs * ts).map(|_| (rng_normal(state) * 1e4) as i64 as u8).collect();
+    for blk in bytes.chunks_exact_mut(ts) {
+        blk[..2].copy_from_slice(&0x211eu16.to_le_bytes());
+    }
+    bytes
+}
+
 /// `copies` back-to-back copies of one random `rows × n` matrix of type `ty`, each starting on a
 /// 64-byte boundary (f32 storage keeps the bytes aligned for the block casts).
 struct Copies {
@@ -90,7 +101,7 @@ impl Copies {
     fn new(ty: GgmlType, rows: usize, n: usize, copies: usize) -> Copies {
         let mut s = 7u64;
         let src: Vec<f32> = (0..rows * n).map(|_| rng_normal(&mut s) * 0.05).collect();
-        let mut one = quant::quantize(ty, &src).expect("quantize");
+        let mut one = quant::quantize(ty, &src).unwrap_or_else(|_| random_blocks(ty, rows * n, &mut s));
         let bytes = one.len();
         let stride = bytes.div_ceil(64) * 64;
         one.resize(stride, 0);
@@ -180,6 +191,13 @@ const SHAPES: [Shape; 5] = [
     Shape { label: "attn_q/o [576,576]", ty: GgmlType::Q4_1, n: 576, rows: 576 },
     Shape { label: "attn_k/v [576,192]", ty: GgmlType::Q4_1, n: 576, rows: 192 },
     Shape { label: "output [576,49152]", ty: GgmlType::Q8_0, n: 576, rows: 49152 },
+];
+
+/// Gemma 3 270M Q4_K_M shapes (hidden 640, FFN 2048): only in the compute-cost table.
+const GEMMA_SHAPES: [Shape; 3] = [
+    Shape { label: "gemma ffn_gate/up [640,2048]", ty: GgmlType::Q5_0, n: 640, rows: 2048 },
+    Shape { label: "gemma ffn_down [2048,640]", ty: GgmlType::Q4_K, n: 2048, rows: 640 },
+    Shape { label: "gemma ffn_down [2048,640]", ty: GgmlType::Q6_K, n: 2048, rows: 640 },
 ];
 
 /// L2 size of CPU 0 in bytes, from sysfs (None where unknown).
@@ -331,10 +349,26 @@ fn main() {
     // CPU time (this thread's, from /proc/thread-self/schedstat) per mat-vec with one thread and
     // cold weights: the compute cost, which time slices lost to other processes do not inflate.
     // On an idle machine the wall time with t threads is about max(cpu / t, bytes / bandwidth).
-    if let (Some(pool), Some((shape, mats))) =
-        (pools.iter().find(|p| p.threads() == 1), sets.iter().find(|(s, _)| s.n == 1536))
-    {
-        if thread_cpu_ns().is_some() {
+    // Besides the SmolLM2 shapes, the Gemma 3 270M Q4_K_M types (Q5_0, Q4_K, Q6_K) are covered.
+    if let (Some(pool), Some(_)) = (pools.iter().find(|p| p.threads() == 1), thread_cpu_ns()) {
+        let gemma: Vec<(&Shape, Copies)> = GEMMA_SHAPES
+            .iter()
+            .map(|shape| {
+                let bytes = shape.ty.row_bytes(shape.n as u64).unwrap_or(0) as usize * shape.rows;
+                let copies = (args.mib << 20).div_ceil(bytes).max(2);
+                (shape, Copies::new(shape.ty, shape.rows, shape.n, copies))
+            })
+            .collect();
+        println!(
+            "
+compute cost, cold weights, 1 thread (CPU time per mat-vec; ns per weight block in brackets):"
+        );
+        println!(
+            "| matrix (GGML [n, rows]) | type | {} |",
+            args.batches.iter().map(|b| format!("b={b}")).collect::<Vec<_>>().join(" | ")
+        );
+        println!("|---|---|{}", "---|".repeat(args.batches.len()));
+        for (shape, mats) in sets.iter().chain(&gemma) {
             let views: Vec<WeightMatrix<'_>> = (0..mats.copies)
                 .map(|i| WeightMatrix::new(shape.ty, mats.get(i), shape.rows, shape.n).expect("matrix"))
                 .collect();
@@ -343,22 +377,20 @@ fn main() {
             let mut acts = QuantizedActs::with_capacity(shape.n, max_b);
             let mut out = vec![0f32; shape.rows * max_b];
             let blocks = (shape.rows * shape.n / shape.ty.block_size()) as f64;
-            let mut line = format!(
-                "\ncompute cost, {} {} cold, 1 thread (CPU time per mat-vec):\n ",
-                shape.label, shape.ty
-            );
+            let mut cells = Vec::new();
             for &b in &args.batches {
-                acts.quantize(kernels, &x[..shape.n * b], shape.n, b, &[ActKind::Q8]).expect("quantize");
+                acts.quantize(kernels, &x[..shape.n * b], shape.n, b, &[views[0].act_kind()])
+                    .expect("quantize");
                 let out = &mut out[..shape.rows * b];
-                let reps = (2000 / b).max(100);
+                let reps = ((2_000_000_000 / mats.bytes.max(1)) / b).clamp(10, 2000);
                 let t0 = thread_cpu_ns().unwrap_or(0);
                 for k in 0..reps {
                     matvec(pool, &views[k % views.len()], &acts, out).expect("matvec");
                 }
                 let ns = (thread_cpu_ns().unwrap_or(0) - t0) as f64 / reps as f64;
-                line += &format!(" b={b} {:.1} µs ({:.2} ns/block);", ns / 1e3, ns / blocks);
+                cells.push(format!("{:.1} µs ({:.2})", ns / 1e3, ns / blocks));
             }
-            println!("{line}");
+            println!("| {} | {} | {} |", shape.label, shape.ty, cells.join(" | "));
         }
     }
 

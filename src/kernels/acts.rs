@@ -81,6 +81,9 @@ pub struct QuantizedActs {
     valid: u8,
     /// Q8 quants, `b × n`.
     q8_qs: Vec<i8>,
+    /// The same quants interleaved for kernels that work on eight blocks at once,
+    /// `b × q8_stride(n)·32`, zero-padded (see [`interleave_q8`]).
+    q8_t: Vec<i8>,
     /// Q8 scales (f16-rounded), `b × q8_stride(n)`, zero-padded.
     q8_d: Vec<f32>,
     /// Q8_1 sums `d·Σq` (f16-rounded), `b × q8_stride(n)`, zero-padded.
@@ -104,6 +107,9 @@ pub(crate) struct ActsView<'a> {
     pub b: usize,
     pub n: usize,
     pub q8_qs: &'a [i8],
+    /// Read by the x86-64 kernels only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub q8_t: &'a [i8],
     pub q8_d: &'a [f32],
     pub q8_s: &'a [f32],
     pub q8_qsum: &'a [i32],
@@ -112,6 +118,45 @@ pub(crate) struct ActsView<'a> {
     pub k_d: &'a [f32],
     pub k_bsums: &'a [i16],
     pub f: &'a [f32],
+}
+
+/// Interleave one column's Q8 quants `qs` (n, a multiple of 32) into `out` (`q8_stride(n)·32`)
+/// for kernels that work on eight blocks at once:
+/// - each whole group of eight blocks (256 bytes) becomes an 8×8 transpose of 4-byte words:
+///   bytes `32r + 4k .. 32r + 4k + 4` of the group are elements `4r .. 4r + 4` of block `k`. A
+///   kernel that holds eight weight blocks in the same layout multiplies one 32-byte vector of
+///   each and adds the products vertically: 4-byte lane `k` collects block `k`, with no
+///   horizontal reduction per block;
+/// - the blocks of a last, partial group go in pairs (64 bytes each): elements 0..16 of both
+///   blocks, then elements 16..32 of both, so a pair costs two vector products;
+/// - blocks past the end of the row are zeros.
+pub(crate) fn interleave_q8(qs: &[i8], out: &mut [i8]) {
+    let whole = qs.len() / QK / 8;
+    for (g, dst) in out.chunks_exact_mut(8 * QK).enumerate() {
+        if g < whole {
+            for r in 0..8 {
+                for k in 0..8 {
+                    let src = (8 * g + k) * QK + 4 * r;
+                    if let Some(v) = qs.get(src..src + 4) {
+                        dst[32 * r + 4 * k..32 * r + 4 * k + 4].copy_from_slice(v);
+                    }
+                }
+            }
+            continue;
+        }
+        for (p, pair) in dst.chunks_exact_mut(2 * QK).enumerate() {
+            for h in 0..2 {
+                for k in 0..2 {
+                    let src = (8 * g + 2 * p + k) * QK + 16 * h;
+                    let half = &mut pair[32 * h + 16 * k..32 * h + 16 * k + 16];
+                    match qs.get(src..src + 16) {
+                        Some(v) => half.copy_from_slice(v),
+                        None => half.fill(0),
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn grow<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
@@ -138,6 +183,7 @@ impl QuantizedActs {
             match kind {
                 ActKind::Q8 => {
                     grow(&mut self.q8_qs, b * n);
+                    grow(&mut self.q8_t, b * q8_stride(n) * QK);
                     let s = b * q8_stride(n);
                     grow(&mut self.q8_d, s);
                     grow(&mut self.q8_s, s);
@@ -187,7 +233,9 @@ impl QuantizedActs {
                         let r = j * stride..j * stride + stride;
                         let (d, s, qsum) =
                             (&mut self.q8_d[r.clone()], &mut self.q8_s[r.clone()], &mut self.q8_qsum[r]);
-                        kernels.quantize_q8(col, &mut self.q8_qs[j * n..j * n + n], d, s, qsum);
+                        let qs = &mut self.q8_qs[j * n..j * n + n];
+                        kernels.quantize_q8(col, qs, d, s, qsum);
+                        interleave_q8(qs, &mut self.q8_t[j * stride * QK..(j + 1) * stride * QK]);
                         d[nb..].fill(0.0);
                         s[nb..].fill(0.0);
                         qsum[nb..].fill(0);
@@ -241,6 +289,7 @@ impl QuantizedActs {
             b,
             n,
             q8_qs: part(&self.q8_qs, q8, b * n)?,
+            q8_t: part(&self.q8_t, q8, b * stride * QK)?,
             q8_d: part(&self.q8_d, q8, b * stride)?,
             q8_s: part(&self.q8_s, q8, b * stride)?,
             q8_qsum: part(&self.q8_qsum, q8, b * stride)?,
@@ -282,9 +331,10 @@ impl QuantizedActs {
         &self.k_bsums[..self.b * (self.n / 16)]
     }
     #[cfg(test)]
-    pub(crate) fn buffer_ptrs_for_tests(&self) -> [usize; 8] {
+    pub(crate) fn buffer_ptrs_for_tests(&self) -> [usize; 9] {
         [
             self.q8_qs.as_ptr() as usize,
+            self.q8_t.as_ptr() as usize,
             self.q8_d.as_ptr() as usize,
             self.q8_s.as_ptr() as usize,
             self.q8_qsum.as_ptr() as usize,

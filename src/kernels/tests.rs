@@ -115,3 +115,34 @@ fn quantized_acts_reuse_does_not_reallocate() {
         assert_eq!(acts.buffer_ptrs_for_tests(), ptrs, "n={n} b={b}");
     }
 }
+
+#[test]
+fn interleaved_q8_layout_transposes_whole_groups_and_pairs_the_tail() {
+    // 19 blocks: two whole groups of eight, then a partial group of three: pair 0 (blocks 16,
+    // 17), pair 1 (block 18 and zeros), zero pairs 2 and 3 (the stride rounds up to 24 blocks).
+    let n = 19 * QK;
+    let qs: Vec<i8> = (0..n).map(|i| (i % 251) as i8).collect();
+    let mut out = vec![-1i8; q8_stride(n) * QK];
+    super::acts::interleave_q8(&qs, &mut out);
+    let elem = |blk: usize, e: usize| if blk < 19 { qs[blk * QK + e] } else { 0 };
+    for g in 0..2 {
+        for r in 0..8 {
+            for k in 0..8 {
+                for i in 0..4 {
+                    let got = out[256 * g + 32 * r + 4 * k + i];
+                    assert_eq!(got, elem(8 * g + k, 4 * r + i), "group {g} register {r} block {k} byte {i}");
+                }
+            }
+        }
+    }
+    for p in 0..4 {
+        for h in 0..2 {
+            for k in 0..2 {
+                for e in 0..16 {
+                    let got = out[512 + 64 * p + 32 * h + 16 * k + e];
+                    assert_eq!(got, elem(16 + 2 * p + k, 16 * h + e), "pair {p} half {h} block {k}");
+                }
+            }
+        }
+    }
+}

@@ -8,9 +8,11 @@
 //! buffer and dot it against every activation column before moving on, so each weight byte is
 //! read from memory once per mat-vec whatever the batch size. Per column the arithmetic is the
 //! reference one:
-//! - legacy types: the products of 8 consecutive blocks are reduced to 8 block sums with one tree
-//!   of horizontal adds, then `fma(isum, d_w·d_a)` (and `fma(m_w, s_a)`) into 8 float lanes, lane
-//!   `k` = block `k mod 8`, exactly as the reference;
+//! - legacy types: 8 consecutive blocks are decoded into the word-interleaved layout the
+//!   activations also come in (see `interleave_q8`), so per column their 8 block sums take
+//!   8 `maddubs` and vertical adds, no horizontal reduction; then `fma(isum, d_w·d_a)` (and
+//!   `fma(m_w, s_a)`) into 8 float lanes, lane `k` = block `k mod 8`, exactly as the reference.
+//!   A row's last, partial group goes in pairs of blocks;
 //! - K-quants: `maddubs` + `madd` by the group scale keep lane `l` = elements `4l..4l+4` of each
 //!   32-chunk, accumulated exactly in i32 over the super-block, then the two fmas;
 //! - float rows (in `avx2_ops.rs`, with the activation quantizers and f16 ops): one `fma` per 8
@@ -39,24 +41,11 @@ pub(super) unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)))
 }
 
-/// Eight f16 values (bits) to f32.
+/// One f16 value (bits) to f32 with F16C (exact, like every f16 → f32 conversion).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn f16x8(bits: &[u16; 8]) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr().cast()))
-}
-
-/// Sums of 8 vectors of 8 i32: lane `k` is the sum of `v[k]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn reduce_i32(v: &[__m256i; 8]) -> __m256i {
-    let h01 = _mm256_hadd_epi32(v[0], v[1]);
-    let h23 = _mm256_hadd_epi32(v[2], v[3]);
-    let h45 = _mm256_hadd_epi32(v[4], v[5]);
-    let h67 = _mm256_hadd_epi32(v[6], v[7]);
-    let q0 = _mm256_hadd_epi32(h01, h23);
-    let q1 = _mm256_hadd_epi32(h45, h67);
-    _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31))
+unsafe fn h2f(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 /// How far ahead of the block being decoded the weights are prefetched: far enough to cover the
@@ -103,84 +92,155 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 // ---------------------------------------------------------------------------------------------
 // Legacy 32-element blocks
 // ---------------------------------------------------------------------------------------------
+//
+// Eight consecutive blocks of a row form a group. Their quants are decoded once into eight
+// registers in the interleaved layout of `crate::kernels::acts::interleave_q8` (register `r`,
+// bytes `4k..4k+4`: elements `4r..4r+4` of block `k`), which the activations also come in.
+// Against one column that takes eight `maddubs` and vertical adds: the 4-byte lane `k` of the sum
+// collects exactly the products of block `k`, so one `madd` by ones yields the eight block sums
+// with no horizontal reduction. The float part is the reference one: lane `k` = block `k mod 8`.
+// A row's last, partial group is decoded in pairs of blocks (two `maddubs` per pair and column),
+// and the pair sums are folded into block lanes with one short horizontal tree per column.
 
-/// How a legacy block decodes, and how the per-block integer sums of a group reduce.
-trait Legacy: Copy {
+/// A legacy block type: how a group of eight decodes and how it dots with one column.
+trait Legacy: Copy + Default {
     /// Subtracted from every quant (`value = q − OFFSET`), applied as `OFFSET·Σa`.
     const OFFSET: i32;
     /// Whether the block has a minimum (paired with Q8_1's `s`).
     const MIN: bool;
-    /// Unsigned quants (signed for Q8_0) in element order.
-    unsafe fn quants(&self) -> __m256i;
+    /// A decoded group, reused for every column.
+    type Group: Copy;
+    /// Decode `blocks[0..8]`.
+    unsafe fn decode8(blocks: &[Self; 8]) -> Self::Group;
+    /// `Σ q·a` of the eight blocks (lane k = block k); `a` points at the group's interleaved
+    /// activations (256 bytes).
+    unsafe fn sums8(q: &Self::Group, a: *const i8) -> __m256i;
+    /// Two blocks of a row's last, partial group (the second may be a zero block), decoded.
+    type Pair: Copy;
+    /// Decode a pair.
+    unsafe fn decode2(b0: &Self, b1: &Self) -> Self::Pair;
+    /// `Σ q·a` of a pair: i32 lanes 0..4 add up to block 0's, lanes 4..8 to block 1's; `a`
+    /// points at the pair's 64 activation bytes (see `interleave_q8`).
+    unsafe fn sums2(q: &Self::Pair, a: *const i8) -> __m256i;
     /// Scale bits.
     fn d(&self) -> u16;
     /// Minimum bits (0 when there is none).
     fn m(&self) -> u16;
-    /// `Σ q·a` of eight blocks (lane k = block k); `a` points at the activations of block 0.
-    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i;
-    /// `Σ q·a` of the first `cnt ≤ 4` of four blocks (lanes 0..4, zero beyond `cnt`).
-    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i;
 }
 
-/// Lane `k` = sum of the 16 i16 lanes of `p[k]`, for maddubs products up to 4095 per lane.
+/// Four registers, each two 128-bit rows of four 4-byte words (low half: rows `k`, high half:
+/// rows `k + 4`), transposed within the halves: output `u` holds word `u` of rows 0..4 (low half)
+/// and of rows 4..8 (high half).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn products_narrow8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
-    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
-    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
-    // Per 128-bit half: [p0, …, p7], each the sum of that half's 8 lanes (≤ 8·4095).
-    let o = _mm256_hadd_epi16(q0, q1);
-    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(o));
-    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(o, 1));
-    _mm256_add_epi32(lo, hi)
+unsafe fn transpose_words4(y: [__m256i; 4]) -> [__m256i; 4] {
+    let t0 = _mm256_unpacklo_epi32(y[0], y[1]);
+    let t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    let t2 = _mm256_unpacklo_epi32(y[2], y[3]);
+    let t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
 }
 
-/// As [`products_narrow8`] for products up to 8191 per lane: two i16 levels, then i32.
+/// 16 bytes at `p[k]` and `p[k + 4]` as the two halves of register `k` (k = 0..4), transposed by
+/// [`transpose_words4`]: output `u` holds bytes `4u..4u+4` of each of the eight sources at bytes
+/// `4k..4k+4`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn products_wide8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+unsafe fn gather_words(p: [*const u8; 8]) -> [__m256i; 4] {
+    transpose_words4(std::array::from_fn(|k| _mm256_loadu2_m128i(p[k + 4].cast(), p[k].cast())))
+}
+
+/// The fifth bits of eight Q5 blocks (`qh[k]`: bit `e` for element `e` of block `k`) as 0x10
+/// bytes in the interleaved layout: register `r`, byte `4k + i` ← bit `4r + i` of `qh[k]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn high_bits8(qh: &[u32; 8]) -> [__m256i; 8] {
+    let v = _mm256_loadu_si256(qh.as_ptr().cast());
+    let ten = _mm256_set1_epi8(0x10);
+    std::array::from_fn(|r| {
+        // Bits 4r..4r+4 sit in byte r/2 of each word: copy it to the word's four bytes, then
+        // test bit 4(r mod 2) + i in byte i.
+        let byte = (r / 2) as i8;
+        let spread: [i8; 32] = std::array::from_fn(|j| 4 * ((j as i8 / 4) % 4) + byte);
+        let shift = 4 * (r % 2);
+        let mask = _mm256_set1_epi32(i32::from_le_bytes([1 << shift, 2 << shift, 4 << shift, 8 << shift]));
+        let sel = _mm256_and_si256(_mm256_shuffle_epi8(v, _mm256_loadu_si256(spread.as_ptr().cast())), mask);
+        _mm256_and_si256(_mm256_cmpeq_epi8(sel, mask), ten)
+    })
+}
+
+/// The nibbles of eight 16-byte `qs` arrays, interleaved (element `j` is the low nibble of byte
+/// `j`, element `j + 16` the high one).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn nibbles8(qs: [*const u8; 8]) -> [__m256i; 8] {
+    let w = gather_words(qs);
+    let m = _mm256_set1_epi8(0x0f);
+    let lo = |u: usize| _mm256_and_si256(w[u], m);
+    let hi = |u: usize| _mm256_and_si256(_mm256_srli_epi16(w[u], 4), m);
+    [lo(0), lo(1), lo(2), lo(3), hi(0), hi(1), hi(2), hi(3)]
+}
+
+/// `Σ q·a` of a pair of unsigned-quant blocks (quants ≤ 31: four products per i16 lane).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn sums_pair(q: &[__m256i; 2], a: *const i8) -> __m256i {
+    let p0 = _mm256_maddubs_epi16(q[0], _mm256_loadu_si256(a.cast()));
+    let p1 = _mm256_maddubs_epi16(q[1], _mm256_loadu_si256(a.add(32).cast()));
+    _mm256_madd_epi16(_mm256_add_epi16(p0, p1), _mm256_set1_epi16(1))
+}
+
+/// `Σ q·a` for unsigned quants whose eight products per 4-byte lane stay within i16 (quants
+/// ≤ 15: 8·2·15·128 < 2^15).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn sums_narrow(q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let p = |r: usize| _mm256_maddubs_epi16(q[r], _mm256_loadu_si256(a.add(32 * r).cast()));
+    let s0 = _mm256_add_epi16(_mm256_add_epi16(p(0), p(1)), _mm256_add_epi16(p(2), p(3)));
+    let s1 = _mm256_add_epi16(_mm256_add_epi16(p(4), p(5)), _mm256_add_epi16(p(6), p(7)));
+    _mm256_madd_epi16(_mm256_add_epi16(s0, s1), _mm256_set1_epi16(1))
+}
+
+/// As [`sums_narrow`] for quants ≤ 31 (four products per i16 lane, then i32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn sums_wide(q: &[__m256i; 8], a: *const i8) -> __m256i {
     let ones = _mm256_set1_epi16(1);
-    let p = |k: usize| _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
-    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(0), p(1)), _mm256_hadd_epi16(p(2), p(3)));
-    let q1 = _mm256_hadd_epi16(_mm256_hadd_epi16(p(4), p(5)), _mm256_hadd_epi16(p(6), p(7)));
-    // Per half: [p0, p1, p2, p3] (resp. p4..p7) as i32.
-    let w0 = _mm256_madd_epi16(q0, ones);
-    let w1 = _mm256_madd_epi16(q1, ones);
-    _mm256_add_epi32(_mm256_permute2x128_si256(w0, w1, 0x20), _mm256_permute2x128_si256(w0, w1, 0x31))
+    let p = |r: usize| _mm256_maddubs_epi16(q[r], _mm256_loadu_si256(a.add(32 * r).cast()));
+    let s0 = _mm256_add_epi16(_mm256_add_epi16(p(0), p(1)), _mm256_add_epi16(p(2), p(3)));
+    let s1 = _mm256_add_epi16(_mm256_add_epi16(p(4), p(5)), _mm256_add_epi16(p(6), p(7)));
+    _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
 }
 
-/// Lanes 0..4 = sums of the first `cnt` of four blocks (products up to 8191 per lane).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn products4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
-    let mut p = [_mm256_setzero_si256(); 4];
-    for k in 0..cnt.min(4) {
-        p[k] = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256(a.add(QK * k).cast()));
-    }
-    let q0 = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
-    let w = _mm256_madd_epi16(q0, _mm256_set1_epi16(1));
-    _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1))
-}
-
-/// Signed Q8_0 × Q8 products of one block as 8 i32: `maddubs(|q|, a·sign(q))` is exact since
-/// |q| ≤ 128 and |a| ≤ 127.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn products_signed(q: __m256i, a: *const i8) -> __m256i {
-    let ak = _mm256_sign_epi8(_mm256_loadu_si256(a.cast()), q);
-    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), ak), _mm256_set1_epi16(1))
-}
-
-macro_rules! legacy_unsigned {
-    ($t:ty, $offset:expr, $min:expr, $sums8:ident, |$b:ident| $quants:expr, $m:expr) => {
+macro_rules! legacy_nibbles {
+    ($t:ty, $offset:expr, $min:expr, |$b:ident| $m:expr) => {
         impl Legacy for $t {
             const OFFSET: i32 = $offset;
             const MIN: bool = $min;
+            type Group = [__m256i; 8];
             #[inline(always)]
-            unsafe fn quants(&self) -> __m256i {
-                let $b = self;
-                $quants
+            unsafe fn decode8(blocks: &[Self; 8]) -> [__m256i; 8] {
+                nibbles8(std::array::from_fn(|k| blocks[k].qs.as_ptr()))
+            }
+            #[inline(always)]
+            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                sums_narrow(q, a)
+            }
+            type Pair = [__m256i; 2];
+            #[inline(always)]
+            unsafe fn decode2(b0: &Self, b1: &Self) -> [__m256i; 2] {
+                let raw = _mm256_loadu2_m128i(b1.qs.as_ptr().cast(), b0.qs.as_ptr().cast());
+                let m = _mm256_set1_epi8(0x0f);
+                [_mm256_and_si256(raw, m), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m)]
+            }
+            #[inline(always)]
+            unsafe fn sums2(q: &[__m256i; 2], a: *const i8) -> __m256i {
+                sums_pair(q, a)
             }
             #[inline(always)]
             fn d(&self) -> u16 {
@@ -191,49 +251,102 @@ macro_rules! legacy_unsigned {
                 let $b = self;
                 $m
             }
+        }
+    };
+}
+legacy_nibbles!(BlockQ4_0, 8, false, |b| {
+    let _ = b;
+    0
+});
+legacy_nibbles!(BlockQ4_1, 0, true, |b| b.m);
+
+macro_rules! legacy_five_bit {
+    ($t:ty, $offset:expr, $min:expr, |$b:ident| $m:expr) => {
+        impl Legacy for $t {
+            const OFFSET: i32 = $offset;
+            const MIN: bool = $min;
+            type Group = [__m256i; 8];
             #[inline(always)]
-            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-                $sums8(q, a)
+            unsafe fn decode8(blocks: &[Self; 8]) -> [__m256i; 8] {
+                let low = nibbles8(std::array::from_fn(|k| blocks[k].qs.as_ptr()));
+                let high = high_bits8(&blocks.map(|b| u32::from_le_bytes(b.qh)));
+                std::array::from_fn(|r| _mm256_or_si256(low[r], high[r]))
             }
             #[inline(always)]
-            unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
-                products4(q, a, cnt)
+            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                sums_wide(q, a)
+            }
+            type Pair = [__m256i; 2];
+            #[inline(always)]
+            unsafe fn decode2(b0: &Self, b1: &Self) -> [__m256i; 2] {
+                let q = |b: &Self| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh)));
+                let (q0, q1) = (q(b0), q(b1));
+                [_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31)]
+            }
+            #[inline(always)]
+            unsafe fn sums2(q: &[__m256i; 2], a: *const i8) -> __m256i {
+                sums_pair(q, a)
+            }
+            #[inline(always)]
+            fn d(&self) -> u16 {
+                self.d
+            }
+            #[inline(always)]
+            fn m(&self) -> u16 {
+                let $b = self;
+                $m
             }
         }
     };
 }
-
-legacy_unsigned!(BlockQ4_0, 8, false, products_narrow8, |b| nibbles(&b.qs), {
+legacy_five_bit!(BlockQ5_0, 16, false, |b| {
     let _ = b;
     0
 });
-legacy_unsigned!(BlockQ4_1, 0, true, products_narrow8, |b| nibbles(&b.qs), b.m);
-legacy_unsigned!(
-    BlockQ5_0,
-    16,
-    false,
-    products_wide8,
-    |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
-    {
-        let _ = b;
-        0
-    }
-);
-legacy_unsigned!(
-    BlockQ5_1,
-    0,
-    true,
-    products_wide8,
-    |b| _mm256_or_si256(nibbles(&b.qs), bits_to_0x10(u32::from_le_bytes(b.qh))),
-    b.m
-);
+legacy_five_bit!(BlockQ5_1, 0, true, |b| b.m);
 
 impl Legacy for BlockQ8_0 {
     const OFFSET: i32 = 0;
     const MIN: bool = false;
+    /// (|q|, q): `maddubs(|q|, a·sign(q))` is exact since |q| ≤ 128 and |a| ≤ 127.
+    type Group = ([__m256i; 8], [__m256i; 8]);
     #[inline(always)]
-    unsafe fn quants(&self) -> __m256i {
-        _mm256_loadu_si256(self.qs.as_ptr().cast())
+    unsafe fn decode8(blocks: &[Self; 8]) -> Self::Group {
+        let p: [*const u8; 8] = std::array::from_fn(|k| blocks[k].qs.as_ptr().cast());
+        let lo = gather_words(p);
+        let hi = gather_words(p.map(|p| p.wrapping_add(16)));
+        let q = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+        (q.map(|v| _mm256_abs_epi8(v)), q)
+    }
+    #[inline(always)]
+    unsafe fn sums8((aq, q): &Self::Group, a: *const i8) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        let p = |r: usize| {
+            let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.add(32 * r).cast()), q[r]);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], ar), ones)
+        };
+        let s0 = _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3)));
+        let s1 = _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7)));
+        _mm256_add_epi32(s0, s1)
+    }
+    type Pair = ([__m256i; 2], [__m256i; 2]);
+    #[inline(always)]
+    unsafe fn decode2(b0: &Self, b1: &Self) -> Self::Pair {
+        let (p0, p1) = (b0.qs.as_ptr(), b1.qs.as_ptr());
+        let q = [
+            _mm256_loadu2_m128i(p1.cast(), p0.cast()),
+            _mm256_loadu2_m128i(p1.add(16).cast(), p0.add(16).cast()),
+        ];
+        (q.map(|v| _mm256_abs_epi8(v)), q)
+    }
+    #[inline(always)]
+    unsafe fn sums2((aq, q): &Self::Pair, a: *const i8) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        let p = |r: usize| {
+            let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.add(32 * r).cast()), q[r]);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], ar), ones)
+        };
+        _mm256_add_epi32(p(0), p(1))
     }
     #[inline(always)]
     fn d(&self) -> u16 {
@@ -242,19 +355,6 @@ impl Legacy for BlockQ8_0 {
     #[inline(always)]
     fn m(&self) -> u16 {
         0
-    }
-    #[inline(always)]
-    unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-        let v: [__m256i; 8] = std::array::from_fn(|k| products_signed(q[k], a.add(QK * k)));
-        reduce_i32(&v)
-    }
-    #[inline(always)]
-    unsafe fn sums4(q: &[__m256i; 4], a: *const i8, cnt: usize) -> __m128i {
-        let mut v = [_mm256_setzero_si256(); 8];
-        for k in 0..cnt.min(4) {
-            v[k] = products_signed(q[k], a.add(QK * k));
-        }
-        _mm256_castsi256_si128(reduce_i32(&v))
     }
 }
 
@@ -287,10 +387,10 @@ unsafe fn legacy_apply<L: Legacy>(
 /// (`d`, then `m` or the next two bytes), split into the two f16 halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
+unsafe fn scales8<L: Legacy>(blocks: &[L; 8]) -> (__m256, __m256) {
     let size = std::mem::size_of::<L>() as i32;
     let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(size));
-    let v = _mm256_i32gather_epi32::<1>(blocks.cast(), idx);
+    let v = _mm256_i32gather_epi32::<1>(blocks.as_ptr().cast(), idx);
     // Per 128-bit half: the four low u16 (d), then the four high u16 (m).
     let split = _mm256_setr_epi8(
         0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11,
@@ -302,49 +402,61 @@ unsafe fn scales8<L: Legacy>(blocks: *const L) -> (__m256, __m256) {
     (dw, mw)
 }
 
-/// Eight whole blocks (starting at block `g` of the row) against every column.
+/// One group of eight blocks (starting at block `g` of the row) against every column.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn legacy_group8<L: Legacy>(
-    blocks: &[L],
+    blocks: &[L; 8],
     g: usize,
     acts: &ActsView<'_>,
     acc: &mut [__m256; MAX_COLUMNS],
 ) {
-    prefetch_ahead(blocks.as_ptr(), 8 * std::mem::size_of::<L>());
-    let q: [__m256i; 8] = std::array::from_fn(|k| blocks[k].quants());
-    let (dw, mw) = scales8(blocks.as_ptr());
+    let q = L::decode8(blocks);
+    let (dw, mw) = scales8(blocks);
+    let stride = acts.q8_stride * QK;
+    let a = acts.q8_t.as_ptr().add(g * QK);
     for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
-        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
-        legacy_apply::<L>(L::sums8(&q, a), dw, mw, acts, c, g, acc);
+        legacy_apply::<L>(L::sums8(&q, a.add(c * stride)), dw, mw, acts, c, g, acc);
     }
 }
 
-/// The last `blocks.len() < 8` blocks of a row (starting at block `g`, lanes 0..len).
+/// The `P` pairs of a row's last, partial group (blocks `blocks`, 1..8 of them, starting at
+/// block `g`) against every column. The pair sums fold into lane `k` = block `k` (zero beyond
+/// the last block, whose lanes the fmas then leave unchanged, as the reference never touches
+/// them).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_tail<L: Legacy>(
+unsafe fn legacy_tail<L: Legacy, const P: usize>(
     blocks: &[L],
     g: usize,
     acts: &ActsView<'_>,
     acc: &mut [__m256; MAX_COLUMNS],
 ) {
-    let cnt = blocks.len().min(7);
-    let mut q = [_mm256_setzero_si256(); 8];
+    let zero = L::default();
+    let blk = |k: usize| blocks.get(k).unwrap_or(&zero);
+    let q: [L::Pair; P] = std::array::from_fn(|p| L::decode2(blk(2 * p), blk(2 * p + 1)));
     let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
-    for (k, blk) in blocks.iter().take(cnt).enumerate() {
-        q[k] = blk.quants();
-        dh[k] = blk.d();
-        mh[k] = blk.m();
+    for (k, b) in blocks.iter().take(8).enumerate() {
+        dh[k] = b.d();
+        mh[k] = b.m();
     }
-    let (dw, mw) = (f16x8(&dh), f16x8(&mh));
-    let lo = [q[0], q[1], q[2], q[3]];
-    let hi = [q[4], q[5], q[6], q[7]];
+    let dw = _mm256_cvtph_ps(_mm_loadu_si128(dh.as_ptr().cast()));
+    let mw = _mm256_cvtph_ps(_mm_loadu_si128(mh.as_ptr().cast()));
+    let stride = acts.q8_stride * QK;
+    let a = acts.q8_t.as_ptr().add(g * QK);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
-        let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
-        let s_lo = L::sums4(&lo, a, cnt);
-        let s_hi = if cnt > 4 { L::sums4(&hi, a.add(4 * QK), cnt - 4) } else { _mm_setzero_si128() };
-        legacy_apply::<L>(_mm256_set_m128i(s_hi, s_lo), dw, mw, acts, c, g, acc);
+        let a = a.add(c * stride);
+        let x: [__m256i; 4] = std::array::from_fn(|p| {
+            if p < P {
+                L::sums2(&q[p], a.add(2 * QK * p))
+            } else {
+                _mm256_setzero_si256()
+            }
+        });
+        // Per 128-bit half: blocks 0, 2, 4, 6 (low) and 1, 3, 5, 7 (high); then in order.
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
+        legacy_apply::<L>(_mm256_permutevar8x32_epi32(h, order), dw, mw, acts, c, g, acc);
     }
 }
 
@@ -352,16 +464,22 @@ unsafe fn legacy_tail<L: Legacy>(
 #[inline]
 unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let b = acts.b;
-    let full = nb / 8 * 8;
+    let whole = nb / 8 * 8;
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
         let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
-        let mut g = 0;
-        while g < full {
-            legacy_group8(&row[g..g + 8], g, acts, &mut acc);
-            g += 8;
+        let (groups, tail) = row.split_at(whole);
+        for (gi, group) in groups.chunks_exact(8).enumerate() {
+            prefetch_ahead(group.as_ptr(), 8 * std::mem::size_of::<L>());
+            if let Ok(blocks) = <&[L; 8]>::try_from(group) {
+                legacy_group8(blocks, 8 * gi, acts, &mut acc);
+            }
         }
-        if full < nb {
-            legacy_tail(&row[full..], full, acts, &mut acc);
+        match tail.len().div_ceil(2) {
+            0 => {}
+            1 => legacy_tail::<L, 1>(tail, whole, acts, &mut acc),
+            2 => legacy_tail::<L, 2>(tail, whole, acts, &mut acc),
+            3 => legacy_tail::<L, 3>(tail, whole, acts, &mut acc),
+            _ => legacy_tail::<L, 4>(tail, whole, acts, &mut acc),
         }
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = hsum(*a);
@@ -451,13 +569,7 @@ impl KQuant for BlockQ2_K {
         }
         let sc: [i16; 16] = std::array::from_fn(|g| (self.scales[g] & 0x0f) as i16);
         let mn: [i16; 16] = std::array::from_fn(|g| (self.scales[g] >> 4) as i16);
-        KDecoded {
-            q,
-            sc: group_scales(&sc),
-            corr: load_i16x16(&mn),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: crate::quant::f16_to_f32(self.dmin),
-        }
+        KDecoded { q, sc: group_scales(&sc), corr: load_i16x16(&mn), d: h2f(self.d), dmin: h2f(self.dmin) }
     }
 }
 
@@ -484,13 +596,7 @@ impl KQuant for BlockQ3_K {
         }
         let raw = q3_k_scales(&self.scales);
         let sc: [i16; 16] = std::array::from_fn(|g| raw[g] as i16 - 32);
-        KDecoded {
-            q,
-            sc: group_scales(&sc),
-            corr: load_i16x16(&sc),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: 0.0,
-        }
+        KDecoded { q, sc: group_scales(&sc), corr: load_i16x16(&sc), d: h2f(self.d), dmin: 0.0 }
     }
 }
 
@@ -520,13 +626,7 @@ impl KQuant for BlockQ4_K {
             q[2 * i + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         }
         let (sc, mn) = k4_unpack(&self.scales);
-        KDecoded {
-            q,
-            sc: chunk_scales(&sc),
-            corr: load_i16x16(&mn),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: crate::quant::f16_to_f32(self.dmin),
-        }
+        KDecoded { q, sc: chunk_scales(&sc), corr: load_i16x16(&mn), d: h2f(self.d), dmin: h2f(self.dmin) }
     }
 }
 
@@ -547,13 +647,7 @@ impl KQuant for BlockQ5_K {
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_slli_epi16(h1, 4));
         }
         let (sc, mn) = k4_unpack(&self.scales);
-        KDecoded {
-            q,
-            sc: chunk_scales(&sc),
-            corr: load_i16x16(&mn),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: crate::quant::f16_to_f32(self.dmin),
-        }
+        KDecoded { q, sc: chunk_scales(&sc), corr: load_i16x16(&mn), d: h2f(self.d), dmin: h2f(self.dmin) }
     }
 }
 
@@ -577,13 +671,7 @@ impl KQuant for BlockQ6_K {
             q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), high(3));
         }
         let sc: [i16; 16] = std::array::from_fn(|g| self.scales[g] as i16);
-        KDecoded {
-            q,
-            sc: group_scales(&sc),
-            corr: load_i16x16(&sc),
-            d: crate::quant::f16_to_f32(self.d),
-            dmin: 0.0,
-        }
+        KDecoded { q, sc: group_scales(&sc), corr: load_i16x16(&sc), d: h2f(self.d), dmin: 0.0 }
     }
 }
 
