@@ -18,6 +18,11 @@
 //! shrink that gap. Matching llama.cpp's f16-table GELU on Gemma 3 did not either. The gap is this
 //! noise floor, not a modelling difference.
 //!
+//! Past the sliding window: Gemma 3's local layers see only the last 512 positions, which the
+//! prompts above never reach. A long text (over 600 tokens) is scored teacher-forced by both
+//! programs, with our local layers' keys in rings of 528 positions that wrap, under the same
+//! near-tie rule; the agreement and |Δlogit| before and after position 512 are printed.
+//!
 //! `cargo test --release --features llama-cpp --test model_parity -- --nocapture --test-threads 1`
 #![cfg(feature = "llama-cpp")]
 
@@ -26,7 +31,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use edgespec::model::{ForwardPlan, KvType, Model};
+use edgespec::model::{ForwardPlan, KvLayout, KvType, LogitRows, Model};
 use edgespec::reference::LlamaCppModel;
 use edgespec::tokenizer::Tokenizer;
 
@@ -184,4 +189,117 @@ fn gemma3_matches_llama_cpp() {
         .map(|p| if p.starts_with("<|im_start|>") { "<start_of_turn>user\nWhat are three tips for staying healthy?<end_of_turn>\n<start_of_turn>model\n" } else { p })
         .collect();
     parity(path, &prompts);
+}
+
+/// Varied prose, a list and code: long enough to run well past Gemma 3's 512-position window.
+const LONG_TEXT: &str = "The lighthouse at the end of the harbour had been dark for eleven years when Mara \
+arrived with a toolbox, a notebook and a letter from the harbour master. The letter said that the lamp \
+could be repaired if someone patient enough could be found, and that the town would pay for the parts. \
+She spent the first week cleaning: salt had crusted on every brass fitting, gulls had nested in the \
+gallery, and the great lens was clouded with a film of soot. Each evening she wrote down what she had \
+done and what she would need, and each morning she walked to the hardware shop, where the owner began \
+to keep a box of odd screws and gaskets for her.\n\nBy the second month the clockwork that turned the \
+lens was running again. It was an old mechanism, driven by a falling weight that had to be wound by hand \
+every four hours, and it ticked loudly enough to be heard from the keeper's cottage. Mara learned to \
+sleep in short stretches. The fishermen noticed the lens turning before they noticed any light, and a \
+few of them came up the hill to ask what she was doing. She showed them the notebook, with its careful \
+drawings of gears and its lists of measurements, and they went away impressed and a little puzzled.\n\n\
+Recipe for the keeper's bread, as written on the inside cover of the notebook:\n\
+1. Mix 500 g of flour, 10 g of salt and 7 g of dried yeast.\n\
+2. Add 320 ml of warm water and knead for ten minutes.\n\
+3. Leave the dough to rise until it has doubled, about an hour.\n\
+4. Shape it, let it rise again, and bake at 220 degrees for 35 minutes.\n\n\
+The lamp itself was the hardest part. The original burner had been converted to electricity decades ago, \
+and the wiring had rotted in the damp. Mara replaced it cable by cable, testing each section with a \
+small meter, and in the evenings she wrote a program to log the voltage:\n\n\
+def log_voltage(readings, threshold=11.5):\n\
+    alerts = []\n\
+    for time, volts in readings:\n\
+        if volts < threshold:\n\
+            alerts.append((time, volts))\n\
+    return alerts\n\n\
+On the night the light finally came on, half the town gathered on the quay. The beam swept across the \
+water, caught the masts of the boats and the white walls of the houses, and moved on into the dark. \
+Nobody cheered at first; they simply watched it turn, once, twice, three times, as if checking that it \
+would keep going. Then the harbour master raised his cap, and the children began to shout, and somebody \
+rang the bell of the old chapel. Mara stood in the gallery with her hands on the cold rail and counted \
+the seconds between flashes, as the notebook said she should: ten seconds, exactly, every time.\n\n\
+In the years that followed the lighthouse became a small museum as well as a working light. Visitors \
+climbed the hundred and twelve steps, read the notebook in its glass case, and asked Mara questions \
+about the weights, the lens and the storms. She answered them patiently, and when the winter came and \
+the visitors stopped, she went back to winding the clock every four hours, writing down the weather, \
+and baking bread from the recipe on the inside cover. The town never again let the light go dark.";
+
+/// Teacher-forced parity past the sliding window, on a cache whose local-layer rings wrap.
+#[test]
+fn gemma3_past_the_sliding_window_matches_llama_cpp() {
+    let local = PathBuf::from("/tmp/models/gemma-3-270m-q4_k_m.gguf");
+    let path = if local.exists() { local } else { edgespec::catalog::resolve_model("gemma3-270m").unwrap() };
+    let ours = Model::load(&path).unwrap();
+    let window = ours.config().sliding_window.expect("gemma 3 has a sliding window");
+    let tok = Tokenizer::from_gguf(ours.file()).unwrap();
+    let seq = tok.encode(LONG_TEXT, true, true);
+    assert!(seq.len() > window + 64, "the text is only {} tokens", seq.len());
+    let reference = LlamaCppModel::load(&path, 2, 1024).unwrap();
+    assert_eq!(seq, reference.tokenize(LONG_TEXT, true, true).unwrap());
+    let want = reference.logits_for(&seq).unwrap();
+
+    // Ours in passes of 16 over a 1024-position context: local layers keep rings of
+    // window + 16 rows, which wrap from position 528 on. The whole-context layout gives the same
+    // bits (checked on the rows past the window).
+    let (mut ws, _) = session(&ours, 2, 1024, KvType::F16);
+    let mut ring = ours.new_cache(1024, KvType::F16).unwrap();
+    let mut full = ours.new_cache_with_layout(1024, KvType::F16, KvLayout::Full).unwrap();
+    assert!(ring.bytes() < full.bytes());
+    let vocab = ours.config().vocab_size;
+    let mut stats = [(0usize, 0usize, 0f64, 0f64); 2]; // (positions, agree, max rel, sum rel) before / past
+    let mut failures = Vec::new();
+    for (c, part) in seq.chunks(16).enumerate() {
+        let plan = ForwardPlan::at(c * 16).logits(LogitRows::All);
+        let got = ours.forward(&mut ws, &mut ring, part, &plan).unwrap().to_vec();
+        if (c + 1) * 16 > window {
+            let again = ours.forward(&mut ws, &mut full, part, &plan).unwrap();
+            assert!(bits(&got) == bits(again), "ring and whole-context logits differ at chunk {c}");
+        } else {
+            ours.forward(&mut ws, &mut full, part, &plan).unwrap();
+        }
+        for (i, g) in got.chunks_exact(vocab).enumerate() {
+            let p = c * 16 + i;
+            let w = &want[p];
+            let range = (w.iter().cloned().fold(f32::MIN, f32::max)
+                - w.iter().cloned().fold(f32::MAX, f32::min)) as f64;
+            let d: Vec<f64> = w.iter().zip(g).map(|(a, b)| (a - b).abs() as f64).collect();
+            let s = &mut stats[usize::from(p >= window)];
+            s.0 += 1;
+            s.2 = s.2.max(d.iter().cloned().fold(0.0, f64::max) / range);
+            s.3 += d.iter().sum::<f64>() / d.len() as f64 / range;
+            let (wa, ga) = (argmax(w), argmax(g));
+            if wa == ga {
+                s.1 += 1;
+            } else {
+                let m = margin(w);
+                println!(
+                    "  position {p}: llama.cpp {} vs ours {} (llama.cpp top-2 margin {m:.3}, ours {:.3})",
+                    piece(&tok, wa as u32),
+                    piece(&tok, ga as u32),
+                    margin(g)
+                );
+                if m >= NEAR_TIE {
+                    failures.push(format!("position {p}: argmax differs with margin {m}"));
+                }
+            }
+        }
+    }
+    for (what, s) in ["before the window's end", "past the window's end"].iter().zip(stats) {
+        println!(
+            "gemma3 long text, {what}: {} positions, argmax agreement {:.2}%, max |Δlogit|/range {:.4}, \
+             mean |Δlogit|/range {:.5}",
+            s.0,
+            100.0 * s.1 as f64 / s.0 as f64,
+            s.2,
+            s.3 / s.0 as f64
+        );
+    }
+    assert!(stats[1].0 >= 64, "only {} positions past the window", stats[1].0);
+    assert!(failures.is_empty(), "{failures:#?}");
 }
