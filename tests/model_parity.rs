@@ -230,38 +230,48 @@ about the weights, the lens and the storms. She answered them patiently, and whe
 the visitors stopped, she went back to winding the clock every four hours, writing down the weather, \
 and baking bread from the recipe on the inside cover. The town never again let the light go dark.";
 
-/// Teacher-forced parity past the sliding window, on a cache whose local-layer rings wrap.
-#[test]
-fn gemma3_past_the_sliding_window_matches_llama_cpp() {
-    let local = PathBuf::from("/tmp/models/gemma-3-270m-q4_k_m.gguf");
-    let path = if local.exists() { local } else { edgespec::catalog::resolve_model("gemma3-270m").unwrap() };
-    let ours = Model::load(&path).unwrap();
-    let window = ours.config().sliding_window.expect("gemma 3 has a sliding window");
-    let tok = Tokenizer::from_gguf(ours.file()).unwrap();
-    let seq = tok.encode(LONG_TEXT, true, true);
-    assert!(seq.len() > window + 64, "the text is only {} tokens", seq.len());
-    let reference = LlamaCppModel::load(&path, 2, 1024).unwrap();
-    assert_eq!(seq, reference.tokenize(LONG_TEXT, true, true).unwrap());
-    let want = reference.logits_for(&seq).unwrap();
+/// Agreement with llama.cpp over one sequence, split at `split`: `[before, from split on]`.
+#[derive(Clone, Copy, Default)]
+struct Stats {
+    positions: usize,
+    agree: usize,
+    max_rel: f64,
+    sum_rel: f64,
+}
 
-    // Ours in passes of 16 over a 1024-position context: local layers keep rings of
-    // window + 16 rows, which wrap from position 528 on. The whole-context layout gives the same
-    // bits (checked on the rows past the window).
-    let (mut ws, _) = session(&ours, 2, 1024, KvType::F16);
-    let mut ring = ours.new_cache(1024, KvType::F16).unwrap();
-    let mut full = ours.new_cache_with_layout(1024, KvType::F16, KvLayout::Full).unwrap();
-    assert!(ring.bytes() < full.bytes());
-    let vocab = ours.config().vocab_size;
-    let mut stats = [(0usize, 0usize, 0f64, 0f64); 2]; // (positions, agree, max rel, sum rel) before / past
+impl Stats {
+    fn mean_rel(&self) -> f64 {
+        self.sum_rel / self.positions as f64
+    }
+
+    fn agreement(&self) -> f64 {
+        100.0 * self.agree as f64 / self.positions as f64
+    }
+}
+
+/// Score `seq` with `model` in passes of 16 on `cache` against llama.cpp's rows `want`: the
+/// statistics before and from `split` on, and the argmax misses at or above the near-tie margin.
+/// With `check`, every pass is rerun on `check` and must give the same bits.
+fn score(
+    model: &Model,
+    cache: &mut edgespec::model::KvCache,
+    mut check: Option<&mut edgespec::model::KvCache>,
+    seq: &[u32],
+    want: &[Vec<f32>],
+    split: usize,
+    tok: &Tokenizer,
+    verbose: bool,
+) -> ([Stats; 2], Vec<String>) {
+    let (mut ws, _) = session(model, 2, cache.capacity(), KvType::F16);
+    let vocab = model.config().vocab_size;
+    let mut stats = [Stats::default(); 2];
     let mut failures = Vec::new();
     for (c, part) in seq.chunks(16).enumerate() {
         let plan = ForwardPlan::at(c * 16).logits(LogitRows::All);
-        let got = ours.forward(&mut ws, &mut ring, part, &plan).unwrap().to_vec();
-        if (c + 1) * 16 > window {
-            let again = ours.forward(&mut ws, &mut full, part, &plan).unwrap();
-            assert!(bits(&got) == bits(again), "ring and whole-context logits differ at chunk {c}");
-        } else {
-            ours.forward(&mut ws, &mut full, part, &plan).unwrap();
+        let got = model.forward(&mut ws, cache, part, &plan).unwrap().to_vec();
+        if let Some(check) = check.as_deref_mut() {
+            let again = model.forward(&mut ws, check, part, &plan).unwrap();
+            assert!(bits(&got) == bits(again), "the two caches' logits differ at chunk {c}");
         }
         for (i, g) in got.chunks_exact(vocab).enumerate() {
             let p = c * 16 + i;
@@ -269,37 +279,135 @@ fn gemma3_past_the_sliding_window_matches_llama_cpp() {
             let range = (w.iter().cloned().fold(f32::MIN, f32::max)
                 - w.iter().cloned().fold(f32::MAX, f32::min)) as f64;
             let d: Vec<f64> = w.iter().zip(g).map(|(a, b)| (a - b).abs() as f64).collect();
-            let s = &mut stats[usize::from(p >= window)];
-            s.0 += 1;
-            s.2 = s.2.max(d.iter().cloned().fold(0.0, f64::max) / range);
-            s.3 += d.iter().sum::<f64>() / d.len() as f64 / range;
+            let s = &mut stats[usize::from(p >= split)];
+            s.positions += 1;
+            s.max_rel = s.max_rel.max(d.iter().cloned().fold(0.0, f64::max) / range);
+            s.sum_rel += d.iter().sum::<f64>() / d.len() as f64 / range;
             let (wa, ga) = (argmax(w), argmax(g));
             if wa == ga {
-                s.1 += 1;
-            } else {
-                let m = margin(w);
+                s.agree += 1;
+                continue;
+            }
+            let m = margin(w);
+            if verbose {
                 println!(
                     "  position {p}: llama.cpp {} vs ours {} (llama.cpp top-2 margin {m:.3}, ours {:.3})",
-                    piece(&tok, wa as u32),
-                    piece(&tok, ga as u32),
+                    piece(tok, wa as u32),
+                    piece(tok, ga as u32),
                     margin(g)
                 );
-                if m >= NEAR_TIE {
-                    failures.push(format!("position {p}: argmax differs with margin {m}"));
-                }
+            }
+            if m >= NEAR_TIE {
+                failures.push(format!("position {p}: argmax differs with margin {m}"));
             }
         }
     }
+    (stats, failures)
+}
+
+fn gemma3_path() -> PathBuf {
+    let local = PathBuf::from("/tmp/models/gemma-3-270m-q4_k_m.gguf");
+    if local.exists() {
+        local
+    } else {
+        edgespec::catalog::resolve_model("gemma3-270m").unwrap()
+    }
+}
+
+/// [`LONG_TEXT`] tokenized by both programs (which must agree), and llama.cpp's logits for it.
+fn long_text_reference(path: &PathBuf, tok: &Tokenizer) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let seq = tok.encode(LONG_TEXT, true, true);
+    let reference = LlamaCppModel::load(path, 2, 1024).unwrap();
+    assert_eq!(seq, reference.tokenize(LONG_TEXT, true, true).unwrap());
+    let want = reference.logits_for(&seq).unwrap();
+    (seq, want)
+}
+
+/// Teacher-forced parity past the sliding window, on a cache whose local-layer rings wrap.
+#[test]
+fn gemma3_past_the_sliding_window_matches_llama_cpp() {
+    let path = gemma3_path();
+    let ours = Model::load(&path).unwrap();
+    let window = ours.config().sliding_window.expect("gemma 3 has a sliding window");
+    let tok = Tokenizer::from_gguf(ours.file()).unwrap();
+    let (seq, want) = long_text_reference(&path, &tok);
+    assert!(seq.len() > window + 64, "the text is only {} tokens", seq.len());
+
+    // Ours in passes of 16 over a 1024-position context: local layers keep rings of
+    // window + 16 rows, which wrap from position 528 on; the whole-context layout gives the
+    // same bits at every pass.
+    let mut ring = ours.new_cache(1024, KvType::F16).unwrap();
+    let mut full = ours.new_cache_with_layout(1024, KvType::F16, KvLayout::Full).unwrap();
+    assert!(ring.bytes() < full.bytes());
+    let (stats, failures) = score(&ours, &mut ring, Some(&mut full), &seq, &want, window, &tok, true);
     for (what, s) in ["before the window's end", "past the window's end"].iter().zip(stats) {
         println!(
             "gemma3 long text, {what}: {} positions, argmax agreement {:.2}%, max |Δlogit|/range {:.4}, \
              mean |Δlogit|/range {:.5}",
-            s.0,
-            100.0 * s.1 as f64 / s.0 as f64,
-            s.2,
-            s.3 / s.0 as f64
+            s.positions,
+            s.agreement(),
+            s.max_rel,
+            s.mean_rel()
         );
     }
-    assert!(stats[1].0 >= 64, "only {} positions past the window", stats[1].0);
+    assert!(stats[1].positions >= 64, "only {} positions past the window", stats[1].positions);
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Each of Gemma 3's differences from llama, as llama.cpp runs the file, matters: turning any
+/// one of them off (or to the other convention) moves our logits far from llama.cpp's, while the
+/// spec as written stays at the noise floor. The window is judged past its end (before it, a
+/// window of 512 changes nothing); everything else over the whole text.
+#[test]
+fn gemma3_every_architectural_choice_matters() {
+    use edgespec::model::{Activation, ArchSpec, EmbedScale, WindowPattern};
+    let path = gemma3_path();
+    let file = std::sync::Arc::new(edgespec::gguf::GgufFile::open(&path).unwrap());
+    let spec = ArchSpec::for_arch("gemma3").unwrap();
+    let tok = Tokenizer::from_gguf(&file).unwrap();
+    let (seq, want) = long_text_reference(&path, &tok);
+    let window = Model::from_file(file.clone()).unwrap().config().sliding_window.unwrap();
+    let variants: [(&str, ArchSpec); 6] = [
+        ("as specified", spec.clone()),
+        ("no sqrt(dim) embedding scale", ArchSpec { embed_scale: EmbedScale::None, ..spec.clone() }),
+        ("norms as (1 + stored w)", ArchSpec { norm_weight_offset: 1.0, ..spec.clone() }),
+        ("SiLU instead of GELU-tanh", ArchSpec { activation: Activation::SiluGated, ..spec.clone() }),
+        ("local layers at the global RoPE base", ArchSpec { rope_base_local: None, ..spec.clone() }),
+        ("no sliding window", ArchSpec { window: WindowPattern::None, ..spec.clone() }),
+    ];
+    let mut results = Vec::new();
+    for (name, arch) in variants {
+        let model = Model::from_file_with_arch(file.clone(), arch).unwrap();
+        let mut cache = model.new_cache(1024, KvType::F16).unwrap();
+        let (stats, failures) = score(&model, &mut cache, None, &seq, &want, window, &tok, false);
+        let all = Stats {
+            positions: stats[0].positions + stats[1].positions,
+            agree: stats[0].agree + stats[1].agree,
+            max_rel: stats[0].max_rel.max(stats[1].max_rel),
+            sum_rel: stats[0].sum_rel + stats[1].sum_rel,
+        };
+        println!(
+            "{name:>38}: all {} positions agreement {:.1}%, mean |Δ|/range {:.5}; past {window}: \
+             agreement {:.1}%, mean |Δ|/range {:.5}; {} misses above the near-tie margin",
+            all.positions,
+            all.agreement(),
+            all.mean_rel(),
+            stats[1].agreement(),
+            stats[1].mean_rel(),
+            failures.len()
+        );
+        results.push((name, all, stats[1], failures.len()));
+    }
+    let (_, base_all, base_past, base_failures) = results[0];
+    assert_eq!(base_failures, 0, "the spec as written misses at non-ties");
+    for &(name, all, past, failures) in &results[1..] {
+        // The window only matters past its end.
+        let (s, base) = if name.contains("window") { (past, base_past) } else { (all, base_all) };
+        assert!(
+            s.mean_rel() > 3.0 * base.mean_rel() && failures > 0,
+            "{name}: mean |Δ|/range {:.5} (as specified {:.5}), {failures} misses above the margin",
+            s.mean_rel(),
+            base.mean_rel()
+        );
+    }
 }

@@ -53,6 +53,14 @@ impl Model {
     pub fn from_file(file: Arc<GgufFile>) -> Result<Model> {
         let config = ModelConfig::from_gguf(&file)?;
         let arch = ArchSpec::for_arch(&config.arch)?;
+        Model::from_file_with_arch(file, arch)
+    }
+
+    /// Load the model in an open file with `arch` in place of the spec its
+    /// `general.architecture` names: for experiments that change one architectural choice and
+    /// watch the logits move (the parity tests show each of Gemma 3's choices matters this way).
+    pub fn from_file_with_arch(file: Arc<GgufFile>, arch: ArchSpec) -> Result<Model> {
+        let config = ModelConfig::from_gguf(&file)?;
         if config.rope_dim % 2 != 0 || config.rope_dim > config.head_dim {
             return Err(Error::format(format!(
                 "RoPE over {} dimensions does not fit heads of {}",
@@ -112,7 +120,9 @@ impl Model {
     ///
     /// The cache is first truncated to `plan.start` (which must not exceed its length), and holds
     /// `plan.start + tokens.len()` positions afterwards. A pass that would run past the cache's
-    /// capacity fails with `ContextOverflow` and leaves the cache as it was.
+    /// capacity fails with `ContextOverflow`, and one that starts below the cache's
+    /// [`rollback_floor`](KvCache::rollback_floor) (more than `MAX_BATCH + 1` positions back on a
+    /// cache with sliding-window rings) with `InvalidArgument`; both leave the cache as it was.
     pub fn forward<'w>(
         &self,
         ws: &'w mut Workspace,

@@ -377,17 +377,24 @@ impl KvCache {
     }
 
     /// The layer's rows and the slots of `span` in it: `(layer, first slot, rows from there,
-    /// rows from slot 0)`. Errors when the span is not (or no longer) held.
+    /// rows from slot 0)`. Errors when the head does not exist or the span is not (or no longer)
+    /// held.
     fn span_slots(
         &self,
         layer: usize,
+        head: usize,
         span: &std::ops::Range<usize>,
     ) -> Result<(LayerRows, usize, usize, usize)> {
         let l = self.layer(layer)?;
         let n = span.end.saturating_sub(span.start);
-        if span.end > self.capacity || n > l.rows || span.start + l.rows < self.written {
+        if head >= self.n_kv_heads
+            || span.end > self.capacity
+            || n > l.rows
+            || span.start + l.rows < self.written
+        {
             return Err(Error::internal(format!(
-                "KV read of positions {span:?} at layer {layer}: not held (ring of {} rows, {} written)",
+                "KV read of head {head}, positions {span:?} at layer {layer}: not held (ring of {} rows, \
+                 {} written)",
                 l.rows, self.written
             )));
         }
@@ -405,7 +412,7 @@ impl KvCache {
         span: std::ops::Range<usize>,
     ) -> Result<[KvRows<'_>; 2]> {
         let hd = self.head_dim_k;
-        let (l, first, a, b) = self.span_slots(layer, &span)?;
+        let (l, first, a, b) = self.span_slots(layer, head, &span)?;
         Ok([
             rows(&self.k, self.offset(l, head, first, hd), a * hd)?,
             rows(&self.k, self.offset(l, head, 0, hd), b * hd)?,
@@ -421,7 +428,7 @@ impl KvCache {
         span: std::ops::Range<usize>,
     ) -> Result<[KvRows<'_>; 2]> {
         let hd = self.head_dim_v;
-        let (l, first, a, b) = self.span_slots(layer, &span)?;
+        let (l, first, a, b) = self.span_slots(layer, head, &span)?;
         Ok([
             rows(&self.v, self.offset(l, head, first, hd), a * hd)?,
             rows(&self.v, self.offset(l, head, 0, hd), b * hd)?,
