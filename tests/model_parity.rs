@@ -249,19 +249,25 @@ impl Stats {
     }
 }
 
-/// Score `seq` with `model` in passes of 16 on `cache` against llama.cpp's rows `want`: the
-/// statistics before and from `split` on, and the argmax misses at or above the near-tie margin.
-/// With `check`, every pass is rerun on `check` and must give the same bits.
+/// A sequence and llama.cpp's logits for it, with the position where statistics are split.
+struct Reference<'a> {
+    seq: &'a [u32],
+    want: &'a [Vec<f32>],
+    split: usize,
+    tok: &'a Tokenizer,
+}
+
+/// Score `r.seq` with `model` in passes of 16 on `cache` against llama.cpp's rows: the
+/// statistics before and from `r.split` on, and the argmax misses at or above the near-tie
+/// margin. With `check`, every pass is rerun on `check` and must give the same bits.
 fn score(
     model: &Model,
     cache: &mut edgespec::model::KvCache,
     mut check: Option<&mut edgespec::model::KvCache>,
-    seq: &[u32],
-    want: &[Vec<f32>],
-    split: usize,
-    tok: &Tokenizer,
+    r: &Reference<'_>,
     verbose: bool,
 ) -> ([Stats; 2], Vec<String>) {
+    let Reference { seq, want, split, tok } = *r;
     let (mut ws, _) = session(model, 2, cache.capacity(), KvType::F16);
     let vocab = model.config().vocab_size;
     let mut stats = [Stats::default(); 2];
@@ -339,7 +345,13 @@ fn gemma3_past_the_sliding_window_matches_llama_cpp() {
     let mut ring = ours.new_cache(1024, KvType::F16).unwrap();
     let mut full = ours.new_cache_with_layout(1024, KvType::F16, KvLayout::Full).unwrap();
     assert!(ring.bytes() < full.bytes());
-    let (stats, failures) = score(&ours, &mut ring, Some(&mut full), &seq, &want, window, &tok, true);
+    let (stats, failures) = score(
+        &ours,
+        &mut ring,
+        Some(&mut full),
+        &Reference { seq: &seq, want: &want, split: window, tok: &tok },
+        true,
+    );
     for (what, s) in ["before the window's end", "past the window's end"].iter().zip(stats) {
         println!(
             "gemma3 long text, {what}: {} positions, argmax agreement {:.2}%, max |Δlogit|/range {:.4}, \
@@ -375,11 +387,12 @@ fn gemma3_every_architectural_choice_matters() {
         ("local layers at the global RoPE base", ArchSpec { rope_base_local: None, ..spec.clone() }),
         ("no sliding window", ArchSpec { window: WindowPattern::None, ..spec.clone() }),
     ];
+    let r = Reference { seq: &seq, want: &want, split: window, tok: &tok };
     let mut results = Vec::new();
     for (name, arch) in variants {
         let model = Model::from_file_with_arch(file.clone(), arch).unwrap();
         let mut cache = model.new_cache(1024, KvType::F16).unwrap();
-        let (stats, failures) = score(&model, &mut cache, None, &seq, &want, window, &tok, false);
+        let (stats, failures) = score(&model, &mut cache, None, &r, false);
         let all = Stats {
             positions: stats[0].positions + stats[1].positions,
             agree: stats[0].agree + stats[1].agree,
