@@ -366,30 +366,45 @@ fn gemma3_past_the_sliding_window_matches_llama_cpp() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Gemma 3 270M's file with `attention.sliding_window` patched from 512 to `window` in its
+/// header (the local layers stay local, with their RoPE base; only the window widens).
+fn gemma3_with_window(path: &PathBuf, window: u32) -> edgespec::gguf::GgufFile {
+    let mut bytes = std::fs::read(path).unwrap();
+    let key = b"gemma3.attention.sliding_window";
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("the window key") + key.len();
+    // GGUF: the key, then the value's type (u32 LE, 4 = UINT32), then the value.
+    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "sliding_window is a UINT32");
+    assert_eq!(bytes[at + 4..at + 8], 512u32.to_le_bytes());
+    bytes[at + 4..at + 8].copy_from_slice(&window.to_le_bytes());
+    edgespec::gguf::GgufFile::from_bytes(bytes).unwrap()
+}
+
 /// Each of Gemma 3's differences from llama, as llama.cpp runs the file, matters: turning any
 /// one of them off (or to the other convention) moves our logits far from llama.cpp's, while the
 /// spec as written stays at the noise floor. The window is judged past its end (before it, a
-/// window of 512 changes nothing); everything else over the whole text.
+/// window widened past the text gives bitwise the same logits); everything else over the whole
+/// text.
 #[test]
 fn gemma3_every_architectural_choice_matters() {
-    use edgespec::model::{Activation, ArchSpec, EmbedScale, WindowPattern};
+    use edgespec::model::{Activation, ArchSpec, EmbedScale};
     let path = gemma3_path();
     let file = std::sync::Arc::new(edgespec::gguf::GgufFile::open(&path).unwrap());
+    let wide = std::sync::Arc::new(gemma3_with_window(&path, 4096));
     let spec = ArchSpec::for_arch("gemma3").unwrap();
     let tok = Tokenizer::from_gguf(&file).unwrap();
     let (seq, want) = long_text_reference(&path, &tok);
     let window = Model::from_file(file.clone()).unwrap().config().sliding_window.unwrap();
-    let variants: [(&str, ArchSpec); 6] = [
-        ("as specified", spec.clone()),
-        ("no sqrt(dim) embedding scale", ArchSpec { embed_scale: EmbedScale::None, ..spec.clone() }),
-        ("norms as (1 + stored w)", ArchSpec { norm_weight_offset: 1.0, ..spec.clone() }),
-        ("SiLU instead of GELU-tanh", ArchSpec { activation: Activation::SiluGated, ..spec.clone() }),
-        ("local layers at the global RoPE base", ArchSpec { rope_base_local: None, ..spec.clone() }),
-        ("no sliding window", ArchSpec { window: WindowPattern::None, ..spec.clone() }),
+    let variants = [
+        ("as specified", spec.clone(), &file),
+        ("no sqrt(dim) embedding scale", ArchSpec { embed_scale: EmbedScale::None, ..spec.clone() }, &file),
+        ("norms as (1 + stored w)", ArchSpec { norm_weight_offset: 1.0, ..spec.clone() }, &file),
+        ("SiLU instead of GELU-tanh", ArchSpec { activation: Activation::SiluGated, ..spec.clone() }, &file),
+        ("local layers at the global RoPE base", ArchSpec { rope_base_local: None, ..spec.clone() }, &file),
+        ("sliding window widened to 4096", spec.clone(), &wide),
     ];
     let r = Reference { seq: &seq, want: &want, split: window, tok: &tok };
     let mut results = Vec::new();
-    for (name, arch) in variants {
+    for (name, arch, file) in variants {
         let model = Model::from_file_with_arch(file.clone(), arch).unwrap();
         let mut cache = model.new_cache(1024, KvType::F16).unwrap();
         let (stats, failures) = score(&model, &mut cache, None, &r, false);
@@ -409,18 +424,23 @@ fn gemma3_every_architectural_choice_matters() {
             stats[1].mean_rel(),
             failures.len()
         );
-        results.push((name, all, stats[1], failures.len()));
+        results.push((name, stats, all, failures.len()));
     }
-    let (_, base_all, base_past, base_failures) = results[0];
+    let (_, base, base_all, base_failures) = results[0];
     assert_eq!(base_failures, 0, "the spec as written misses at non-ties");
-    for &(name, all, past, failures) in &results[1..] {
-        // The window only matters past its end.
-        let (s, base) = if name.contains("window") { (past, base_past) } else { (all, base_all) };
+    for &(name, stats, all, failures) in &results[1..] {
+        let (s, b) = if name.contains("window") {
+            // Before the window's end nothing changes, to the bit.
+            assert_eq!(stats[0].sum_rel.to_bits(), base[0].sum_rel.to_bits(), "{name}: before the window");
+            (stats[1], base[1])
+        } else {
+            (all, base_all)
+        };
         assert!(
-            s.mean_rel() > 3.0 * base.mean_rel() && failures > 0,
+            s.mean_rel() > 3.0 * b.mean_rel() && failures > 0,
             "{name}: mean |Δ|/range {:.5} (as specified {:.5}), {failures} misses above the margin",
             s.mean_rel(),
-            base.mean_rel()
+            b.mean_rel()
         );
     }
 }
