@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::format_bytes;
 use crate::error::Result;
 use crate::gguf::GgufFile;
-use crate::model::ModelConfig;
+use crate::model::{ArchSpec, KvCache, KvLayout, KvType, ModelConfig};
 use crate::quant::GgmlType;
 
 /// Batch size the memory estimate assumes for verification passes.
@@ -100,6 +100,28 @@ impl ModelInfo {
     pub fn tensor_count(&self) -> usize {
         self.tensor_types.iter().map(|t| t.1).sum()
     }
+
+    /// Bytes of the f16 KV cache a session at [`ctx`](Self::ctx) allocates: what
+    /// [`KvCache::new`] takes for the architecture (sliding-window layers in rings of
+    /// `window + MAX_BATCH` rows), or every layer at full context for an architecture the
+    /// forward pass does not know.
+    pub fn kv_cache_bytes(&self) -> u64 {
+        match ArchSpec::for_arch(&self.config.arch) {
+            Ok(arch) => KvCache::bytes_for(&self.config, &arch, self.ctx, KvType::F16, KvLayout::Ring),
+            Err(_) => self.config.kv_cache_bytes(self.ctx),
+        }
+    }
+
+    /// Sliding-window layers and the positions each keeps in the KV cache, when they keep fewer
+    /// than the context.
+    pub fn windowed_layers(&self) -> Option<(usize, usize)> {
+        let c = &self.config;
+        let arch = ArchSpec::for_arch(&c.arch).ok()?;
+        let w = c.sliding_window?;
+        let n = (0..c.n_layers).filter(|&l| arch.layer_window(l, c.sliding_window).is_some()).count();
+        let rows = w.saturating_add(crate::model::MAX_BATCH);
+        (n > 0 && rows < self.ctx).then_some((n, rows))
+    }
 }
 
 /// Resident set size of this process from /proc (Linux), in bytes.
@@ -156,11 +178,15 @@ impl fmt::Display for ModelInfo {
             format_bytes(self.weight_bytes()),
             self.metadata_entries
         )?;
-        let kv = c.kv_cache_bytes(self.ctx);
+        let kv = self.kv_cache_bytes();
         let scratch = c.scratch_bytes(ESTIMATE_BATCH, self.ctx);
+        let ring = match self.windowed_layers() {
+            Some((n, rows)) => format!(", {n} of {} layers windowed to {rows} positions", c.n_layers),
+            None => String::new(),
+        };
         writeln!(
             f,
-            "memory      at --ctx {}: {} weights (mapped) + {} KV cache (f16) + ~{} scratch (batch {}) = ~{}",
+            "memory      at --ctx {}: {} weights (mapped) + {} KV cache (f16{ring}) + ~{} scratch (batch {}) = ~{}",
             self.ctx,
             format_bytes(self.file_bytes),
             format_bytes(kv),

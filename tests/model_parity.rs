@@ -18,6 +18,11 @@
 //! shrink that gap. Matching llama.cpp's f16-table GELU on Gemma 3 did not either. The gap is this
 //! noise floor, not a modelling difference.
 //!
+//! Past the sliding window: Gemma 3's local layers see only the last 512 positions, which the
+//! prompts above never reach. A long text (over 600 tokens) is scored teacher-forced by both
+//! programs, with our local layers' keys in rings of 528 positions that wrap, under the same
+//! near-tie rule; the agreement and |Δlogit| before and after position 512 are printed.
+//!
 //! `cargo test --release --features llama-cpp --test model_parity -- --nocapture --test-threads 1`
 #![cfg(feature = "llama-cpp")]
 
@@ -26,7 +31,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use edgespec::model::{ForwardPlan, KvType, Model};
+use edgespec::model::{ForwardPlan, KvLayout, KvType, LogitRows, Model};
 use edgespec::reference::LlamaCppModel;
 use edgespec::tokenizer::Tokenizer;
 
@@ -184,4 +189,258 @@ fn gemma3_matches_llama_cpp() {
         .map(|p| if p.starts_with("<|im_start|>") { "<start_of_turn>user\nWhat are three tips for staying healthy?<end_of_turn>\n<start_of_turn>model\n" } else { p })
         .collect();
     parity(path, &prompts);
+}
+
+/// Varied prose, a list and code: long enough to run well past Gemma 3's 512-position window.
+const LONG_TEXT: &str = "The lighthouse at the end of the harbour had been dark for eleven years when Mara \
+arrived with a toolbox, a notebook and a letter from the harbour master. The letter said that the lamp \
+could be repaired if someone patient enough could be found, and that the town would pay for the parts. \
+She spent the first week cleaning: salt had crusted on every brass fitting, gulls had nested in the \
+gallery, and the great lens was clouded with a film of soot. Each evening she wrote down what she had \
+done and what she would need, and each morning she walked to the hardware shop, where the owner began \
+to keep a box of odd screws and gaskets for her.\n\nBy the second month the clockwork that turned the \
+lens was running again. It was an old mechanism, driven by a falling weight that had to be wound by hand \
+every four hours, and it ticked loudly enough to be heard from the keeper's cottage. Mara learned to \
+sleep in short stretches. The fishermen noticed the lens turning before they noticed any light, and a \
+few of them came up the hill to ask what she was doing. She showed them the notebook, with its careful \
+drawings of gears and its lists of measurements, and they went away impressed and a little puzzled.\n\n\
+Recipe for the keeper's bread, as written on the inside cover of the notebook:\n\
+1. Mix 500 g of flour, 10 g of salt and 7 g of dried yeast.\n\
+2. Add 320 ml of warm water and knead for ten minutes.\n\
+3. Leave the dough to rise until it has doubled, about an hour.\n\
+4. Shape it, let it rise again, and bake at 220 degrees for 35 minutes.\n\n\
+The lamp itself was the hardest part. The original burner had been converted to electricity decades ago, \
+and the wiring had rotted in the damp. Mara replaced it cable by cable, testing each section with a \
+small meter, and in the evenings she wrote a program to log the voltage:\n\n\
+def log_voltage(readings, threshold=11.5):\n\
+    alerts = []\n\
+    for time, volts in readings:\n\
+        if volts < threshold:\n\
+            alerts.append((time, volts))\n\
+    return alerts\n\n\
+On the night the light finally came on, half the town gathered on the quay. The beam swept across the \
+water, caught the masts of the boats and the white walls of the houses, and moved on into the dark. \
+Nobody cheered at first; they simply watched it turn, once, twice, three times, as if checking that it \
+would keep going. Then the harbour master raised his cap, and the children began to shout, and somebody \
+rang the bell of the old chapel. Mara stood in the gallery with her hands on the cold rail and counted \
+the seconds between flashes, as the notebook said she should: ten seconds, exactly, every time.\n\n\
+In the years that followed the lighthouse became a small museum as well as a working light. Visitors \
+climbed the hundred and twelve steps, read the notebook in its glass case, and asked Mara questions \
+about the weights, the lens and the storms. She answered them patiently, and when the winter came and \
+the visitors stopped, she went back to winding the clock every four hours, writing down the weather, \
+and baking bread from the recipe on the inside cover. The town never again let the light go dark.";
+
+/// Agreement with llama.cpp over one sequence, split at `split`: `[before, from split on]`.
+#[derive(Clone, Copy, Default)]
+struct Stats {
+    positions: usize,
+    agree: usize,
+    max_rel: f64,
+    sum_rel: f64,
+}
+
+impl Stats {
+    fn mean_rel(&self) -> f64 {
+        self.sum_rel / self.positions as f64
+    }
+
+    fn agreement(&self) -> f64 {
+        100.0 * self.agree as f64 / self.positions as f64
+    }
+}
+
+/// A sequence and llama.cpp's logits for it, with the position where statistics are split.
+struct Reference<'a> {
+    seq: &'a [u32],
+    want: &'a [Vec<f32>],
+    split: usize,
+    tok: &'a Tokenizer,
+}
+
+/// Score `r.seq` with `model` in passes of 16 on `cache` against llama.cpp's rows: the
+/// statistics before and from `r.split` on, and the argmax misses at or above the near-tie
+/// margin. With `check`, every pass is rerun on `check` and must give the same bits.
+fn score(
+    model: &Model,
+    cache: &mut edgespec::model::KvCache,
+    mut check: Option<&mut edgespec::model::KvCache>,
+    r: &Reference<'_>,
+    verbose: bool,
+) -> ([Stats; 2], Vec<String>) {
+    let Reference { seq, want, split, tok } = *r;
+    let (mut ws, _) = session(model, 2, cache.capacity(), KvType::F16);
+    let vocab = model.config().vocab_size;
+    let mut stats = [Stats::default(); 2];
+    let mut failures = Vec::new();
+    for (c, part) in seq.chunks(16).enumerate() {
+        let plan = ForwardPlan::at(c * 16).logits(LogitRows::All);
+        let got = model.forward(&mut ws, cache, part, &plan).unwrap().to_vec();
+        if let Some(check) = check.as_deref_mut() {
+            let again = model.forward(&mut ws, check, part, &plan).unwrap();
+            assert!(bits(&got) == bits(again), "the two caches' logits differ at chunk {c}");
+        }
+        for (i, g) in got.chunks_exact(vocab).enumerate() {
+            let p = c * 16 + i;
+            let w = &want[p];
+            let range = (w.iter().cloned().fold(f32::MIN, f32::max)
+                - w.iter().cloned().fold(f32::MAX, f32::min)) as f64;
+            let d: Vec<f64> = w.iter().zip(g).map(|(a, b)| (a - b).abs() as f64).collect();
+            let s = &mut stats[usize::from(p >= split)];
+            s.positions += 1;
+            s.max_rel = s.max_rel.max(d.iter().cloned().fold(0.0, f64::max) / range);
+            s.sum_rel += d.iter().sum::<f64>() / d.len() as f64 / range;
+            let (wa, ga) = (argmax(w), argmax(g));
+            if wa == ga {
+                s.agree += 1;
+                continue;
+            }
+            let m = margin(w);
+            if verbose {
+                println!(
+                    "  position {p}: llama.cpp {} vs ours {} (llama.cpp top-2 margin {m:.3}, ours {:.3})",
+                    piece(tok, wa as u32),
+                    piece(tok, ga as u32),
+                    margin(g)
+                );
+            }
+            if m >= NEAR_TIE {
+                failures.push(format!("position {p}: argmax differs with margin {m}"));
+            }
+        }
+    }
+    (stats, failures)
+}
+
+fn gemma3_path() -> PathBuf {
+    let local = PathBuf::from("/tmp/models/gemma-3-270m-q4_k_m.gguf");
+    if local.exists() {
+        local
+    } else {
+        edgespec::catalog::resolve_model("gemma3-270m").unwrap()
+    }
+}
+
+/// [`LONG_TEXT`] tokenized by both programs (which must agree), and llama.cpp's logits for it.
+fn long_text_reference(path: &PathBuf, tok: &Tokenizer) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let seq = tok.encode(LONG_TEXT, true, true);
+    let reference = LlamaCppModel::load(path, 2, 1024).unwrap();
+    assert_eq!(seq, reference.tokenize(LONG_TEXT, true, true).unwrap());
+    let want = reference.logits_for(&seq).unwrap();
+    (seq, want)
+}
+
+/// Teacher-forced parity past the sliding window, on a cache whose local-layer rings wrap.
+#[test]
+fn gemma3_past_the_sliding_window_matches_llama_cpp() {
+    let path = gemma3_path();
+    let ours = Model::load(&path).unwrap();
+    let window = ours.config().sliding_window.expect("gemma 3 has a sliding window");
+    let tok = Tokenizer::from_gguf(ours.file()).unwrap();
+    let (seq, want) = long_text_reference(&path, &tok);
+    assert!(seq.len() > window + 64, "the text is only {} tokens", seq.len());
+
+    // Ours in passes of 16 over a 1024-position context: local layers keep rings of
+    // window + 16 rows, which wrap from position 528 on; the whole-context layout gives the
+    // same bits at every pass.
+    let mut ring = ours.new_cache(1024, KvType::F16).unwrap();
+    let mut full = ours.new_cache_with_layout(1024, KvType::F16, KvLayout::Full).unwrap();
+    assert!(ring.bytes() < full.bytes());
+    let (stats, failures) = score(
+        &ours,
+        &mut ring,
+        Some(&mut full),
+        &Reference { seq: &seq, want: &want, split: window, tok: &tok },
+        true,
+    );
+    for (what, s) in ["before the window's end", "past the window's end"].iter().zip(stats) {
+        println!(
+            "gemma3 long text, {what}: {} positions, argmax agreement {:.2}%, max |Δlogit|/range {:.4}, \
+             mean |Δlogit|/range {:.5}",
+            s.positions,
+            s.agreement(),
+            s.max_rel,
+            s.mean_rel()
+        );
+    }
+    assert!(stats[1].positions >= 64, "only {} positions past the window", stats[1].positions);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Gemma 3 270M's file with `attention.sliding_window` patched from 512 to `window` in its
+/// header (the local layers stay local, with their RoPE base; only the window widens).
+fn gemma3_with_window(path: &PathBuf, window: u32) -> edgespec::gguf::GgufFile {
+    let mut bytes = std::fs::read(path).unwrap();
+    let key = b"gemma3.attention.sliding_window";
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("the window key") + key.len();
+    // GGUF: the key, then the value's type (u32 LE, 4 = UINT32), then the value.
+    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "sliding_window is a UINT32");
+    assert_eq!(bytes[at + 4..at + 8], 512u32.to_le_bytes());
+    bytes[at + 4..at + 8].copy_from_slice(&window.to_le_bytes());
+    edgespec::gguf::GgufFile::from_bytes(bytes).unwrap()
+}
+
+/// Each of Gemma 3's differences from llama, as llama.cpp runs the file, matters: turning any
+/// one of them off (or to the other convention) moves our logits far from llama.cpp's, while the
+/// spec as written stays at the noise floor. The window is judged past its end (before it, a
+/// window widened past the text gives bitwise the same logits); everything else over the whole
+/// text.
+#[test]
+fn gemma3_every_architectural_choice_matters() {
+    use edgespec::model::{Activation, ArchSpec, EmbedScale};
+    let path = gemma3_path();
+    let file = std::sync::Arc::new(edgespec::gguf::GgufFile::open(&path).unwrap());
+    let wide = std::sync::Arc::new(gemma3_with_window(&path, 4096));
+    let spec = ArchSpec::for_arch("gemma3").unwrap();
+    let tok = Tokenizer::from_gguf(&file).unwrap();
+    let (seq, want) = long_text_reference(&path, &tok);
+    let window = Model::from_file(file.clone()).unwrap().config().sliding_window.unwrap();
+    let variants = [
+        ("as specified", spec.clone(), &file),
+        ("no sqrt(dim) embedding scale", ArchSpec { embed_scale: EmbedScale::None, ..spec.clone() }, &file),
+        ("norms as (1 + stored w)", ArchSpec { norm_weight_offset: 1.0, ..spec.clone() }, &file),
+        ("SiLU instead of GELU-tanh", ArchSpec { activation: Activation::SiluGated, ..spec.clone() }, &file),
+        ("local layers at the global RoPE base", ArchSpec { rope_base_local: None, ..spec.clone() }, &file),
+        ("sliding window widened to 4096", spec.clone(), &wide),
+    ];
+    let r = Reference { seq: &seq, want: &want, split: window, tok: &tok };
+    let mut results = Vec::new();
+    for (name, arch, file) in variants {
+        let model = Model::from_file_with_arch(file.clone(), arch).unwrap();
+        let mut cache = model.new_cache(1024, KvType::F16).unwrap();
+        let (stats, failures) = score(&model, &mut cache, None, &r, false);
+        let all = Stats {
+            positions: stats[0].positions + stats[1].positions,
+            agree: stats[0].agree + stats[1].agree,
+            max_rel: stats[0].max_rel.max(stats[1].max_rel),
+            sum_rel: stats[0].sum_rel + stats[1].sum_rel,
+        };
+        println!(
+            "{name:>38}: all {} positions agreement {:.1}%, mean |Δ|/range {:.5}; past {window}: \
+             agreement {:.1}%, mean |Δ|/range {:.5}; {} misses above the near-tie margin",
+            all.positions,
+            all.agreement(),
+            all.mean_rel(),
+            stats[1].agreement(),
+            stats[1].mean_rel(),
+            failures.len()
+        );
+        results.push((name, stats, all, failures.len()));
+    }
+    let (_, base, base_all, base_failures) = results[0];
+    assert_eq!(base_failures, 0, "the spec as written misses at non-ties");
+    for &(name, stats, all, failures) in &results[1..] {
+        let (s, b) = if name.contains("window") {
+            // Before the window's end nothing changes, to the bit.
+            assert_eq!(stats[0].sum_rel.to_bits(), base[0].sum_rel.to_bits(), "{name}: before the window");
+            (stats[1], base[1])
+        } else {
+            (all, base_all)
+        };
+        assert!(
+            s.mean_rel() > 3.0 * b.mean_rel() && failures > 0,
+            "{name}: mean |Δ|/range {:.5} (as specified {:.5}), {failures} misses above the margin",
+            s.mean_rel(),
+            b.mean_rel()
+        );
+    }
 }

@@ -128,6 +128,12 @@ impl ArchSpec {
             WindowPattern::EveryNthGlobal(n) => n > 0 && layer % n < n - 1,
         }
     }
+
+    /// The attention window of layer `layer` given the metadata's `sliding_window`: that window
+    /// on local layers, `None` (the whole context) on global ones or without one.
+    pub fn layer_window(&self, layer: usize, sliding_window: Option<usize>) -> Option<usize> {
+        sliding_window.filter(|_| self.is_local(layer))
+    }
 }
 
 #[cfg(test)]

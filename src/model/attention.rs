@@ -64,17 +64,26 @@ pub(crate) fn attend(
         let span = lo..pos + 1;
         let s = s.get_mut(..span.len()).ok_or_else(|| Error::internal("attention scratch too small"))?;
         let qh = &q[(row * nh + head) * hd..][..hd];
-        match cache.keys(p.layer, kv_head, span.clone())? {
-            KvRows::F16(k) => {
-                for (sv, kr) in s.iter_mut().zip(k.chunks_exact(hd)) {
-                    *sv = kernels.dot_f16_f32(kr, qh)?;
+        // The span comes in position order as up to two pieces (a sliding-window ring wraps):
+        // scores and the value sum visit the same positions in the same order either way.
+        // (The cache's rows drive each `zip`, so no score or weight is skipped between pieces.)
+        let mut scores = s.iter_mut();
+        for part in cache.keys(p.layer, kv_head, span.clone())? {
+            match part {
+                KvRows::F16(k) => {
+                    for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
+                        *sv = kernels.dot_f16_f32(kr, qh)?;
+                    }
+                }
+                KvRows::F32(k) => {
+                    for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
+                        *sv = crate::quant::dot::dot_f32(kr, qh);
+                    }
                 }
             }
-            KvRows::F32(k) => {
-                for (sv, kr) in s.iter_mut().zip(k.chunks_exact(hd)) {
-                    *sv = crate::quant::dot::dot_f32(kr, qh);
-                }
-            }
+        }
+        if scores.next().is_some() {
+            return Err(Error::internal("the KV cache returned too few keys"));
         }
         match p.softcap {
             Some(cap) => s.iter_mut().for_each(|v| *v = cap * (*v * p.scale / cap).tanh()),
@@ -82,15 +91,18 @@ pub(crate) fn attend(
         }
         ops::softmax(s);
         o.fill(0.0);
-        match cache.values(p.layer, kv_head, span)? {
-            KvRows::F16(v) => {
-                for (&w, vr) in s.iter().zip(v.chunks_exact(hdv)) {
-                    kernels.axpy_f16(w, vr, o)?;
+        let mut weights = s.iter();
+        for part in cache.values(p.layer, kv_head, span)? {
+            match part {
+                KvRows::F16(v) => {
+                    for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
+                        kernels.axpy_f16(w, vr, o)?;
+                    }
                 }
-            }
-            KvRows::F32(v) => {
-                for (&w, vr) in s.iter().zip(v.chunks_exact(hdv)) {
-                    o.iter_mut().zip(vr).for_each(|(o, &x)| *o = x.mul_add(w, *o));
+                KvRows::F32(v) => {
+                    for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
+                        o.iter_mut().zip(vr).for_each(|(o, &x)| *o = x.mul_add(w, *o));
+                    }
                 }
             }
         }

@@ -34,6 +34,9 @@ pub struct ModelConfig {
     pub rms_eps: f32,
     /// Sliding-window size of local attention layers, if the model has them.
     pub sliding_window: Option<usize>,
+    /// RoPE base of sliding-window layers from `rope.freq_base_swa`, when the file sets one
+    /// (otherwise the architecture's default, [`ArchSpec::rope_base_local`](super::ArchSpec)).
+    pub rope_base_swa: Option<f32>,
     /// RoPE frequency scale (`1 / rope.scaling.factor` for linear scaling, else 1).
     pub rope_freq_scale: f32,
     /// Attention scores are multiplied by this before the softmax (default `1/√head_dim`;
@@ -110,11 +113,14 @@ impl ModelConfig {
             rope_dim: opt("rope.dimension_count")?.unwrap_or(head_dim),
             rms_eps: file.get_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
             sliding_window: opt("attention.sliding_window")?,
+            rope_base_swa: file.get_f32(&key("rope.freq_base_swa"))?.filter(|&b| b > 0.0),
             arch,
         })
     }
 
-    /// Bytes of an f16 KV cache holding `ctx` positions for every layer.
+    /// Bytes of an f16 KV cache holding `ctx` positions for every layer (sliding-window layers
+    /// included: [`KvCache::bytes_for`](super::KvCache::bytes_for) gives what a session's cache,
+    /// with its windowed rings, takes).
     pub fn kv_cache_bytes(&self, ctx: usize) -> u64 {
         let per_pos = self.n_kv_heads * (self.head_dim + self.head_dim_v) * 2;
         (self.n_layers * ctx * per_pos) as u64

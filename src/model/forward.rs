@@ -21,7 +21,7 @@ use crate::kernels::{matvec, ops, KernelPool, QuantizedActs};
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
 use super::config::ModelConfig;
-use super::kv_cache::{KvCache, KvType};
+use super::kv_cache::{KvCache, KvLayout, KvType};
 use super::plan::{ForwardPlan, SubLayer, MAX_BATCH};
 use super::weights::{LayerWeights, Vector, View, Weights};
 
@@ -53,6 +53,14 @@ impl Model {
     pub fn from_file(file: Arc<GgufFile>) -> Result<Model> {
         let config = ModelConfig::from_gguf(&file)?;
         let arch = ArchSpec::for_arch(&config.arch)?;
+        Model::from_file_with_arch(file, arch)
+    }
+
+    /// Load the model in an open file with `arch` in place of the spec its
+    /// `general.architecture` names: for experiments that change one architectural choice and
+    /// watch the logits move (the parity tests show each of Gemma 3's choices matters this way).
+    pub fn from_file_with_arch(file: Arc<GgufFile>, arch: ArchSpec) -> Result<Model> {
+        let config = ModelConfig::from_gguf(&file)?;
         if config.rope_dim % 2 != 0 || config.rope_dim > config.head_dim {
             return Err(Error::format(format!(
                 "RoPE over {} dimensions does not fit heads of {}",
@@ -96,9 +104,15 @@ impl Model {
         self.weights.tied
     }
 
-    /// A KV cache for `ctx` positions.
+    /// A KV cache for `ctx` positions (sliding-window layers in rings of `window + MAX_BATCH`
+    /// rows).
     pub fn new_cache(&self, ctx: usize, ty: KvType) -> Result<KvCache> {
-        KvCache::new(&self.config, ctx, ty)
+        KvCache::new(&self.config, &self.arch, ctx, ty, KvLayout::Ring)
+    }
+
+    /// A KV cache for `ctx` positions with sliding-window layers stored as `layout` says.
+    pub fn new_cache_with_layout(&self, ctx: usize, ty: KvType, layout: KvLayout) -> Result<KvCache> {
+        KvCache::new(&self.config, &self.arch, ctx, ty, layout)
     }
 
     /// Run `tokens` (1 ..= [`MAX_BATCH`]) at positions `plan.start ..` and return the logits of
@@ -106,7 +120,9 @@ impl Model {
     ///
     /// The cache is first truncated to `plan.start` (which must not exceed its length), and holds
     /// `plan.start + tokens.len()` positions afterwards. A pass that would run past the cache's
-    /// capacity fails with `ContextOverflow` and leaves the cache as it was.
+    /// capacity fails with `ContextOverflow`, and one that starts below the cache's
+    /// [`rollback_floor`](KvCache::rollback_floor) (more than `MAX_BATCH + 1` positions back on a
+    /// cache with sliding-window rings) with `InvalidArgument`; both leave the cache as it was.
     pub fn forward<'w>(
         &self,
         ws: &'w mut Workspace,
@@ -118,7 +134,7 @@ impl Model {
         if n == 0 || n > MAX_BATCH {
             return Err(Error::invalid(format!("a forward pass takes 1..={MAX_BATCH} tokens, got {n}")));
         }
-        if !cache.matches(&self.config) {
+        if !cache.matches(&self.config, &self.arch) {
             return Err(Error::invalid("the KV cache was made for a different model"));
         }
         if !ws.matches(&self.config) || cache.capacity() > ws.ctx {
@@ -210,8 +226,7 @@ impl Model {
         // RoPE angles per row, for the global base and (if any) the local one:
         // `rope_cos[base][i]` (n, rope_dim / 2).
         let half = c.rope_dim / 2;
-        let bases =
-            [(c.rope_base, c.rope_freq_scale), (self.arch.rope_base_local.unwrap_or(c.rope_base), 1.0)];
+        let bases = [(c.rope_base, c.rope_freq_scale), (self.local_rope_base().unwrap_or(c.rope_base), 1.0)];
         for (k, &(base, scale)) in bases.iter().enumerate() {
             for i in 0..n {
                 let at = (k * MAX_BATCH + i) * half;
@@ -264,6 +279,12 @@ impl Model {
             logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
         }
         Ok(rows)
+    }
+
+    /// The RoPE base of sliding-window layers when it differs from the global one: the file's
+    /// `rope.freq_base_swa`, else the architecture's default (as llama.cpp reads it).
+    fn local_rope_base(&self) -> Option<f32> {
+        self.config.rope_base_swa.or(self.arch.rope_base_local)
     }
 
     /// RMSNorm every row of `x` (rows of `dim`) into `out`.
@@ -332,8 +353,9 @@ impl Model {
             self.norm_heads(view.vector(w)?, k, &mut b.tmp[..hd], hd)?;
         }
 
-        let local = self.arch.is_local(layer) && c.sliding_window.is_some();
-        let base = usize::from(local && self.arch.rope_base_local.is_some());
+        let window = self.arch.layer_window(layer, c.sliding_window);
+        let local = window.is_some();
+        let base = usize::from(local && self.local_rope_base().is_some());
         let half = c.rope_dim / 2;
         for i in 0..n {
             let at = (base * MAX_BATCH + i) * half;
@@ -352,7 +374,7 @@ impl Model {
             head_dim_v: hdv,
             scale: c.attn_scale,
             softcap: c.attn_logit_softcap,
-            window: if local { c.sliding_window } else { None },
+            window,
         };
         let att = &mut b.att[..n * c.n_heads * hdv];
         attend(pool, cache, &params, start, q, att, &mut b.scores)?;

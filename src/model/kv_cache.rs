@@ -1,14 +1,29 @@
-//! The key/value cache: allocated once for the whole context, truncated to roll back.
+//! The key/value cache: allocated once, truncated to roll back, and for sliding-window layers
+//! no larger than the window.
 //!
-//! Every layer keeps the keys and values of every position seen so far, so a new token attends
-//! to them without recomputing them. The cache is sized at session start for the context length
-//! (f16 by default, half the memory of f32 at a rounding llama.cpp also applies) and never grows;
-//! a forward pass writes its tokens' rows at positions `len .. len + k`. Speculative decoding
-//! writes drafted tokens, then [`KvCache::truncate`]s back to the last accepted one: truncation
-//! only moves the length, and the stale rows beyond it are overwritten by the next pass.
+//! Every layer keeps the keys and values of the positions its attention can still see, so a new
+//! token attends to them without recomputing them. The cache is sized at session start for the
+//! context length (f16 by default, half the memory of f32 at a rounding llama.cpp also applies)
+//! and never grows; a forward pass writes its tokens' rows at positions `len .. len + k`.
+//! Speculative decoding writes drafted tokens, then [`KvCache::truncate`]s back to the last
+//! accepted one: truncation only moves the length, and the stale rows beyond it are overwritten
+//! by the next pass.
 //!
-//! Layout per layer and per KV head: positions in rows of `head_dim` (`(n_kv_heads, ctx,
-//! head_dim)`), so one head's keys for a span of positions are contiguous for the attention loop.
+//! Global layers keep a row for every position of the context. A sliding-window layer (window
+//! `w`) only ever attends to the last `w` positions, so it keeps a ring of `w + MAX_BATCH` rows
+//! (position `p` in row `p mod rows`) — O(window) memory, not O(context). The `MAX_BATCH` spare
+//! rows are what makes the ring safe: a pass of up to `MAX_BATCH` tokens at `start` overwrites
+//! positions older than `start + 1 − w`, which no query of the pass sees, and a rollback of up to
+//! `MAX_BATCH + 1` positions from the furthest position ever written finds every position the
+//! next pass needs still in place. A deeper rollback is refused (the positions are gone);
+//! [`KvCache::rollback_floor`] says how far back a truncation may go, and [`KvLayout::Full`]
+//! keeps whole-context rows for every layer where that matters. Reads of a span that wraps
+//! around the ring come back as two slices in position order, so attention visits the same
+//! positions in the same order as with whole-context rows: the results are bitwise the same.
+//!
+//! Layout: per layer, per KV head, one row of `head_dim` per slot (`(n_kv_heads, rows,
+//! head_dim)`, `rows` = context length or ring size), layers one after another, so one head's
+//! keys for a span of positions are contiguous (or two contiguous pieces in a ring).
 
 use half::f16;
 use half::slice::HalfBitsSliceExt;
@@ -16,7 +31,9 @@ use half::slice::HalfBitsSliceExt;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::Kernels;
 
+use super::arch::ArchSpec;
 use super::config::ModelConfig;
+use super::plan::MAX_BATCH;
 
 /// Element type of the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -38,13 +55,60 @@ impl KvType {
     }
 }
 
+/// How sliding-window layers store their positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KvLayout {
+    /// A ring of `window + MAX_BATCH` rows per sliding-window layer (the default): O(window)
+    /// memory, rollbacks of up to `MAX_BATCH + 1` positions.
+    #[default]
+    Ring,
+    /// Every layer keeps a row for every position of the context: O(context) memory, rollbacks
+    /// to any length (the reference the ring is tested against).
+    Full,
+}
+
+/// Where one layer's rows live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LayerRows {
+    /// Index of the layer's first row among all layers' rows.
+    base: usize,
+    /// Rows per KV head: the context length, or the ring size of a sliding-window layer.
+    rows: usize,
+    /// The layer's attention window, if it has one.
+    window: Option<usize>,
+}
+
+/// The rows of every layer for `capacity` positions, and the total rows per KV head. Errors
+/// when the counts overflow.
+fn plan_rows(
+    config: &ModelConfig,
+    arch: &ArchSpec,
+    capacity: usize,
+    layout: KvLayout,
+) -> Result<(Vec<LayerRows>, usize)> {
+    let overflow =
+        || Error::new(ErrorKind::OutOfMemory, format!("a KV cache of {capacity} positions overflows"));
+    let mut layers = Vec::with_capacity(config.n_layers);
+    let mut base = 0usize;
+    for l in 0..config.n_layers {
+        let window = arch.layer_window(l, config.sliding_window);
+        let rows = match (layout, window) {
+            (KvLayout::Ring, Some(w)) => w.checked_add(MAX_BATCH).ok_or_else(overflow)?.min(capacity),
+            _ => capacity,
+        };
+        layers.push(LayerRows { base, rows, window });
+        base = config.n_kv_heads.checked_mul(rows).and_then(|r| r.checked_add(base)).ok_or_else(overflow)?;
+    }
+    Ok((layers, base))
+}
+
 /// Storage of one of the two halves (keys or values) of every layer.
 #[derive(Clone, Debug)]
 pub(crate) enum KvData {
-    /// `(n_layers, n_kv_heads, ctx, head_dim)`, f16 bit patterns (a `u16` vector so that the
+    /// `(rows, head_dim)`, f16 bit patterns (a `u16` vector so that the
     /// zeroed allocation comes straight from zeroed pages).
     F16(Vec<u16>),
-    /// `(n_layers, n_kv_heads, ctx, head_dim)`.
+    /// `(rows, head_dim)`.
     F32(Vec<f32>),
 }
 
@@ -69,30 +133,39 @@ pub(crate) enum KvRows<'a> {
 #[derive(Clone, Debug)]
 pub struct KvCache {
     ty: KvType,
-    n_layers: usize,
+    layout: KvLayout,
     n_kv_heads: usize,
     head_dim_k: usize,
     head_dim_v: usize,
     capacity: usize,
     len: usize,
+    /// One past the furthest position written since the cache was last empty: rows of ring
+    /// positions below `written − rows` have been overwritten.
+    written: usize,
+    /// Where each layer's rows are.
+    layers: Vec<LayerRows>,
+    /// `(Σ layers n_kv_heads · rows, head_dim)`.
     k: KvData,
+    /// `(Σ layers n_kv_heads · rows, head_dim_v)`.
     v: KvData,
 }
 
 impl KvCache {
-    /// A cache for `capacity` positions of a model shaped like `config`.
-    pub fn new(config: &ModelConfig, capacity: usize, ty: KvType) -> Result<KvCache> {
+    /// A cache for `capacity` positions of a model shaped like `config` with the layers of
+    /// `arch`, its sliding-window layers stored as `layout` says.
+    pub fn new(
+        config: &ModelConfig,
+        arch: &ArchSpec,
+        capacity: usize,
+        ty: KvType,
+        layout: KvLayout,
+    ) -> Result<KvCache> {
         if capacity == 0 {
             return Err(Error::invalid("the context length must be at least 1"));
         }
-        let per_layer = |hd: usize| {
-            config
-                .n_kv_heads
-                .checked_mul(capacity)
-                .and_then(|v| v.checked_mul(hd))
-                .and_then(|v| v.checked_mul(config.n_layers))
-        };
-        let (Some(k_len), Some(v_len)) = (per_layer(config.head_dim), per_layer(config.head_dim_v)) else {
+        let (layers, total_rows) = plan_rows(config, arch, capacity, layout)?;
+        let elems = |hd: usize| total_rows.checked_mul(hd);
+        let (Some(k_len), Some(v_len)) = (elems(config.head_dim), elems(config.head_dim_v)) else {
             return Err(Error::new(
                 ErrorKind::OutOfMemory,
                 format!("a KV cache of {capacity} positions overflows"),
@@ -107,15 +180,38 @@ impl KvCache {
         }
         Ok(KvCache {
             ty,
-            n_layers: config.n_layers,
+            layout,
             n_kv_heads: config.n_kv_heads,
             head_dim_k: config.head_dim,
             head_dim_v: config.head_dim_v,
             capacity,
             len: 0,
+            written: 0,
+            layers,
             k: KvData::zeros(ty, k_len),
             v: KvData::zeros(ty, v_len),
         })
+    }
+
+    /// Bytes [`KvCache::new`] would allocate for the same arguments, without allocating them
+    /// (memory estimates). Saturates instead of overflowing.
+    pub fn bytes_for(
+        config: &ModelConfig,
+        arch: &ArchSpec,
+        capacity: usize,
+        ty: KvType,
+        layout: KvLayout,
+    ) -> u64 {
+        let per_row = (config.head_dim as u64 + config.head_dim_v as u64) * ty.size() as u64;
+        (0..config.n_layers)
+            .map(|l| {
+                let rows = match (layout, arch.layer_window(l, config.sliding_window)) {
+                    (KvLayout::Ring, Some(w)) => w.saturating_add(MAX_BATCH).min(capacity),
+                    _ => capacity,
+                };
+                (config.n_kv_heads as u64).saturating_mul(rows as u64).saturating_mul(per_row)
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Positions held.
@@ -138,19 +234,67 @@ impl KvCache {
         self.ty
     }
 
+    /// How sliding-window layers are stored.
+    pub fn layout(&self) -> KvLayout {
+        self.layout
+    }
+
     /// Bytes allocated for keys and values.
     pub fn bytes(&self) -> usize {
-        let elems = self.n_layers * self.n_kv_heads * self.capacity * (self.head_dim_k + self.head_dim_v);
-        elems * self.ty.size()
+        let elems = |v: &KvData| match v {
+            KvData::F16(d) => d.len(),
+            KvData::F32(d) => d.len(),
+        };
+        (elems(&self.k) + elems(&self.v)) * self.ty.size()
+    }
+
+    /// Rows per KV head that `layer` keeps: the context length, or its ring size.
+    pub fn layer_rows(&self, layer: usize) -> Option<usize> {
+        self.layers.get(layer).map(|l| l.rows)
+    }
+
+    /// The shortest length other than 0 that [`truncate`](Self::truncate) accepts now (at most
+    /// [`len`](Self::len)): 0 when every layer still holds every position, else the length
+    /// below which a sliding-window ring has overwritten positions the next pass would need.
+    pub fn rollback_floor(&self) -> usize {
+        let floor = self
+            .layers
+            .iter()
+            .filter_map(|l| {
+                let w = l.window?;
+                // Positions below `written − rows` are gone; a pass at `len` needs `len + 1 − w ..`.
+                let gone = self.written.checked_sub(l.rows).filter(|&g| g > 0)?;
+                Some((gone + w).saturating_sub(1))
+            })
+            .max()
+            .unwrap_or(0);
+        floor.min(self.len)
     }
 
     /// Forget every position from `len` on (rolling back rejected drafts). Growing is an error:
-    /// positions beyond the length hold nothing valid.
+    /// positions beyond the length hold nothing valid. So is rolling back below
+    /// [`rollback_floor`](Self::rollback_floor) (except to 0, which clears): sliding-window rings
+    /// no longer hold the positions a pass there would attend to. A failed truncation changes
+    /// nothing.
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         if len > self.len {
             return Err(Error::invalid(format!(
                 "cannot truncate a KV cache of {} positions to {len}",
                 self.len
+            )));
+        }
+        if len == 0 {
+            self.clear();
+            return Ok(());
+        }
+        let floor = self.rollback_floor();
+        if len < floor {
+            return Err(Error::invalid(format!(
+                "cannot roll a sliding-window KV cache back from {} positions to {len}: its rings no \
+                 longer hold positions before {floor} (at most {} positions back from the furthest \
+                 written); clear it, or use KvLayout::Full",
+                self.len,
+                MAX_BATCH + 1
             )));
         }
         self.len = len;
@@ -160,6 +304,7 @@ impl KvCache {
     /// Forget everything.
     pub fn clear(&mut self) {
         self.len = 0;
+        self.written = 0;
     }
 
     /// Mark positions `..len` as written (the forward pass calls this after writing them).
@@ -174,16 +319,30 @@ impl KvCache {
         Ok(())
     }
 
-    /// Whether this cache fits a model shaped like `config`.
-    pub(crate) fn matches(&self, config: &ModelConfig) -> bool {
-        self.n_layers == config.n_layers
+    /// Whether this cache fits a model shaped like `config` with the layers of `arch`.
+    pub(crate) fn matches(&self, config: &ModelConfig, arch: &ArchSpec) -> bool {
+        self.layers.len() == config.n_layers
             && self.n_kv_heads == config.n_kv_heads
             && self.head_dim_k == config.head_dim
             && self.head_dim_v == config.head_dim_v
+            && self
+                .layers
+                .iter()
+                .enumerate()
+                .all(|(l, r)| r.window == arch.layer_window(l, config.sliding_window))
     }
 
-    fn offset(&self, layer: usize, head: usize, pos: usize, hd: usize) -> usize {
-        ((layer * self.n_kv_heads + head) * self.capacity + pos) * hd
+    /// The layer's rows, checked.
+    fn layer(&self, layer: usize) -> Result<LayerRows> {
+        self.layers
+            .get(layer)
+            .copied()
+            .ok_or_else(|| Error::internal(format!("KV access to layer {layer} of {}", self.layers.len())))
+    }
+
+    /// Element offset of `slot` of `head` in a layer, rows of `hd`.
+    fn offset(&self, l: LayerRows, head: usize, slot: usize, hd: usize) -> usize {
+        (l.base + head * l.rows + slot) * hd
     }
 
     /// Store the keys `k` (`n_kv_heads × head_dim`) and values `v` (`n_kv_heads × head_dim_v`)
@@ -197,7 +356,8 @@ impl KvCache {
         v: &[f32],
     ) -> Result<()> {
         let (hk, hv) = (self.head_dim_k, self.head_dim_v);
-        if layer >= self.n_layers || pos >= self.capacity {
+        let l = self.layer(layer)?;
+        if pos >= self.capacity {
             return Err(Error::internal(format!(
                 "KV write at layer {layer}, position {pos} is out of range"
             )));
@@ -205,30 +365,74 @@ impl KvCache {
         if k.len() != self.n_kv_heads * hk || v.len() != self.n_kv_heads * hv {
             return Err(Error::internal("KV write of the wrong width"));
         }
+        let slot = pos % l.rows;
         for h in 0..self.n_kv_heads {
-            let (ko, vo) = (self.offset(layer, h, pos, hk), self.offset(layer, h, pos, hv));
+            let (ko, vo) = (self.offset(l, h, slot, hk), self.offset(l, h, slot, hv));
             let (ks, vs) = (&k[h * hk..(h + 1) * hk], &v[h * hv..(h + 1) * hv]);
             store(kernels, &mut self.k, ko, ks)?;
             store(kernels, &mut self.v, vo, vs)?;
         }
+        self.written = self.written.max(pos + 1);
         Ok(())
     }
 
-    /// Keys of `layer`, KV head `head`, at positions `span`: `(span.len(), head_dim)`.
-    pub(crate) fn keys(&self, layer: usize, head: usize, span: std::ops::Range<usize>) -> Result<KvRows<'_>> {
-        let hd = self.head_dim_k;
-        rows(&self.k, self.offset(layer, head, span.start, hd), span.len() * hd)
+    /// The layer's rows and the slots of `span` in it: `(layer, first slot, rows from there,
+    /// rows from slot 0)`. Errors when the head does not exist or the span is not (or no longer)
+    /// held.
+    fn span_slots(
+        &self,
+        layer: usize,
+        head: usize,
+        span: &std::ops::Range<usize>,
+    ) -> Result<(LayerRows, usize, usize, usize)> {
+        let l = self.layer(layer)?;
+        let n = span.end.saturating_sub(span.start);
+        if head >= self.n_kv_heads
+            || span.end > self.capacity
+            || n > l.rows
+            || span.start + l.rows < self.written
+        {
+            return Err(Error::internal(format!(
+                "KV read of head {head}, positions {span:?} at layer {layer}: not held (ring of {} rows, \
+                 {} written)",
+                l.rows, self.written
+            )));
+        }
+        let first = span.start % l.rows;
+        let head_part = n.min(l.rows - first);
+        Ok((l, first, head_part, n - head_part))
     }
 
-    /// Values of `layer`, KV head `head`, at positions `span`: `(span.len(), head_dim_v)`.
+    /// Keys of `layer`, KV head `head`, at positions `span`, in position order as two pieces
+    /// (the second empty unless the span wraps around a ring): `(span.len(), head_dim)` together.
+    pub(crate) fn keys(
+        &self,
+        layer: usize,
+        head: usize,
+        span: std::ops::Range<usize>,
+    ) -> Result<[KvRows<'_>; 2]> {
+        let hd = self.head_dim_k;
+        let (l, first, a, b) = self.span_slots(layer, head, &span)?;
+        Ok([
+            rows(&self.k, self.offset(l, head, first, hd), a * hd)?,
+            rows(&self.k, self.offset(l, head, 0, hd), b * hd)?,
+        ])
+    }
+
+    /// Values of `layer`, KV head `head`, at positions `span`, as [`keys`](Self::keys) gives them:
+    /// `(span.len(), head_dim_v)` together.
     pub(crate) fn values(
         &self,
         layer: usize,
         head: usize,
         span: std::ops::Range<usize>,
-    ) -> Result<KvRows<'_>> {
+    ) -> Result<[KvRows<'_>; 2]> {
         let hd = self.head_dim_v;
-        rows(&self.v, self.offset(layer, head, span.start, hd), span.len() * hd)
+        let (l, first, a, b) = self.span_slots(layer, head, &span)?;
+        Ok([
+            rows(&self.v, self.offset(l, head, first, hd), a * hd)?,
+            rows(&self.v, self.offset(l, head, 0, hd), b * hd)?,
+        ])
     }
 }
 

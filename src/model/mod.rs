@@ -18,5 +18,5 @@ mod weights;
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
 pub use forward::{Model, Workspace};
-pub use kv_cache::{KvCache, KvType};
+pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use plan::{ForwardPlan, LogitRows, SkipSet, SubLayer, MAX_BATCH, MAX_LAYERS};
