@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::chat::{ChatTemplate, Conversation};
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
 use crate::decode::{
-    CostModel, DecodeStats, DraftLength, Drafter, LookupDrafter, LookupParams, SelfSpecDrafter,
+    AutoDrafter, CostModel, DecodeStats, DraftLength, Drafter, LookupDrafter, LookupParams, SelfSpecDrafter,
     SelfSpecParams, Strategy,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -298,6 +298,9 @@ impl Session {
                 Strategy::EarlyExit => {
                     let p = SelfSpecParams::early_exit(self.model.config().n_layers.div_ceil(2))?;
                     Box::new(SelfSpecDrafter::new(strategy.name(), p))
+                }
+                Strategy::Auto => {
+                    Box::new(AutoDrafter::new(self.model.config().n_layers, self.cache.capacity())?)
                 }
                 other => return other.check(),
             };

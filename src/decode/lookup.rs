@@ -167,13 +167,18 @@ impl Drafter for LookupDrafter {
     }
 
     fn reset(&mut self) {
-        self.index.clear();
-        self.seen.clear();
-        self.last_n = 0;
+        LookupDrafter::reset(self)
     }
 }
 
 impl LookupDrafter {
+    /// Forget the index (the context was cleared).
+    pub fn reset(&mut self) {
+        self.index.clear();
+        self.seen.clear();
+        self.last_n = 0;
+    }
+
     /// Propose up to `max` tokens continuing `context` into `out`.
     pub fn propose(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) {
         self.last_n = 0;

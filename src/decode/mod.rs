@@ -8,6 +8,7 @@
 //! Leviathan/Chen rejection rule for drafters with them).
 
 pub mod adaptive;
+pub mod auto;
 pub mod engine;
 pub mod lookup;
 pub mod self_spec;
@@ -21,6 +22,7 @@ use crate::model::{KvCache, Model, Workspace};
 use crate::tokenizer::TokenId;
 
 pub use adaptive::{CostModel, DraftLength};
+pub use auto::AutoDrafter;
 pub use engine::DecodeStats;
 pub use lookup::{LookupDrafter, LookupParams};
 pub use self_spec::{SelfSpecDrafter, SelfSpecParams};
@@ -39,7 +41,8 @@ pub enum Strategy {
     EarlyExit,
     /// Lookahead (Jacobi) decoding (not implemented yet).
     Lookahead,
-    /// Choose per step from live acceptance and cost (not implemented yet).
+    /// Choose per step: prompt lookup when it has a reliable match, else the self-derived
+    /// drafter when its measured acceptance and cost say it pays, else a plain pass.
     Auto,
 }
 
@@ -68,7 +71,7 @@ impl Strategy {
 
     /// Whether this build can decode with the strategy.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Strategy::Plain | Strategy::Lookup | Strategy::SelfSpec | Strategy::EarlyExit)
+        !matches!(self, Strategy::Lookahead)
     }
 
     /// The strategies this build can decode with.
