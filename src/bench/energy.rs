@@ -275,18 +275,25 @@ fn flag_texts(flags: &[Flag]) -> Vec<String> {
     flags.iter().map(|f| f.to_string()).collect()
 }
 
-/// One phase of window `w`.
+/// Which window: its number on the sampler, its repetition (from 1) and how many runs it held.
+#[derive(Clone, Copy)]
+struct Slot {
+    window: u32,
+    rep: usize,
+    runs: usize,
+}
+
+/// One phase (`name`, with `tokens`) of a window.
 fn window_figures(
     m: &Measurement,
     domain: usize,
     name: &'static str,
-    w: u32,
-    rep: usize,
-    runs: usize,
+    slot: Slot,
     tokens: u64,
     opts: ReportOptions,
 ) -> WindowFigures {
-    let phase = Phase::Numbered(name, w);
+    let Slot { window, rep, runs } = slot;
+    let phase = Phase::Numbered(name, window);
     let duration_s = m.phase(phase).map_or(0.0, |p| p.duration_s);
     let tokens_per_s = if duration_s > 0.0 { tokens as f64 / duration_s } else { 0.0 };
     let mut f = WindowFigures {
@@ -316,15 +323,24 @@ fn window_figures(
             f.average_w = Some(e.average_w);
             f.joules_per_token = e.joules_per_token;
             f.tokens_per_joule = e.tokens_per_joule;
-            if let Some(a) = &e.above_idle {
+            // An asserted constant power has no idle difference to measure.
+            let above_idle = if e.provenance == Provenance::Estimated { None } else { e.above_idle.as_ref() };
+            if let Some(a) = above_idle {
                 f.above_idle_energy_j = Some(a.energy_j);
                 f.above_idle_w = Some(e.average_w - a.idle_w);
                 f.above_idle_joules_per_token = a.joules_per_token;
                 f.above_idle_tokens_per_joule = a.tokens_per_joule;
                 f.idle_noise_j = a.noise_j;
             }
-            f.within_idle_noise = e.flags.contains(&Flag::WithinIdleNoise);
-            f.flags = flag_texts(&e.flags);
+            f.within_idle_noise = above_idle.is_some() && e.flags.contains(&Flag::WithinIdleNoise);
+            let kept: Vec<Flag> = e
+                .flags
+                .into_iter()
+                .filter(|fl| {
+                    above_idle.is_some() || !matches!(fl, Flag::WithinIdleNoise | Flag::IdleNoiseUnknown)
+                })
+                .collect();
+            f.flags = flag_texts(&kept);
         }
         Err(why) => f.unavailable = Some(why.0),
     }
@@ -379,9 +395,9 @@ fn summarize(m: &Measurement, plan: &EnergyPlan<'_>, tallies: &[Tally], window: 
         for rep in 0..plan.reps {
             let w = rep * n_strat + si;
             let Some(t) = tallies.get(w) else { continue };
-            let w = w as u32;
-            pre.push(window_figures(m, h, PREFILL, w, rep + 1, t.runs, t.prefill_tokens, opts));
-            dec.push(window_figures(m, h, DECODE, w, rep + 1, t.runs, t.decode_tokens, opts));
+            let slot = Slot { window: w as u32, rep: rep + 1, runs: t.runs };
+            pre.push(window_figures(m, h, PREFILL, slot, t.prefill_tokens, opts));
+            dec.push(window_figures(m, h, DECODE, slot, t.decode_tokens, opts));
         }
         strategies.push(StrategyEnergy {
             strategy: s.name(),
@@ -555,7 +571,7 @@ impl EnergyReport {
                 }
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {}{} | {} |",
+                    "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     st.strategy,
                     p.phase,
                     p.tokens_per_s,
@@ -565,7 +581,6 @@ impl EnergyReport {
                     opt(p.above_idle_w, 3),
                     opt(p.above_idle_joules_per_token, 5),
                     opt(p.above_idle_tokens_per_joule, 2),
-                    if self.estimate { "ESTIMATE " } else { "" },
                     tag,
                     if flags.is_empty() { "-".to_string() } else { flags.join("; ") }
                 );
