@@ -592,3 +592,62 @@ impl EnergyReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::power::{Domain, DomainKind, Reading, Replay, Scope};
+
+    #[test]
+    fn trace_bins_keep_the_energy_and_spans_follow_the_windows() {
+        let d = Domain {
+            label: "rail".into(),
+            scope: Scope::BoardInput,
+            provenance: Provenance::MeasuredSampled,
+            kind: DomainKind::Power,
+            within: None,
+        };
+        let mut r = Replay::new("synthetic", &[d], Duration::from_millis(100), Phase::Idle);
+        // 0–2 s idle at 2 W, then window 0 (prefill 2–2.5 s, decode to 4 s) at 6 W.
+        for i in 0..=40u32 {
+            let t = f64::from(i) * 0.1;
+            if i == 20 {
+                r.mark(2.0, Phase::Numbered(PREFILL, 0));
+            }
+            if i == 25 {
+                r.mark(2.5, Phase::Numbered(DECODE, 0));
+            }
+            r.push(t, &[Reading::Power { watts: if i < 20 { 2.0 } else { 6.0 } }]);
+        }
+        r.stop(4.0);
+        let m = r.finish(SystemTime::now());
+        let total: f64 = m.phases.iter().map(|p| p.domains[0].energy_j).sum();
+        let tr = trace(&m);
+        let traced: f64 = tr.iter().map(|p| p.watts * (p.end_s - p.start_s)).sum();
+        assert!((traced - total).abs() < 1e-9, "{traced} vs {total}");
+        assert!(tr.iter().all(|p| p.end_s - p.start_s >= 0.1 - 1e-12));
+        let plan = EnergyPlan {
+            strategies: &[Strategy::Plain],
+            prompts: &[],
+            max_tokens: None,
+            reps: 1,
+            window: None,
+            choice: "test".into(),
+        };
+        let s = spans(&m, &plan);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].label.as_str(), s[0].start_s, s[0].end_s), ("idle", 0.0, 2.0));
+        assert_eq!((s[1].label.as_str(), s[1].rep, s[1].start_s, s[1].end_s), ("plain", Some(1), 2.0, 4.0));
+        assert_eq!(s[1].prefill, vec![(2.0, 2.5)]);
+        let f =
+            window_figures(&m, 0, DECODE, Slot { window: 0, rep: 1, runs: 1 }, 30, ReportOptions::default());
+        // Decode: 1.5 s at 6 W over 30 tokens; idle 2 W.
+        assert!((f.energy_j.unwrap() - 9.0).abs() < 1e-9, "{f:?}");
+        assert!((f.joules_per_token.unwrap() - 0.3).abs() < 1e-9);
+        // Idle averages 2.1 W: its last interval ramps from 2 W to the 6 W sample at 2 s.
+        assert!((f.above_idle_energy_j.unwrap() - (9.0 - 2.1 * 1.5)).abs() < 1e-9, "{f:?}");
+        assert!((f.tokens_per_s - 20.0).abs() < 1e-9);
+    }
+}
