@@ -52,6 +52,18 @@ pub struct VsLlamaCpp {
     /// Median over the prompts of the per-prompt ratios.
     pub median_prefill_ratio: f64,
     pub median_decode_ratio: f64,
+    /// The 1-minute load average when the comparison ended (`/proc/loadavg`), where readable:
+    /// llama.cpp's threads spin at barriers, so on a machine busy with other work its
+    /// multi-threaded figures collapse far more than ours.
+    pub load_average: Option<f64>,
+    /// Logical CPUs, to judge the load average against.
+    pub logical_cpus: usize,
+}
+
+/// The 1-minute load average, where the OS tells.
+#[cfg(feature = "llama-cpp")]
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// An error unless this build has llama.cpp, when `wanted`.
@@ -191,6 +203,8 @@ pub(crate) fn compare(
         prompts: out,
         median_prefill_ratio: median(&pr),
         median_decode_ratio: median(&dr),
+        load_average: load_average(),
+        logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
 }
 
@@ -230,6 +244,13 @@ impl VsLlamaCpp {
             "\nours / llama.cpp (median over prompts): prefill {:.2}x, decode {:.2}x",
             self.median_prefill_ratio, self.median_decode_ratio
         );
+        if let Some(load) = self.load_average.filter(|l| *l > self.logical_cpus as f64 && self.threads > 1) {
+            let _ = writeln!(
+                s,
+                "WARNING: load average {load:.1} on {} logical CPUs: other work competes for the cores, and                  llama.cpp's threads spin at barriers, so its multi-threaded figures suffer far more than                  ours; compare on an idle machine or with --threads 1",
+                self.logical_cpus
+            );
+        }
         s
     }
 }
