@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgespec::bench::{self, BenchOptions, BenchReport, Suite};
@@ -14,6 +14,14 @@ use edgespec::decode::Strategy;
 use edgespec::model::synthetic::{self, SyntheticSpec};
 use edgespec::power::{PowerChoice, PowerEnv};
 use edgespec::session::{Session, SessionOptions};
+
+/// One bench at a time: the fake counter charges this process's CPU time, so a bench running in
+/// another test thread would show up as this one's energy.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -126,6 +134,7 @@ fn rel_close(a: f64, b: f64, tol: f64) -> bool {
 #[cfg(target_os = "linux")]
 #[test]
 fn fake_rapl_drives_a_full_energy_report() {
+    let _one = serial();
     let t = TempDir::new("rapl");
     let zone = t.0.join("powercap/intel-rapl:0");
     std::fs::create_dir_all(&zone).unwrap();
@@ -229,6 +238,7 @@ fn fake_rapl_drives_a_full_energy_report() {
 
 #[test]
 fn without_a_meter_energy_is_unavailable_and_says_why() {
+    let _one = serial();
     let t = TempDir::new("null");
     let mut s = session(&t.0);
     // Nothing under the fake roots: `auto` finds no meter, runs no energy window, invents nothing.
@@ -259,10 +269,42 @@ fn without_a_meter_energy_is_unavailable_and_says_why() {
 #[cfg(not(feature = "llama-cpp"))]
 #[test]
 fn vs_llama_cpp_without_the_feature_is_a_clear_error() {
+    let _one = serial();
     let t = TempDir::new("nollama");
     let mut s = session(&t.0);
     let mut opts = options(PowerChoice::None, env_in(&t.0), 1.0);
     opts.vs_llama_cpp = true;
     let err = run(&mut s, &opts).unwrap_err();
     assert!(err.to_string().contains("built without the `llama-cpp` feature"), "{err}");
+}
+
+/// llama.cpp beside us on the real SmolLM2 (catalog cache), one prompt, one repetition.
+#[cfg(feature = "llama-cpp")]
+#[test]
+fn vs_llama_cpp_reports_ratios_from_one_run() {
+    let _one = serial();
+    let path = edgespec::catalog::resolve_model("smollm2-135m").expect("pull smollm2-135m");
+    let mut s =
+        Session::load(&path, &SessionOptions { threads: Some(1), ctx: Some(512), ..Default::default() })
+            .unwrap();
+    let suite = Suite::load("default").unwrap();
+    let opts = BenchOptions {
+        strategies: vec![Strategy::Plain],
+        reps: 1,
+        warmup: 0,
+        max_tokens: Some(24),
+        only: vec!["chat-question".into()],
+        vs_llama_cpp: true,
+        ..Default::default()
+    };
+    let r = bench::run(&mut s, &suite, &opts, &mut |_| {}).unwrap();
+    let l = r.llama_cpp.as_ref().unwrap();
+    assert_eq!((l.threads, l.reps, l.prompts.len()), (1, 1, 1));
+    let p = &l.prompts[0];
+    assert!(p.generated_tokens >= 2 && p.generated_tokens <= 24, "{p:?}");
+    assert_eq!(p.prompt_tokens, r.prompts[0].prompt_tokens);
+    assert!(p.llama_decode_tokens_per_s > 0.0 && p.ours_decode_tokens_per_s > 0.0, "{p:?}");
+    assert!((p.decode_ratio - p.ours_decode_tokens_per_s / p.llama_decode_tokens_per_s).abs() < 1e-9);
+    assert_eq!(l.median_decode_ratio, p.decode_ratio);
+    assert!(r.to_markdown().contains("ours / llama.cpp (median over prompts)"));
 }
