@@ -252,7 +252,9 @@ impl VsLlamaCpp {
         if let Some(load) = self.load_average.filter(|l| *l > self.logical_cpus as f64 && self.threads > 1) {
             let _ = writeln!(
                 s,
-                "WARNING: load average {load:.1} on {} logical CPUs: other work competes for the cores, and                  llama.cpp's threads spin at barriers, so its multi-threaded figures suffer far more than                  ours; compare on an idle machine or with --threads 1",
+                "WARNING: load average {load:.1} on {} logical CPUs: other work competes for the cores, and \
+                 llama.cpp's threads spin at barriers, so its multi-threaded figures suffer far more than \
+                 ours; compare on an idle machine or with --threads 1",
                 self.logical_cpus
             );
         }
