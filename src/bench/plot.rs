@@ -33,7 +33,8 @@ fn nice_max(x: f64) -> f64 {
 fn bars(s: &mut String, top: f64, title: &str, rows: &[(String, f64, String, &str)]) -> f64 {
     let row_h = 26.0;
     let max = nice_max(rows.iter().map(|r| r.1).fold(0.0, f64::max));
-    let plot_w = WIDTH - LEFT - RIGHT - 220.0;
+    // Room on the right for a caption of about 75 characters.
+    let plot_w = WIDTH - LEFT - RIGHT - 480.0;
     let _ = writeln!(s, r#"<text x="{LEFT}" y="{:.1}" font-weight="bold">{}</text>"#, top + 14.0, esc(title));
     for (i, (label, v, caption, c)) in rows.iter().enumerate() {
         let y = top + 24.0 + i as f64 * row_h;
