@@ -39,12 +39,7 @@ fn main() -> edgespec::Result<()> {
             let mut t = Vec::with_capacity(runs);
             for _ in 0..runs {
                 let t0 = Instant::now();
-                model.forward(
-                    &mut ws,
-                    &mut cache,
-                    &tokens[pos..pos + b],
-                    &ForwardPlan::at(pos).logits(rows),
-                )?;
+                model.forward(&mut ws, &mut cache, &tokens[pos..pos + b], &ForwardPlan::at(pos).logits(rows))?;
                 t.push(t0.elapsed().as_secs_f64() * 1e3);
             }
             t.sort_by(f64::total_cmp);
