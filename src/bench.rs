@@ -6,13 +6,24 @@
 //! Suites are TOML files (`benches/prompts/*.toml`; `default` is built in): each prompt has a
 //! name, a kind (`grounded`: the answer reuses text of the prompt; `open`: it does not), the text
 //! sent as one user turn through the model's chat template, and a token budget.
+//!
+//! With a power meter (`BenchOptions::power`), the energy protocol of [`energy`] runs after the
+//! timed runs; without one the report says why energy is unavailable and nothing else changes.
+//! [`plot`] draws the report as SVG; [`llama`] runs llama.cpp beside us (feature `llama-cpp`).
+
+pub mod energy;
+pub mod llama;
+pub mod machine;
+pub mod plot;
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::decode::Strategy;
 use crate::error::{Error, Result};
+use crate::power::{Phase, PowerChoice, PowerEnv, Sampler};
 use crate::sampling::SamplingParams;
 use crate::session::{Flow, GenerateParams, GenerationStats, Session};
 use crate::tokenizer::TokenId;
@@ -100,6 +111,15 @@ pub struct BenchOptions {
     pub max_tokens: Option<usize>,
     /// Only the prompts with these names (all when empty).
     pub only: Vec<String>,
+    /// The power meter (`--power`); `None` skips the energy protocol.
+    pub power: PowerChoice,
+    /// Where the meters look (`None`: the defaults with the `EDGESPEC_*` overrides).
+    pub power_env: Option<PowerEnv>,
+    /// Minimum length of the idle baseline and of each energy window; `None` is the protocol's
+    /// max(10 s, 100 × the meter's period). Shorter windows are flagged in the report.
+    pub energy_window: Option<Duration>,
+    /// Also run llama.cpp's plain decoding on the same prompts (feature `llama-cpp`).
+    pub vs_llama_cpp: bool,
 }
 
 impl Default for BenchOptions {
@@ -110,6 +130,10 @@ impl Default for BenchOptions {
             warmup: 1,
             max_tokens: None,
             only: Vec::new(),
+            power: PowerChoice::None,
+            power_env: None,
+            energy_window: None,
+            vs_llama_cpp: false,
         }
     }
 }
@@ -188,6 +212,12 @@ pub struct BenchReport {
     pub greedy_equivalence: bool,
     /// Relative cost of a verify pass of b = 1..16 tokens, as measured by the session.
     pub verify_cost: Vec<f32>,
+    /// The machine: CPU, cores, kernels, governor, platform profile.
+    pub machine: machine::Machine,
+    /// Energy per strategy and phase, or why it is unavailable.
+    pub energy: energy::EnergyReport,
+    /// llama.cpp beside us (`--vs-llama-cpp`).
+    pub llama_cpp: Option<llama::VsLlamaCpp>,
 }
 
 fn median(xs: &[f64]) -> f64 {
@@ -204,22 +234,45 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
+/// Where a run marks its phases: the energy protocol's sampler and window number.
+#[derive(Clone, Copy)]
+pub(crate) struct Marks<'a> {
+    pub sampler: &'a Sampler,
+    pub window: u32,
+}
+
 /// One greedy generation of `prompt` from an empty context; returns the tokens after the
-/// prompt and the statistics.
-fn one_run(
+/// prompt and the statistics. With `marks`, the prefill starts after the reset, the decode at
+/// the first piece of text, and the run ends before the tokens are collected.
+pub(crate) fn one_run(
     session: &mut Session,
     prompt: &BenchPrompt,
     strategy: Strategy,
     max_tokens: usize,
+    marks: Option<Marks<'_>>,
 ) -> Result<(Vec<TokenId>, GenerationStats)> {
     session.reset();
     let params = GenerateParams { max_tokens, sampling: SamplingParams::greedy(), strategy };
-    let mut sink = |_: &str| Flow::Continue;
-    let stats = if session.chat_template().is_some() {
-        session.chat(&prompt.text, &params, &mut sink)?.1
-    } else {
-        session.generate(&prompt.text, &params, &mut sink)?
+    let mut decoding = false;
+    let mut sink = |_: &str| {
+        if let (Some(m), false) = (marks, decoding) {
+            m.sampler.mark(Phase::Numbered(energy::DECODE, m.window));
+            decoding = true;
+        }
+        Flow::Continue
     };
+    if let Some(m) = marks {
+        m.sampler.mark(Phase::Numbered(energy::PREFILL, m.window));
+    }
+    let stats = if session.chat_template().is_some() {
+        session.chat(&prompt.text, &params, &mut sink).map(|r| r.1)
+    } else {
+        session.generate(&prompt.text, &params, &mut sink)
+    };
+    if let Some(m) = marks {
+        m.sampler.mark(energy::BETWEEN);
+    }
+    let stats = stats?;
     let tokens: Vec<TokenId> = session.tokens().collect();
     let start = tokens.len().saturating_sub(stats.generated_tokens);
     Ok((tokens[start..].to_vec(), stats))
@@ -244,17 +297,26 @@ pub fn run(
     if prompts.is_empty() {
         return Err(Error::invalid("no prompt of the suite matches the filter"));
     }
+    llama::check_available(opts.vs_llama_cpp)?;
+    // Open the meter before anything runs, so a wrong `--power` fails at once.
+    let meter = match opts.power {
+        PowerChoice::None => None,
+        ref c => {
+            let env = opts.power_env.clone().unwrap_or_else(PowerEnv::from_env);
+            Some(crate::power::detect_in(c, &env)?)
+        }
+    };
     let reps = opts.reps.max(1);
     let mut results = Vec::new();
     let mut all_identical = true;
-    for p in prompts {
+    for &p in &prompts {
         let n = opts.max_tokens.unwrap_or(p.max_tokens);
         let mut reference: Option<Vec<TokenId>> = None;
         let mut runs: Vec<Vec<GenerationStats>> = vec![Vec::new(); strategies.len()];
         let mut identical = vec![true; strategies.len()];
         for round in 0..opts.warmup + reps {
             for (i, &s) in strategies.iter().enumerate() {
-                let (tokens, stats) = one_run(session, p, s, n)?;
+                let (tokens, stats) = one_run(session, p, s, n, None)?;
                 match &reference {
                     None => reference = Some(tokens),
                     Some(r) => identical[i] &= *r == tokens,
@@ -324,16 +386,40 @@ pub fn run(
         .cost_model()
         .map(|c| (1..=crate::model::MAX_BATCH).map(|b| c.rel(b)).collect())
         .unwrap_or_default();
+    let choice = opts.power.to_string();
+    let energy = match meter {
+        None => energy::EnergyReport::unavailable(&choice, "disabled by --power none"),
+        Some(meter) => {
+            let plan = energy::EnergyPlan {
+                strategies: &strategies,
+                prompts: &prompts,
+                max_tokens: opts.max_tokens,
+                reps,
+                window: opts.energy_window,
+                choice,
+            };
+            energy::measure(session, meter, &plan, progress)?
+        }
+    };
+    let llama_cpp = if opts.vs_llama_cpp {
+        Some(llama::compare(session, &prompts, opts.max_tokens, reps, progress)?)
+    } else {
+        None
+    };
+    let machine = machine::Machine::current(session.threads());
     Ok(BenchReport {
         model: session.model().file().path().map(|p| p.display().to_string()).unwrap_or_default(),
         suite: suite.name.clone(),
         threads: session.threads(),
-        cpu: crate::platform::MachineFacts::current().cpuinfo_model,
+        cpu: machine.cpu_model.clone(),
         reps,
         prompts: results,
         summary,
         greedy_equivalence: all_identical,
         verify_cost,
+        machine,
+        energy,
+        llama_cpp,
     })
 }
 
@@ -343,6 +429,7 @@ impl BenchReport {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "model: {}  ", self.model);
+        let _ = writeln!(s, "{}  ", self.machine.describe());
         let _ = writeln!(
             s,
             "suite: {}, {} threads, CPU: {}, median of {} runs, greedy",
@@ -403,6 +490,10 @@ impl BenchReport {
                 "MISMATCH"
             }
         );
+        if let Some(l) = &self.llama_cpp {
+            s.push_str(&l.to_markdown());
+        }
+        s.push_str(&self.energy.to_markdown());
         s
     }
 }

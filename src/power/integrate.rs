@@ -79,6 +79,17 @@ enum Step {
     Trapezoid(f64, f64),
 }
 
+/// Energy of one polling interval of the traced domain: its average power is
+/// `energy_j / (end_s - start_s)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TraceInterval {
+    /// Seconds since the run started.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Joules over the interval (the part before the run's end).
+    pub energy_j: f64,
+}
+
 /// The sum of several domains of one scope, integrated as its own series.
 #[derive(Clone, Debug)]
 pub(crate) struct TotalDef {
@@ -106,6 +117,9 @@ pub(crate) struct Integrator {
     last_reading: f64,
     /// Power intervals longer than this are not interpolated (a stall or a hole in a log).
     max_gap_s: f64,
+    /// The channel whose intervals are kept in `trace`.
+    traced: Option<usize>,
+    trace: Vec<TraceInterval>,
 }
 
 impl Integrator {
@@ -123,7 +137,19 @@ impl Integrator {
             acc: vec![DomainEnergy::default(); n_channels],
             last_reading: f64::NEG_INFINITY,
             max_gap_s,
+            traced: None,
+            trace: Vec::new(),
         }
+    }
+
+    /// Keep every interval of channel `ch` (a domain or a total) for a power trace.
+    pub(crate) fn trace_channel(&mut self, ch: Option<usize>) {
+        self.traced = ch;
+    }
+
+    /// The traced intervals so far, taken out.
+    pub(crate) fn take_trace(&mut self) -> Vec<TraceInterval> {
+        std::mem::take(&mut self.trace)
     }
 
     /// Change the longest power interval that is still interpolated (s).
@@ -268,8 +294,27 @@ impl Integrator {
         };
         let (t0, step) = step;
         if t1 > t0 {
+            if self.traced == Some(ch) {
+                self.record(t0, t1, step);
+            }
             self.attribute(ch, t0, t1, step);
         }
+    }
+
+    /// Keep `[t0, t1]` in the trace, cut at the run's end.
+    fn record(&mut self, t0: f64, t1: f64, step: Step) {
+        let end = self.end.unwrap_or(f64::INFINITY).min(t1);
+        if end <= t0 {
+            return;
+        }
+        let energy_j = match step {
+            Step::Energy(e) => e * (end - t0) / (t1 - t0),
+            Step::Trapezoid(p0, p1) => {
+                let p_end = p0 + (p1 - p0) * (end - t0) / (t1 - t0);
+                (end - t0) * (p0 + p_end) * 0.5
+            }
+        };
+        self.trace.push(TraceInterval { start_s: t0, end_s: end, energy_j });
     }
 
     /// Split the energy of `[t0, t1]` across the phase segments it overlaps.

@@ -51,7 +51,7 @@ use crate::error::Result;
 
 pub use choice::{detect, detect_in, PowerChoice, PowerEnv};
 pub use csv::{CsvMeter, PowerLog, WindowEnergy};
-pub use integrate::DomainEnergy;
+pub use integrate::{DomainEnergy, TraceInterval};
 pub use null::{EstimateMeter, NullMeter};
 pub use powermetrics::{parse_powermetrics, PowermetricsMeter, PowermetricsSample};
 pub use sampler::{Measurement, Phase, PhaseResult, Replay, Sampler, Segment};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::integrate::{DomainEnergy, Integrator, TotalDef};
+use super::integrate::{DomainEnergy, Integrator, TotalDef, TraceInterval};
 use super::{Domain, DomainKind, PowerMeter, Reading, Scope};
 use crate::error::{Error, Result};
 
@@ -33,6 +33,9 @@ pub enum Phase {
     Decode,
     /// Anything else, by name.
     Label(&'static str),
+    /// A named phase of one numbered workload (the benchmark's `prefill`/`decode` of each
+    /// strategy and repetition), so one sampler keeps many workloads apart without allocating.
+    Numbered(&'static str, u32),
 }
 
 impl Phase {
@@ -43,14 +46,17 @@ impl Phase {
             Phase::Idle => "idle",
             Phase::Prefill => "prefill",
             Phase::Decode => "decode",
-            Phase::Label(s) => s,
+            Phase::Label(s) | Phase::Numbered(s, _) => s,
         }
     }
 }
 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            Phase::Numbered(s, n) => write!(f, "{s} #{n}"),
+            _ => f.write_str(self.name()),
+        }
     }
 }
 
@@ -100,6 +106,9 @@ pub struct Measurement {
     pub read_errors: u64,
     /// Marks lost because the mark queue was full (the phases around them are then wrong).
     pub dropped_marks: u64,
+    /// The headline domain's energy per polling interval, in time order (for plotting a power
+    /// trace); empty when nothing was measured.
+    pub trace: Vec<TraceInterval>,
 }
 
 impl Measurement {
@@ -111,19 +120,22 @@ impl Measurement {
     /// The domain to quote when only one figure is printed: the widest scope, a total rather than
     /// its members, never a domain nested in another, measured before modelled.
     pub fn headline_domain(&self) -> Option<usize> {
-        let in_total = |d: &Domain| {
-            self.domains
-                .iter()
-                .any(|t| t.label.starts_with("total ") && t.scope == d.scope && t.kind == d.kind)
-                && !d.label.starts_with("total ")
-        };
-        self.domains
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.within.is_none() && !in_total(d))
-            .max_by_key(|(i, d)| (d.scope.breadth(), std::cmp::Reverse(d.provenance), std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
+        headline_index(&self.domains)
     }
+}
+
+/// [`Measurement::headline_domain`] over a list of domains (the meter's, then its totals).
+pub(crate) fn headline_index(domains: &[Domain]) -> Option<usize> {
+    let in_total = |d: &Domain| {
+        domains.iter().any(|t| t.label.starts_with("total ") && t.scope == d.scope && t.kind == d.kind)
+            && !d.label.starts_with("total ")
+    };
+    domains
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.within.is_none() && !in_total(d))
+        .max_by_key(|(i, d)| (d.scope.breadth(), std::cmp::Reverse(d.provenance), std::cmp::Reverse(*i)))
+        .map(|(i, _)| i)
 }
 
 impl fmt::Display for Measurement {
@@ -298,13 +310,9 @@ impl Replay {
         all.extend(totals);
         // Power samples further apart than this are not interpolated (the sampler was starved).
         let max_gap = (5.0 * period.as_secs_f64()).max(1.0);
-        Replay {
-            it: Integrator::new(&kinds, defs, first, max_gap),
-            meter: meter.to_string(),
-            domains: all,
-            n_meter_domains: kinds.len(),
-            period,
-        }
+        let mut it = Integrator::new(&kinds, defs, first, max_gap);
+        it.trace_channel(headline_index(&all));
+        Replay { it, meter: meter.to_string(), domains: all, n_meter_domains: kinds.len(), period }
     }
 
     /// A replay shaped like `meter`'s readings.
@@ -340,7 +348,7 @@ impl Replay {
 
     /// Gather the results (`started_at` dates the timeline's zero). Without [`stop`](Replay::stop),
     /// the run ends at the latest reading.
-    pub fn finish(self, started_at: SystemTime) -> Measurement {
+    pub fn finish(mut self, started_at: SystemTime) -> Measurement {
         let phases = self
             .it
             .results()
@@ -370,6 +378,7 @@ impl Replay {
             polls: 0,
             read_errors: 0,
             dropped_marks: 0,
+            trace: self.it.take_trace(),
         }
     }
 }

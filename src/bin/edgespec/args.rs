@@ -52,9 +52,22 @@ pub struct BenchArgs {
     /// Kernel threads (default: the number of physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Energy measurement: `none`, or `auto` (not wired into the bench yet: reported as unavailable).
+    /// Energy measurement: `none`, `auto` (the best meter found), or a backend: `rapl`,
+    /// `hwmon[:NAME]`, `battery`, `pi5`, `nvml`, `powermetrics`, `csv:PATH` (an external meter's
+    /// log), `estimate:WATTS` (printed as ESTIMATE).
     #[arg(long, default_value = "none")]
     pub power: String,
+    /// Minimum seconds of the idle baseline and of each energy window (default: the protocol's
+    /// max(10 s, 100 × the meter's period); shorter windows are flagged).
+    #[arg(long = "energy-window", value_name = "SECONDS")]
+    pub energy_window: Option<f64>,
+    /// Draw the report as SVG: the power trace and tokens/J per strategy (tokens/s without a meter).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Also run llama.cpp's plain decoding on the same prompts, alternating with ours (needs a
+    /// build with the `llama-cpp` feature).
+    #[arg(long = "vs-llama-cpp")]
+    pub vs_llama_cpp: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "md")]
     pub format: BenchFormat,

@@ -1,7 +1,11 @@
-//! `edgespec bench`: load the model once, run the suite, print the report (progress on stderr).
+//! `edgespec bench`: load the model once, run the suite (and, with a meter, the energy protocol;
+//! with `--vs-llama-cpp`, llama.cpp beside us), print the report (progress on stderr).
+
+use std::time::Duration;
 
 use edgespec::bench::{self, BenchOptions, Suite};
 use edgespec::catalog;
+use edgespec::power::PowerChoice;
 use edgespec::session::{Session, SessionOptions};
 use edgespec::{Error, Result};
 
@@ -11,29 +15,41 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.threads == Some(0) {
         return Err(Error::invalid("--threads must be at least 1"));
     }
-    let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
-    let energy_note = match a.power.as_str() {
-        "none" => "energy: not measured (--power none)".to_string(),
-        other => {
-            format!("energy: unavailable (the power meters are not wired into `bench` yet; --power {other})")
-        }
+    // Fail before loading anything when the flags cannot work.
+    bench::llama::check_available(a.vs_llama_cpp)?;
+    let power: PowerChoice = a.power.parse()?;
+    let energy_window = match a.energy_window {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => return Err(Error::invalid(format!("--energy-window must be positive seconds, not {s}"))),
     };
+    let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
     let suite = Suite::load(&a.suite)?;
     let path = catalog::resolve_model(&a.model)?;
     let mut session = Session::load(&path, &SessionOptions { threads: a.threads, ..Default::default() })?;
-    let opts =
-        BenchOptions { strategies, reps: a.reps, warmup: a.warmup, max_tokens: a.n_predict, only: a.prompts };
+    let opts = BenchOptions {
+        strategies,
+        reps: a.reps,
+        warmup: a.warmup,
+        max_tokens: a.n_predict,
+        only: a.prompts,
+        power,
+        power_env: None,
+        energy_window,
+        vs_llama_cpp: a.vs_llama_cpp,
+    };
     let report = bench::run(&mut session, &suite, &opts, &mut |line| eprintln!("{line}"))?;
     let json =
         serde_json::to_string_pretty(&report).map_err(|e| Error::internal(format!("report to JSON: {e}")))?;
     if let Some(p) = &a.json_out {
         std::fs::write(p, &json).map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
     }
+    if let Some(p) = &a.plot {
+        std::fs::write(p, bench::plot::svg(&report))
+            .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+    }
     match a.format {
-        BenchFormat::Md => {
-            print!("{}", report.to_markdown());
-            println!("{energy_note}");
-        }
+        BenchFormat::Md => print!("{}", report.to_markdown()),
         BenchFormat::Json => println!("{json}"),
     }
     if !report.greedy_equivalence {
