@@ -153,8 +153,14 @@ pub fn run(
                 let t0 = Instant::now();
                 let mut input =
                     DraftInput { context: t.history, max, cost, model: t.model, ws: t.ws, cache: t.cache };
-                d.draft(&mut input, &mut scratch.draft)?;
+                let drafted = d.draft(&mut input, &mut scratch.draft);
                 stats.draft_s += t0.elapsed().as_secs_f64();
+                if let Err(e) = drafted {
+                    // Leave the state as before the step: `pending` not in the context.
+                    t.history.truncate(base);
+                    t.cache.truncate(base.min(t.cache.len())).ok();
+                    return Err(e);
+                }
             }
         }
         scratch.draft.tokens.truncate(max);
@@ -170,6 +176,7 @@ pub fn run(
             Ok(l) => l,
             Err(e) => {
                 t.history.truncate(base);
+                t.cache.truncate(base.min(t.cache.len())).ok();
                 return Err(e);
             }
         };
