@@ -264,3 +264,47 @@ fn speculative_sampling_keeps_the_distribution() {
         }
     }
 }
+
+/// A drafter that proposes one token, then fails on its `fail_at`-th call.
+struct FailingDrafter {
+    calls: usize,
+    fail_at: usize,
+}
+
+impl Drafter for FailingDrafter {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+
+    fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> edgespec::Result<()> {
+        self.calls += 1;
+        if self.calls == self.fail_at {
+            return Err(edgespec::Error::internal("drafter failed"));
+        }
+        out.tokens.push(*input.context.last().unwrap_or(&65));
+        Ok(())
+    }
+
+    fn reset(&mut self) {}
+}
+
+#[test]
+fn a_failing_drafter_leaves_a_consistent_context() {
+    let spec = SyntheticSpec::llama(7);
+    let mut s = session(&spec, 128);
+    let mut d = FailingDrafter { calls: 0, fail_at: 4 };
+    let p = params(40, SamplingParams::greedy(), Strategy::Plain);
+    assert!(s.generate_with("abcabc", &p, &mut d, &mut |_| Flow::Continue).is_err());
+    // The context (the pending token included) and the cache agree: feeding one more token gives
+    // the logits a fresh session gets from the same tokens.
+    let tokens: Vec<TokenId> = s.tokens().collect();
+    s.feed_tokens(&[66]).unwrap();
+    let mut fresh = session(&spec, 128);
+    fresh.feed_tokens(&tokens).unwrap();
+    fresh.feed_tokens(&[66]).unwrap();
+    let (a, b) = (s.last_logits().unwrap(), fresh.last_logits().unwrap());
+    assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    // And the session goes on generating.
+    let (t, ..) = gen(&mut s, " x", &params(10, SamplingParams::greedy(), Strategy::Lookup));
+    assert!(t.len() > tokens.len());
+}
