@@ -6,6 +6,7 @@
 #![cfg(feature = "llama-cpp")]
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use edgespec::catalog::resolve_model;
 use edgespec::reference::LlamaCppModel;
@@ -15,6 +16,15 @@ const PROMPT: &str = "The capital of France is";
 
 fn model_path() -> PathBuf {
     resolve_model("smollm2-135m").expect("pull smollm2-135m")
+}
+
+/// Each llama.cpp context uses every core; two tests decoding at once oversubscribe the machine
+/// and llama.cpp's threads then wait on each other. The tests take turns (the guard lives as
+/// long as the model it came with).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn load() -> LlamaCppModel {
@@ -39,6 +49,7 @@ fn prompt_ids(model: &LlamaCppModel) -> Vec<u32> {
 
 #[test]
 fn vocabulary_and_special_tokens() {
+    let _turn = turn();
     let model = load();
     println!(
         "vocab {} bos {:?} eos {:?} adds_bos {} n_ctx {}",
@@ -59,6 +70,7 @@ fn vocabulary_and_special_tokens() {
 
 #[test]
 fn tokenize_round_trips() {
+    let _turn = turn();
     let model = load();
     let ids = model.tokenize(PROMPT, false, false).unwrap();
     println!("tokenize({PROMPT:?}) = {ids:?}");
@@ -89,6 +101,7 @@ fn tokenize_round_trips() {
 
 #[test]
 fn greedy_is_deterministic_and_agrees_with_teacher_forced_logits() {
+    let _turn = turn();
     let model = load();
     let prompt = prompt_ids(&model);
     let n = 16;
@@ -118,6 +131,7 @@ fn greedy_is_deterministic_and_agrees_with_teacher_forced_logits() {
 
 #[test]
 fn inputs_longer_than_one_batch_agree_with_greedy() {
+    let _turn = turn();
     let model = load();
     let sentence = model.tokenize(" The quick brown fox jumps over the lazy dog.", false, false).unwrap();
     let long: Vec<u32> = sentence.iter().cycle().take(300).copied().collect();
@@ -133,6 +147,7 @@ fn inputs_longer_than_one_batch_agree_with_greedy() {
 
 #[test]
 fn bad_inputs_are_errors() {
+    let _turn = turn();
     let model = load();
     let vocab = model.vocab_size() as u32;
     assert_eq!(model.token_to_piece(vocab, false).unwrap_err().kind(), ErrorKind::InvalidArgument);

@@ -29,6 +29,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use common::*;
 use edgespec::model::{ForwardPlan, KvLayout, KvType, LogitRows, Model};
@@ -49,6 +50,14 @@ const PROMPTS: [&str; 8] = [
     "{\"name\": \"Alice\", \"age\": 30, \"city\":",
     "Photosynthesis is the process by which plants",
 ];
+
+/// llama.cpp and our kernels each use every core; two parity tests at once oversubscribe the
+/// machine and llama.cpp's threads then wait on each other for minutes. The tests take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The two largest values and the index of the largest.
 fn top2(l: &[f32]) -> (usize, f32, f32) {
@@ -177,11 +186,13 @@ fn parity(path: PathBuf, prompts: &[&str]) {
 
 #[test]
 fn smollm2_matches_llama_cpp() {
+    let _turn = turn();
     parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS);
 }
 
 #[test]
 fn gemma3_matches_llama_cpp() {
+    let _turn = turn();
     let local = PathBuf::from("/tmp/models/gemma-3-270m-q4_k_m.gguf");
     let path = if local.exists() { local } else { edgespec::catalog::resolve_model("gemma3-270m").unwrap() };
     let prompts: Vec<&str> = PROMPTS
@@ -332,6 +343,7 @@ fn long_text_reference(path: &PathBuf, tok: &Tokenizer) -> (Vec<u32>, Vec<Vec<f3
 /// Teacher-forced parity past the sliding window, on a cache whose local-layer rings wrap.
 #[test]
 fn gemma3_past_the_sliding_window_matches_llama_cpp() {
+    let _turn = turn();
     let path = gemma3_path();
     let ours = Model::load(&path).unwrap();
     let window = ours.config().sliding_window.expect("gemma 3 has a sliding window");
@@ -386,6 +398,7 @@ fn gemma3_with_window(path: &PathBuf, window: u32) -> edgespec::gguf::GgufFile {
 /// text.
 #[test]
 fn gemma3_every_architectural_choice_matters() {
+    let _turn = turn();
     use edgespec::model::{Activation, ArchSpec, EmbedScale};
     let path = gemma3_path();
     let file = std::sync::Arc::new(edgespec::gguf::GgufFile::open(&path).unwrap());
