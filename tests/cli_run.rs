@@ -120,3 +120,65 @@ fn smollm2_run_continues_sensibly() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with(" Paris"), "{text:?}");
 }
+
+/// With a power meter (a fake powercap tree whose counter a thread advances), `run --stats-json`
+/// carries the generation's energy; with `--power none` it carries none.
+#[cfg(target_os = "linux")]
+#[test]
+fn run_reports_energy_when_a_meter_is_present() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let model = tiny_model_file("energy");
+    let zone = model.with_file_name("powercap").join("intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("name"), "package-0\n").unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), "60000000\n").unwrap();
+    std::fs::write(zone.join("energy_uj"), "0\n").unwrap();
+    // 5 W: 5 µJ per µs, written every 2 ms through a rename (never half a number).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (zone, stop) = (zone.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let uj = (t0.elapsed().as_micros() * 5) % 60_000_000;
+                std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+                std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let json = model.with_file_name("energy.json");
+    let m = model.to_str().unwrap();
+    let out = edgespec()
+        .args(["run", "-m", m, "-p", "hello", "-n", "40", "--temp", "0", "--stats"])
+        .args(["--stats-json", json.to_str().unwrap()])
+        .env("EDGESPEC_POWERCAP_ROOT", model.with_file_name("powercap"))
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(stats["power_source"], "package-0", "{stats}");
+    assert_eq!(stats["power_provenance"], "measured counter");
+    let (e, tpj) = (stats["energy_j"].as_f64().unwrap(), stats["tokens_per_j"].as_f64().unwrap());
+    let n = stats["generated_tokens"].as_f64().unwrap();
+    assert!(e > 0.0 && (tpj * e - n).abs() < 1e-6 * n, "{e} J, {tpj} tokens/J, {n} tokens");
+    // At most 5 W over the run's own time (prefill + decode, plus a poll's slack).
+    let secs = stats["prefill_s"].as_f64().unwrap() + stats["decode_s"].as_f64().unwrap();
+    assert!(e <= 5.0 * (secs + 0.1), "{e} J in {secs} s");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/J (package-0, measured counter)"));
+
+    let out = edgespec()
+        .args(["run", "-m", m, "-p", "hello", "-n", "4", "--temp", "0", "--power", "none", "--stats"])
+        .args(["--stats-json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(stats.get("energy_j").is_none(), "no meter, no energy figures: {stats}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("energy: unavailable (disabled by --power none)"));
+    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+}

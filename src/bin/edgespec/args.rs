@@ -195,6 +195,10 @@ pub struct RunArgs {
     /// Write the figures as JSON to PATH.
     #[arg(long = "stats-json", value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
+    /// Energy of the generation: `auto` (the best meter found; figures only when one is),
+    /// `none`, or a backend as for `bench --power`.
+    #[arg(long, default_value = "auto")]
+    pub power: String,
 }
 
 #[derive(Args, Debug)]
