@@ -129,8 +129,12 @@ fn run_reports_energy_when_a_meter_is_present() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let model = tiny_model_file("energy");
-    let zone = model.with_file_name("powercap").join("intel-rapl:0");
+    // The real model (cached for the other tests here): its 40 tokens take a few hundred
+    // milliseconds, far longer than the fake counter's update interval, where a tiny random model
+    // finishes in 3 ms and can end before the counter has moved at all.
+    let m = "smollm2-135m";
+    let dir = std::env::temp_dir().join(format!("edgespec-cli-{}-energy", std::process::id()));
+    let zone = dir.join("powercap").join("intel-rapl:0");
     std::fs::create_dir_all(&zone).unwrap();
     std::fs::write(zone.join("name"), "package-0\n").unwrap();
     std::fs::write(zone.join("max_energy_range_uj"), "60000000\n").unwrap();
@@ -149,12 +153,11 @@ fn run_reports_energy_when_a_meter_is_present() {
             }
         })
     };
-    let json = model.with_file_name("energy.json");
-    let m = model.to_str().unwrap();
+    let json = dir.join("energy.json");
     let out = edgespec()
         .args(["run", "-m", m, "-p", "hello", "-n", "40", "--temp", "0", "--stats"])
         .args(["--stats-json", json.to_str().unwrap()])
-        .env("EDGESPEC_POWERCAP_ROOT", model.with_file_name("powercap"))
+        .env("EDGESPEC_POWERCAP_ROOT", dir.join("powercap"))
         .output()
         .unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -180,5 +183,20 @@ fn run_reports_energy_when_a_meter_is_present() {
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(stats.get("energy_j").is_none(), "no meter, no energy figures: {stats}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("energy: unavailable (disabled by --power none)"));
-    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+
+    // A counter that never moves (a run shorter than the meter's update interval) gives no
+    // figure rather than 0 J and 0 tokens/J.
+    std::fs::write(zone.join("energy_uj"), "1234\n").unwrap();
+    let out = edgespec()
+        .args(["run", "-m", m, "-p", "hello", "-n", "4", "--temp", "0", "--stats"])
+        .args(["--stats-json", json.to_str().unwrap()])
+        .env("EDGESPEC_POWERCAP_ROOT", dir.join("powercap"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(stats.get("energy_j").is_none(), "a still counter, no energy figures: {stats}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("energy: unavailable (package-0 registered no energy"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

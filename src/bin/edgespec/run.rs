@@ -86,9 +86,17 @@ impl Energy {
             .iter()
             .filter_map(|&p| m.phase(p)?.domains.get(h).map(|e| e.energy_j))
             .sum();
+        if joules <= 0.0 {
+            // A counter that did not move: the run was shorter than the meter's update interval.
+            // Zero joules (and zero tokens per joule) would be a wrong figure, not a measurement.
+            return Energy::Unavailable(format!(
+                "{} registered no energy: the run was shorter than its update interval",
+                d.label
+            ));
+        }
         Energy::Measured {
             joules,
-            tokens_per_j: if joules > 0.0 { tokens as f64 / joules } else { 0.0 },
+            tokens_per_j: tokens as f64 / joules,
             source: d.label.clone(),
             provenance: d.provenance.describe().to_string(),
         }
