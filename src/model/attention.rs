@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 use crate::kernels::{ops, KernelPool};
 
 use super::kv_cache::{KvCache, KvRows};
+use super::plan::MAX_BATCH;
+use super::tree::TokenTree;
 
 /// The shape and numerics of one layer's attention.
 #[derive(Clone, Copy, Debug)]
@@ -36,12 +38,16 @@ pub(crate) struct AttnParams {
 
 /// `out` (`b × n_heads·head_dim_v`) = attention of the `b` query rows `q` (`b × n_heads·head_dim`)
 /// at positions `start ..` over `cache` (which already holds their keys and values). `scores`
-/// is per-worker scratch of at least `threads × (start + b)` values.
+/// is per-worker scratch of at least `threads × (start + b)` values. With a `tree`, row `i`
+/// (stored at `start + i`) sits at position `start + depth(i)` and sees the prefix and its
+/// ancestors only (see [`TokenTree`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
     pool: &KernelPool,
     cache: &KvCache,
     p: &AttnParams,
     start: usize,
+    tree: Option<&TokenTree>,
     q: &[f32],
     out: &mut [f32],
     scores: &mut [f32],
@@ -58,26 +64,39 @@ pub(crate) fn attend(
     let kernels = pool.kernels();
     pool.for_each_chunk(out, hdv, scores, |task, o, s| {
         let (row, head) = (task / nh, task % nh);
-        let pos = start + row;
+        let pos = start + tree.map_or(row, |t| t.depth(row));
         let kv_head = head / group;
         let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        let span = lo..pos + 1;
-        let s = s.get_mut(..span.len()).ok_or_else(|| Error::internal("attention scratch too small"))?;
+        // Storage spans visited in position order: the chain's one span, or a tree row's prefix
+        // and ancestors.
+        let mut spans: [std::ops::Range<usize>; MAX_BATCH + 1] = Default::default();
+        let n_spans = match tree {
+            None => {
+                spans[0] = lo..pos + 1;
+                1
+            }
+            Some(t) => t.spans(row, start, lo, &mut spans),
+        };
+        let spans = &spans[..n_spans];
+        let total: usize = spans.iter().map(|r| r.len()).sum();
+        let s = s.get_mut(..total).ok_or_else(|| Error::internal("attention scratch too small"))?;
         let qh = &q[(row * nh + head) * hd..][..hd];
         // The span comes in position order as up to two pieces (a sliding-window ring wraps):
         // scores and the value sum visit the same positions in the same order either way.
         // (The cache's rows drive each `zip`, so no score or weight is skipped between pieces.)
         let mut scores = s.iter_mut();
-        for part in cache.keys(p.layer, kv_head, span.clone())? {
-            match part {
-                KvRows::F16(k) => {
-                    for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
-                        *sv = kernels.dot_f16_f32(kr, qh)?;
+        for span in spans {
+            for part in cache.keys(p.layer, kv_head, span.clone())? {
+                match part {
+                    KvRows::F16(k) => {
+                        for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
+                            *sv = kernels.dot_f16_f32(kr, qh)?;
+                        }
                     }
-                }
-                KvRows::F32(k) => {
-                    for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
-                        *sv = crate::quant::dot::dot_f32(kr, qh);
+                    KvRows::F32(k) => {
+                        for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
+                            *sv = crate::quant::dot::dot_f32(kr, qh);
+                        }
                     }
                 }
             }
@@ -92,16 +111,18 @@ pub(crate) fn attend(
         ops::softmax(s);
         o.fill(0.0);
         let mut weights = s.iter();
-        for part in cache.values(p.layer, kv_head, span)? {
-            match part {
-                KvRows::F16(v) => {
-                    for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
-                        kernels.axpy_f16(w, vr, o)?;
+        for span in spans {
+            for part in cache.values(p.layer, kv_head, span.clone())? {
+                match part {
+                    KvRows::F16(v) => {
+                        for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
+                            kernels.axpy_f16(w, vr, o)?;
+                        }
                     }
-                }
-                KvRows::F32(v) => {
-                    for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
-                        o.iter_mut().zip(vr).for_each(|(o, &x)| *o = x.mul_add(w, *o));
+                    KvRows::F32(v) => {
+                        for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
+                            o.iter_mut().zip(vr).for_each(|(o, &x)| *o = x.mul_add(w, *o));
+                        }
                     }
                 }
             }

@@ -1,7 +1,8 @@
 //! The forward pass, written once: embeddings → blocks → final norm → head, for every
 //! architecture [`ArchSpec`] describes.
 //!
-//! A pass takes up to [`MAX_BATCH`] tokens at consecutive positions. Each weight matrix is read
+//! A pass takes up to [`MAX_BATCH`] tokens at consecutive positions (or a token tree, see
+//! [`TokenTree`](super::TokenTree)). Each weight matrix is read
 //! once per pass and dotted with every token's activations (the batched mat-vec), so verifying
 //! `k` drafted tokens streams the same weight bytes as decoding one. Everything else — norms,
 //! RoPE, attention, activations — is computed row by row with the same operations whatever the
@@ -147,6 +148,9 @@ impl Model {
                 cache.len()
             )));
         }
+        if plan.tree.is_some_and(|t| t.len() != n) {
+            return Err(Error::invalid(format!("a token tree of the wrong size for a pass of {n} tokens")));
+        }
         let end = plan.start + n;
         if end > cache.capacity() {
             return Err(Error::new(
@@ -230,8 +234,10 @@ impl Model {
         for (k, &(base, scale)) in bases.iter().enumerate() {
             for i in 0..n {
                 let at = (k * MAX_BATCH + i) * half;
+                // A tree row sits at its depth (a chain's row i at depth i).
+                let depth = plan.tree.map_or(i, |t| t.depth(i));
                 ops::rope_angles(
-                    plan.start + i,
+                    plan.start + depth,
                     c.rope_dim,
                     base,
                     scale,
@@ -244,7 +250,7 @@ impl Model {
         let last = plan.exit_after.unwrap_or(usize::MAX).min(c.n_layers - 1);
         for (l, lw) in self.weights.layers.iter().enumerate().take(last + 1) {
             if !plan.skip.contains(l, SubLayer::Attention) {
-                self.attention(pool, &view, b, cache, lw, l, plan.start, n)?;
+                self.attention(pool, &view, b, cache, lw, l, plan, n)?;
             }
             if !plan.skip.contains(l, SubLayer::Mlp) {
                 self.mlp(pool, &view, b, lw, n)?;
@@ -326,9 +332,10 @@ impl Model {
         cache: &mut KvCache,
         lw: &LayerWeights,
         layer: usize,
-        start: usize,
+        plan: &ForwardPlan,
         n: usize,
     ) -> Result<()> {
+        let start = plan.start;
         let c = &self.config;
         let (dim, hd, hdv) = (c.dim, c.head_dim, c.head_dim_v);
         let (qd, kd, vd) = (c.n_heads * hd, c.n_kv_heads * hd, c.n_kv_heads * hdv);
@@ -377,7 +384,7 @@ impl Model {
             window,
         };
         let att = &mut b.att[..n * c.n_heads * hdv];
-        attend(pool, cache, &params, start, q, att, &mut b.scores)?;
+        attend(pool, cache, &params, start, plan.tree.as_ref(), q, att, &mut b.scores)?;
 
         b.acts.quantize(kernels, att, c.n_heads * hdv, n, &[lw.wo.act])?;
         matvec(pool, &view.mat(&lw.wo)?, &b.acts, &mut b.proj[..n * dim])?;

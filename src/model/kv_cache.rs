@@ -301,6 +301,49 @@ impl KvCache {
         Ok(())
     }
 
+    /// Keep one root-to-leaf path of a token-tree pass at `start` (see
+    /// [`TokenTree`](super::TokenTree)): move the rows stored at positions `start + path[j]` to
+    /// `start + j` and truncate to `start + path.len()`. The node at depth `j` was computed at
+    /// RoPE position `start + j`, so the cache then holds bitwise what a chain pass over the path
+    /// leaves. `path` must be strictly increasing (parents come before their children in a tree,
+    /// so no move overwrites a row a later move reads) and held. A failed call changes nothing.
+    pub fn keep_path(&mut self, start: usize, path: &[usize]) -> Result<()> {
+        let bad =
+            |why: &str| Err(Error::invalid(format!("cannot keep the tree path {path:?} at {start}: {why}")));
+        if path.windows(2).any(|w| w[0] >= w[1]) {
+            return bad("slots must increase");
+        }
+        let Some(&last) = path.last() else {
+            return self.truncate(start);
+        };
+        if start + last >= self.len {
+            return bad("beyond the cached positions");
+        }
+        let new_len = start + path.len();
+        if new_len < self.rollback_floor() {
+            return bad("the sliding-window rings no longer hold the positions before it");
+        }
+        // The slots read were written by the last pass; a ring keeps its last `rows` positions.
+        if self.layers.iter().any(|l| start + path[0] + l.rows < self.written) {
+            return bad("a ring has overwritten the tree's rows");
+        }
+        let (hk, hv) = (self.head_dim_k, self.head_dim_v);
+        for li in 0..self.layers.len() {
+            let l = self.layers[li];
+            for h in 0..self.n_kv_heads {
+                for (j, &p) in path.iter().enumerate().filter(|&(j, &p)| j != p) {
+                    let (from, to) = ((start + p) % l.rows, (start + j) % l.rows);
+                    let (kf, kt) = (self.offset(l, h, from, hk), self.offset(l, h, to, hk));
+                    let (vf, vt) = (self.offset(l, h, from, hv), self.offset(l, h, to, hv));
+                    move_row(&mut self.k, kf, kt, hk)?;
+                    move_row(&mut self.v, vf, vt, hv)?;
+                }
+            }
+        }
+        self.len = new_len;
+        Ok(())
+    }
+
     /// Forget everything.
     pub fn clear(&mut self) {
         self.len = 0;
@@ -449,6 +492,22 @@ fn store(kernels: &Kernels, data: &mut KvData, at: usize, src: &[f32]) -> Result
             Ok(())
         }
     }
+}
+
+/// Copy the `len` elements at `from` to `to` within `data`.
+fn move_row(data: &mut KvData, from: usize, to: usize, len: usize) -> Result<()> {
+    let oob = || Error::internal("KV move outside the cache");
+    match data {
+        KvData::F16(d) => {
+            d.get(from.max(to)..from.max(to) + len).ok_or_else(oob)?;
+            d.copy_within(from..from + len, to);
+        }
+        KvData::F32(d) => {
+            d.get(from.max(to)..from.max(to) + len).ok_or_else(oob)?;
+            d.copy_within(from..from + len, to);
+        }
+    }
+    Ok(())
 }
 
 fn rows(data: &KvData, at: usize, len: usize) -> Result<KvRows<'_>> {

@@ -3,7 +3,7 @@
 //!
 //! Reading order: [`config`](ModelConfig) (shapes) → [`arch`](ArchSpec) (what differs between
 //! families) → `weights` (tensor lookup, zero copy) → [`KvCache`] → [`ForwardPlan`] (what a pass
-//! is asked to do) → `attention` → `forward` ([`Model::forward`], [`Workspace`]).
+//! is asked to do, a [`TokenTree`] for tree passes) → `attention` → `forward` ([`Model::forward`], [`Workspace`]).
 //! [`synthetic`] writes tiny random models for tests and benchmarks.
 
 mod arch;
@@ -13,6 +13,7 @@ mod forward;
 mod kv_cache;
 mod plan;
 pub mod synthetic;
+mod tree;
 mod weights;
 
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
@@ -20,3 +21,4 @@ pub use config::ModelConfig;
 pub use forward::{Model, Workspace};
 pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use plan::{ForwardPlan, LogitRows, SkipSet, SubLayer, MAX_BATCH, MAX_LAYERS};
+pub use tree::TokenTree;

@@ -10,6 +10,8 @@
 use crate::error::{Error, Result};
 use crate::kernels::MAX_COLUMNS;
 
+use super::tree::TokenTree;
+
 /// Most tokens one forward pass takes (the mat-vec's column limit). Longer prompts are fed in
 /// chunks of this size.
 pub const MAX_BATCH: usize = MAX_COLUMNS;
@@ -121,12 +123,15 @@ pub struct ForwardPlan {
     pub skip: SkipSet,
     /// Stop after this layer (0-based) and apply the final norm and head there.
     pub exit_after: Option<usize>,
+    /// A token tree: row `i` is still stored at `start + i`, but sits at position `start +
+    /// depth(i)` and attends to the prefix and its ancestors only. `None`: a chain.
+    pub tree: Option<TokenTree>,
 }
 
 impl ForwardPlan {
     /// A full pass at `start` with logits for the last row.
     pub const fn at(start: usize) -> ForwardPlan {
-        ForwardPlan { start, logits: LogitRows::Last, skip: SkipSet::none(), exit_after: None }
+        ForwardPlan { start, logits: LogitRows::Last, skip: SkipSet::none(), exit_after: None, tree: None }
     }
 
     /// The same plan asking for `rows`.
@@ -138,6 +143,12 @@ impl ForwardPlan {
     /// The same plan skipping `skip`.
     pub const fn skip(mut self, skip: SkipSet) -> ForwardPlan {
         self.skip = skip;
+        self
+    }
+
+    /// The same plan over the token tree `tree` (its length must be the pass's).
+    pub const fn tree(mut self, tree: TokenTree) -> ForwardPlan {
+        self.tree = Some(tree);
         self
     }
 
