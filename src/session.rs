@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::chat::{ChatTemplate, Conversation};
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
 use crate::decode::{
-    AutoDrafter, CostModel, DecodeStats, DraftLength, Drafter, LookupDrafter, LookupParams, SelfSpecDrafter,
-    SelfSpecParams, Strategy,
+    AutoDrafter, CostModel, DecodeStats, DraftLength, Drafter, LookaheadDrafter, LookupDrafter, LookupParams,
+    SelfSpecDrafter, SelfSpecParams, Strategy,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
@@ -299,6 +299,7 @@ impl Session {
                     let p = SelfSpecParams::early_exit(self.model.config().n_layers.div_ceil(2))?;
                     Box::new(SelfSpecDrafter::new(strategy.name(), p))
                 }
+                Strategy::Lookahead => Box::new(LookaheadDrafter::new(self.cache.capacity())),
                 Strategy::Auto => {
                     Box::new(AutoDrafter::new(self.model.config().n_layers, self.cache.capacity())?)
                 }

@@ -36,7 +36,8 @@ fn gen(s: &mut Session, prompt: &str, p: &GenerateParams) -> (Vec<TokenId>, Stri
 }
 
 /// The speculative strategies built so far.
-const STRATEGIES: [Strategy; 4] = [Strategy::Lookup, Strategy::SelfSpec, Strategy::EarlyExit, Strategy::Auto];
+const STRATEGIES: [Strategy; 5] =
+    [Strategy::Lookup, Strategy::SelfSpec, Strategy::EarlyExit, Strategy::Lookahead, Strategy::Auto];
 
 const PROMPTS: [&str; 4] = [
     "abc abc abc abc abc",

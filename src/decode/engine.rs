@@ -7,7 +7,9 @@
 //! pass, and `logits` the model's output after the last cached token. A pass feeds
 //! `[pending, d1 .. dk]` at position `history.len()`; row `i` of its logits is the model's
 //! distribution for the token after `d_i` (row 0: after `pending`), so row `i` verifies
-//! `d_{i+1}` and row `k` yields the bonus token when every drafted token stands.
+//! `d_{i+1}` and row `k` yields the bonus token when every drafted token stands. A tree draft
+//! ([`super::tree`]) is fed with the model's tree mask and verified by walking down it; the
+//! accepted path's cache rows are then moved into place.
 //!
 //! Stopping inside a pass (end of generation, cancellation) leaves the same state plain
 //! decoding would: the stopping token pending, the cache holding exactly the tokens before it.
@@ -20,6 +22,7 @@ use crate::sampling::Sampler;
 use crate::tokenizer::TokenId;
 
 use super::adaptive::{CostModel, DraftLength};
+use super::tree::TreeShape;
 use super::verify::{rejection, sample_and_match, Verdict};
 use super::{Draft, DraftInput, Drafter};
 
@@ -85,11 +88,17 @@ pub struct Target<'a> {
 pub struct Scratch {
     draft: Draft,
     batch: Vec<TokenId>,
+    /// Rows of the pass that stand, from row 0.
+    path: Vec<usize>,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
-        Scratch { draft: Draft::with_capacity(MAX_BATCH), batch: Vec::with_capacity(MAX_BATCH) }
+        Scratch {
+            draft: Draft::with_capacity(MAX_BATCH),
+            batch: Vec::with_capacity(MAX_BATCH),
+            path: Vec::with_capacity(MAX_BATCH),
+        }
     }
 }
 
@@ -149,10 +158,17 @@ pub fn run(
         let max = length.current().min(cost.max_useful()).min(room);
         scratch.draft.clear();
         if let Some(d) = drafter.as_deref_mut() {
-            if max > 0 {
+            if room > 0 {
                 let t0 = Instant::now();
-                let mut input =
-                    DraftInput { context: t.history, max, cost, model: t.model, ws: t.ws, cache: t.cache };
+                let mut input = DraftInput {
+                    context: t.history,
+                    max,
+                    room,
+                    cost,
+                    model: t.model,
+                    ws: t.ws,
+                    cache: t.cache,
+                };
                 let drafted = d.draft(&mut input, &mut scratch.draft);
                 stats.draft_s += t0.elapsed().as_secs_f64();
                 if let Err(e) = drafted {
@@ -163,15 +179,33 @@ pub fn run(
                 }
             }
         }
-        scratch.draft.tokens.truncate(max);
-        let k = scratch.draft.tokens.len();
-        let with_probs = scratch.draft.has_probs();
+        // A tree keeps its topological order when cut, so truncation keeps it valid.
+        let draft = &mut scratch.draft;
+        draft.tokens.truncate(room);
+        draft.parents.truncate(room);
+        let k = draft.tokens.len();
+        let shape = if draft.is_tree() && k > 0 {
+            match TreeShape::new(&draft.parents[..k]) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    t.history.truncate(base);
+                    t.cache.truncate(base.min(t.cache.len())).ok();
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let with_probs = shape.is_none() && draft.has_probs();
         scratch.batch.clear();
         scratch.batch.push(pending);
-        scratch.batch.extend_from_slice(&scratch.draft.tokens);
+        scratch.batch.extend_from_slice(&draft.tokens);
 
         let t0 = Instant::now();
-        let plan = ForwardPlan::at(base).logits(LogitRows::All);
+        let mut plan = ForwardPlan::at(base).logits(LogitRows::All);
+        if let Some(s) = &shape {
+            plan = plan.tree(s.tree);
+        }
         let logits = match t.model.forward(t.ws, t.cache, &scratch.batch, &plan) {
             Ok(l) => l,
             Err(e) => {
@@ -185,37 +219,51 @@ pub fn run(
         stats.verify_s += took;
         stats.passes += 1;
         stats.drafted += k;
+        if k > 0 {
+            if let Some(d) = drafter.as_deref_mut() {
+                d.observe(draft, logits, vocab);
+            }
+        }
 
-        // Row i follows history[..base + 1 + i]; check d_{i+1} against it.
+        // Walk from row 0 (after `pending`): at each row draw the model's token; it stands when
+        // the row's next drafted token (a chain) or one of its children (a tree) holds it.
         let mut accepted = 0;
-        let mut end = None;
-        let mut row_used = 0;
-        for i in 0..=k {
-            let row = &logits[i * vocab..(i + 1) * vocab];
-            row_used = i;
-            let (tok, stands) = if i < k {
-                let x = scratch.draft.tokens[i];
-                let verdict = if with_probs {
-                    rejection(sampler, row, t.history, x, &scratch.draft.probs[i])?
-                } else {
-                    sample_and_match(sampler, row, t.history, x)?
-                };
-                match verdict {
-                    Verdict::Accept => (x, true),
-                    Verdict::Replace(y) => (y, false),
+        let end;
+        let mut row = 0;
+        scratch.path.clear();
+        scratch.path.push(0);
+        loop {
+            let row_logits = &logits[row * vocab..(row + 1) * vocab];
+            let (tok, next) = match &shape {
+                Some(s) => {
+                    let y = sampler.sample(row_logits, t.history)?;
+                    (y, s.child(row, y, &scratch.batch))
                 }
-            } else {
-                (sampler.sample(row, t.history)?, false)
+                None if row < k => {
+                    let x = draft.tokens[row];
+                    let verdict = if with_probs {
+                        rejection(sampler, row_logits, t.history, x, &draft.probs[row])?
+                    } else {
+                        sample_and_match(sampler, row_logits, t.history, x)?
+                    };
+                    match verdict {
+                        Verdict::Accept => (x, Some(row + 1)),
+                        Verdict::Replace(y) => (y, None),
+                    }
+                }
+                None => (sampler.sample(row_logits, t.history)?, None),
             };
             stats.generated += 1;
             let said = emit(tok)?;
-            if stands && said == Emitted::Continue {
-                // d_{i+1} is in the cache already, at position base + 1 + i.
+            if let (Some(next), Emitted::Continue) = (next, said) {
+                // The token is in the cache already, at the row `next` of this pass.
                 t.history.push(tok);
                 accepted += 1;
+                scratch.path.push(next);
+                row = next;
                 continue;
             }
-            if stands {
+            if next.is_some() {
                 accepted += 1;
             }
             *t.pending = Some(tok);
@@ -226,12 +274,17 @@ pub fn run(
             };
             break;
         }
-        // Roll back to the tokens that stand; `pending` enters with the next pass.
-        t.cache.truncate(t.history.len())?;
-        t.logits.copy_from_slice(&logits[row_used * vocab..(row_used + 1) * vocab]);
+        // Keep the rows of the tokens that stand; `pending` enters with the next pass.
+        if shape.is_some() {
+            t.cache.keep_path(base, &scratch.path)?;
+        } else {
+            t.cache.truncate(t.history.len())?;
+        }
+        t.logits.copy_from_slice(&logits[row * vocab..(row + 1) * vocab]);
         stats.accepted += accepted;
         if k > 0 {
-            length.update(k, accepted);
+            // A tree's draft length is its longest branch.
+            length.update(shape.map_or(k, |s| s.depth()), accepted);
             if let Some(d) = drafter.as_deref_mut() {
                 d.feedback(k, accepted);
             }

@@ -10,8 +10,10 @@
 pub mod adaptive;
 pub mod auto;
 pub mod engine;
+pub mod lookahead;
 pub mod lookup;
 pub mod self_spec;
+pub mod tree;
 pub mod verify;
 
 use std::fmt;
@@ -24,6 +26,7 @@ use crate::tokenizer::TokenId;
 pub use adaptive::{CostModel, DraftLength};
 pub use auto::AutoDrafter;
 pub use engine::DecodeStats;
+pub use lookahead::LookaheadDrafter;
 pub use lookup::{LookupDrafter, LookupParams};
 pub use self_spec::{SelfSpecDrafter, SelfSpecParams};
 
@@ -39,7 +42,8 @@ pub enum Strategy {
     SelfSpec,
     /// Early-exit drafting: the model's first layers with the head applied there.
     EarlyExit,
-    /// Lookahead (Jacobi) decoding (not implemented yet).
+    /// Lookahead (Jacobi) decoding: a window of guesses refined in parallel harvests n-grams,
+    /// which are verified in the same pass (a token tree).
     Lookahead,
     /// Choose per step: prompt lookup when it has a reliable match, else the self-derived
     /// drafter when its measured acceptance and cost say it pays, else a plain pass.
@@ -71,7 +75,7 @@ impl Strategy {
 
     /// Whether this build can decode with the strategy.
     pub fn is_implemented(self) -> bool {
-        !matches!(self, Strategy::Lookahead)
+        true
     }
 
     /// The strategies this build can decode with.
@@ -112,18 +116,41 @@ impl FromStr for Strategy {
 
 /// A drafter's proposal: tokens, and optionally the drafter's distribution at each of them
 /// (sparse, `(token, probability)` pairs summing to at most 1; tokens not listed have q = 0).
+///
+/// A chain by default: each token continues the previous one. With `parents`, a token tree
+/// ([`tree`]): token `i` continues `parents[i]` (an earlier token, or with `None` the pending
+/// token), so several alternatives are verified in one pass. Trees are verified by
+/// sample-and-match (their `probs` are not used).
 #[derive(Clone, Debug, Default)]
 pub struct Draft {
-    /// Proposed continuation of the context.
+    /// Proposed continuation of the context (a tree's tokens in topological order).
     pub tokens: Vec<TokenId>,
     /// `q` at each proposed position (empty, or one list per token).
     pub probs: Vec<Vec<(TokenId, f32)>>,
+    /// Empty for a chain; else the parent of each token.
+    pub parents: Vec<Option<usize>>,
 }
 
 impl Draft {
     /// An empty draft with room for `n` tokens.
     pub fn with_capacity(n: usize) -> Draft {
-        Draft { tokens: Vec::with_capacity(n), probs: Vec::new() }
+        Draft { tokens: Vec::with_capacity(n), probs: Vec::new(), parents: Vec::with_capacity(n) }
+    }
+
+    /// Whether the draft is a tree (`parents` given for every token).
+    pub fn is_tree(&self) -> bool {
+        !self.parents.is_empty()
+    }
+
+    /// Add `tokens` as a branch under the pending token, sharing the prefix it has in common
+    /// with the branches already there, as long as the draft holds fewer than `max` tokens.
+    /// Turns a chain draft into a tree. Returns how many tokens were added.
+    pub fn add_branch(&mut self, tokens: &[TokenId], max: usize) -> usize {
+        if !self.is_tree() {
+            self.parents.extend((0..self.tokens.len()).map(|i| i.checked_sub(1)));
+        }
+        self.probs.clear();
+        tree::insert_branch(&mut self.tokens, &mut self.parents, tokens, max)
     }
 
     /// Forget the proposal (keeps the buffers).
@@ -131,6 +158,7 @@ impl Draft {
         self.tokens.clear();
         self.probs.iter_mut().for_each(Vec::clear);
         self.probs.clear();
+        self.parents.clear();
     }
 
     /// Whether the drafter gave its distributions (then the rejection rule applies).
@@ -144,8 +172,11 @@ pub struct DraftInput<'a> {
     /// Every token of the context: the prompt, the accepted tokens, and last the pending token
     /// (emitted, not yet in the KV cache).
     pub context: &'a [TokenId],
-    /// Most tokens to propose.
+    /// Most tokens to propose (the adaptive draft length, bounded by what a pass can take).
     pub max: usize,
+    /// Most tokens a pass can take here (context and batch limits): drafters that size their
+    /// pass from `cost` themselves (lookahead) may propose up to this many instead of `max`.
+    pub room: usize,
     /// What verifying `b` tokens costs on this machine now (to weigh a longer draft against its
     /// chance of being accepted).
     pub cost: &'a CostModel,
@@ -173,6 +204,13 @@ pub trait Drafter: Send {
     /// After verification: `accepted` of the `drafted` tokens were taken.
     fn feedback(&mut self, drafted: usize, accepted: usize) {
         let _ = (drafted, accepted);
+    }
+
+    /// Right after the pass over `[pending, draft..]`: its logits, `(1 + draft.tokens.len(),
+    /// vocab)` (row 0 after the pending token, row `i + 1` after drafted token `i`, in the tree
+    /// context of a tree draft). Lookahead reads its Jacobi window's next guesses here.
+    fn observe(&mut self, draft: &Draft, logits: &[f32], vocab: usize) {
+        let _ = (draft, logits, vocab);
     }
 
     /// Forget everything (the context was cleared).

@@ -1,0 +1,456 @@
+//! Lookahead decoding (Fu et al. 2024): find future tokens without a drafter by running Jacobi
+//! iterations on a window of guesses in the spare rows of every verify pass, harvesting the
+//! n-grams they produce into a pool, and verifying pool n-grams that start with the pending token
+//! in the same pass.
+//!
+//! The window holds `N − 1` levels of `W` guesses; the guess at level `j`, column `i` stands for
+//! the token `i + j` positions after the pending token. In one pass (a token tree, see
+//! [`super::tree`]):
+//! - the **lookahead branch**: level 0 is a chain from the pending token through columns
+//!   `1 .. W`; level `j > 0` of column `i` hangs under level `j − 1` of the same column. So column
+//!   `i`'s deepest row sees `[pending, g0_1 .. g0_i, g1_i .. g(N−2)_i]` and the model's argmax
+//!   there is one Jacobi step: the next guess of column `i`. Each column then yields an n-gram
+//!   `[g0_i, g1_i .. g(N−2)_i, new]` keyed by its first token, and the levels shift up by one
+//!   with the new guesses as the last level;
+//! - the **verification branch**: up to `G` pool n-grams keyed by the pending token, merged into
+//!   a trie under it.
+//!
+//! The engine walks the whole tree (verification branch and lookahead rows alike: the level-0
+//! chain is plain Jacobi decoding) with the exact tree verifier, so output never changes. The
+//! pool is also seeded with the context's own n-grams (as prompt lookup does).
+//!
+//! `W`, `N` and `G` are not fixed: each configuration of a small set (plain passes included) is
+//! scored by its measured tokens per pass over its cost in single-token passes from the
+//! engine's [`CostModel`] (learnt on this device from the decode loop's own passes), and the best
+//! is used, with exploration of the others at a backing-off interval. Where batched passes are
+//! expensive (today's CPU kernels) that picks plain passes or short verification branches; as
+//! batches get cheaper the larger windows win on their own.
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::model::MAX_BATCH;
+use crate::sampling::argmax;
+use crate::tokenizer::TokenId;
+
+use super::adaptive::CostModel;
+use super::{Draft, DraftInput, Drafter};
+
+/// Most window columns.
+const W_MAX: usize = 8;
+/// Most n-gram length (`N`); the window has `N − 1` levels.
+const N_MAX: usize = 5;
+/// Most n-grams kept per first token.
+const POOL_PER_KEY: usize = 8;
+/// No slot: the row is not in the draft.
+const NO_SLOT: u8 = u8::MAX;
+
+/// One window/pool shape: `w` columns, n-grams of `n`, `g` verified candidates (`w = 0`: no
+/// lookahead branch, only pool candidates; `g = 0` and `w = 0`: a plain pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookaheadConfig {
+    /// Window columns `W`.
+    pub w: usize,
+    /// N-gram length `N` (levels: `N − 1`).
+    pub n: usize,
+    /// Verification candidates `G`.
+    pub g: usize,
+}
+
+impl LookaheadConfig {
+    /// Rows of the lookahead branch (the pending token excluded).
+    pub fn lookahead_rows(&self) -> usize {
+        if self.w == 0 {
+            0
+        } else {
+            (self.w - 1) + self.n.saturating_sub(2) * self.w
+        }
+    }
+
+    /// Most rows of a pass (the pending token included).
+    pub fn max_batch(&self) -> usize {
+        1 + self.lookahead_rows() + self.g * self.n.saturating_sub(1)
+    }
+}
+
+/// The configurations tried: a plain pass, pool-only verification, and windows of growing size
+/// (each fits a pass of [`MAX_BATCH`]).
+const CONFIGS: [LookaheadConfig; 9] = [
+    LookaheadConfig { w: 0, n: 0, g: 0 },
+    LookaheadConfig { w: 0, n: 3, g: 1 },
+    LookaheadConfig { w: 0, n: 4, g: 2 },
+    LookaheadConfig { w: 2, n: 2, g: 2 },
+    LookaheadConfig { w: 2, n: 3, g: 1 },
+    LookaheadConfig { w: 3, n: 3, g: 2 },
+    LookaheadConfig { w: 4, n: 3, g: 2 },
+    LookaheadConfig { w: 3, n: 4, g: 2 },
+    LookaheadConfig { w: 5, n: 3, g: 3 },
+];
+
+/// Measured yield of one configuration (discounted sums over the passes that used it).
+#[derive(Clone, Copy, Debug, Default)]
+struct Yield {
+    passes: f32,
+    tokens: f32,
+    rows: f32,
+    /// Undiscounted passes, for the report.
+    used: u64,
+}
+
+/// Weight of the prior (one token per pass, the batch the configuration asks for) in passes.
+const PRIOR: f32 = 2.0;
+/// Forgetting factor of the yields at each pass.
+const FORGET: f32 = 0.98;
+/// First exploration interval (passes) and its cap.
+const EXPLORE_MIN: u32 = 12;
+const EXPLORE_MAX: u32 = 256;
+
+/// An n-gram continuation: up to `N_MAX − 1` tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Gram {
+    toks: [TokenId; N_MAX - 1],
+    len: u8,
+}
+
+impl Gram {
+    fn new(tokens: &[TokenId]) -> Gram {
+        let mut toks = [0; N_MAX - 1];
+        let len = tokens.len().min(N_MAX - 1);
+        toks[..len].copy_from_slice(&tokens[..len]);
+        Gram { toks, len: len as u8 }
+    }
+
+    fn tokens(&self) -> &[TokenId] {
+        &self.toks[..usize::from(self.len)]
+    }
+}
+
+/// Lookahead decoding's state: the Jacobi window, the n-gram pool and the measured yields.
+#[derive(Debug)]
+pub struct LookaheadDrafter {
+    /// Guesses, `(N_MAX − 1 levels, W_MAX columns)`; level 0 column 0 is the pending token.
+    window: [[TokenId; W_MAX]; N_MAX - 1],
+    window_ready: bool,
+    /// Draft index of each window row in the last draft, or `NO_SLOT`, `(levels, columns)`.
+    slots: [[u8; W_MAX]; N_MAX - 1],
+    /// First token → continuations, most recent first.
+    pool: HashMap<TokenId, Vec<Gram>>,
+    /// Context tokens already seeded into the pool (and the last few, to notice a rewrite).
+    seen: Vec<TokenId>,
+    yields: [Yield; CONFIGS.len()],
+    /// Configuration of the pass awaiting feedback.
+    chosen: usize,
+    /// Passes since the last exploration, and the current interval.
+    since_explore: u32,
+    explore_every: u32,
+    exploring: bool,
+    /// State of the window's initial guesses.
+    rng: u64,
+    /// A configuration imposed by the caller (no adaptation).
+    fixed: Option<usize>,
+}
+
+impl LookaheadDrafter {
+    /// A drafter for a context of about `ctx` tokens.
+    pub fn new(ctx: usize) -> LookaheadDrafter {
+        LookaheadDrafter {
+            window: [[0; W_MAX]; N_MAX - 1],
+            window_ready: false,
+            slots: [[NO_SLOT; W_MAX]; N_MAX - 1],
+            pool: HashMap::with_capacity(ctx.min(1 << 16)),
+            seen: Vec::with_capacity(ctx),
+            yields: [Yield::default(); CONFIGS.len()],
+            chosen: 0,
+            since_explore: 0,
+            explore_every: EXPLORE_MIN,
+            exploring: false,
+            rng: 0x2545_F491_4F6C_DD1D,
+            fixed: None,
+        }
+    }
+
+    /// A drafter that always uses `config` (for tests and measurements), if it is one of the
+    /// configurations the adaptive choice knows ([`LookaheadDrafter::configs`]).
+    pub fn fixed(ctx: usize, config: LookaheadConfig) -> Result<LookaheadDrafter> {
+        let at = CONFIGS.iter().position(|&c| c == config).ok_or_else(|| {
+            crate::error::Error::invalid(format!("{config:?} is not one of the lookahead configurations"))
+        })?;
+        Ok(LookaheadDrafter { fixed: Some(at), ..LookaheadDrafter::new(ctx) })
+    }
+
+    /// The configurations the adaptive choice picks from (the first is a plain pass).
+    pub fn configs() -> &'static [LookaheadConfig] {
+        &CONFIGS
+    }
+
+    /// Passes run so far with each configuration (plain ones included).
+    pub fn usage(&self) -> impl Iterator<Item = (LookaheadConfig, u64)> + '_ {
+        CONFIGS.iter().zip(&self.yields).map(|(&c, y)| (c, y.used))
+    }
+
+    /// The configuration used most so far.
+    pub fn most_used(&self) -> LookaheadConfig {
+        self.usage().max_by_key(|&(_, n)| n).map_or(CONFIGS[0], |(c, _)| c)
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: the window's initial guesses only (never the sampler's stream).
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Measured speed of configuration `c` relative to plain decoding at the current cost.
+    fn score(&self, c: usize, cost: &CostModel) -> f32 {
+        let cfg = CONFIGS[c];
+        if cfg.w == 0 && cfg.g == 0 {
+            return 1.0;
+        }
+        let y = &self.yields[c];
+        let prior_rel = cost.rel(cfg.max_batch());
+        // Σ rel(b) over the passes, with rel linear in b.
+        let rel = y.passes + cost.slope() * (y.rows - y.passes) + PRIOR * prior_rel;
+        (y.tokens + PRIOR) / rel
+    }
+
+    /// Pick the configuration of this pass.
+    fn choose(&mut self, cost: &CostModel, room: usize) -> usize {
+        let fits = |c: &LookaheadConfig| c.max_batch() <= room + 1;
+        if let Some(f) = self.fixed {
+            return if fits(&CONFIGS[f]) { f } else { 0 };
+        }
+        // First, one pass of each pool-only configuration (free while the pool has nothing for
+        // the pending token); windows wait for exploration.
+        if let Some(c) =
+            (1..CONFIGS.len()).find(|&c| CONFIGS[c].w == 0 && self.yields[c].used == 0 && fits(&CONFIGS[c]))
+        {
+            return c;
+        }
+        let best = (0..CONFIGS.len())
+            .filter(|&c| fits(&CONFIGS[c]))
+            .max_by(|&a, &b| self.score(a, cost).total_cmp(&self.score(b, cost)))
+            .unwrap_or(0);
+        self.since_explore += 1;
+        if self.since_explore >= self.explore_every {
+            self.since_explore = 0;
+            // The least-used other configuration that fits.
+            let other = (1..CONFIGS.len())
+                .filter(|&c| c != best && fits(&CONFIGS[c]))
+                .min_by(|&a, &b| self.yields[a].passes.total_cmp(&self.yields[b].passes));
+            if let Some(o) = other {
+                self.exploring = true;
+                return o;
+            }
+        }
+        best
+    }
+
+    /// Seed the pool with the context's n-grams; start over on a rewritten context.
+    fn sync(&mut self, context: &[TokenId]) {
+        let n = self.seen.len();
+        let tail = n.saturating_sub(8);
+        if context.len() < n || context[tail..n] != self.seen[tail..] {
+            self.pool.clear();
+            self.seen.clear();
+            self.window_ready = false;
+        }
+        for &t in &context[self.seen.len()..] {
+            self.seen.push(t);
+            // The gram that ends at the new token, starting N_MAX − 1 tokens back.
+            let j = self.seen.len() - 1;
+            if j >= N_MAX - 1 {
+                let first = self.seen[j - (N_MAX - 1)];
+                let gram = Gram::new(&self.seen[j + 2 - N_MAX..=j]);
+                add_gram(&mut self.pool, first, gram);
+            }
+        }
+    }
+
+    /// Fill the window with tokens of the context (Jacobi needs some starting guess).
+    fn init_window(&mut self, context: &[TokenId]) {
+        for l in 0..N_MAX - 1 {
+            for c in 0..W_MAX {
+                let r = self.next_rand() as usize;
+                self.window[l][c] = context.get(r % context.len().max(1)).copied().unwrap_or(0);
+            }
+        }
+        self.window_ready = true;
+    }
+}
+
+/// Remember `gram` after `first`, most recent first, without duplicates.
+fn add_gram(pool: &mut HashMap<TokenId, Vec<Gram>>, first: TokenId, gram: Gram) {
+    let list = pool.entry(first).or_insert_with(|| Vec::with_capacity(POOL_PER_KEY));
+    if let Some(at) = list.iter().position(|g| *g == gram || g.tokens().starts_with(gram.tokens())) {
+        let g = list.remove(at);
+        list.insert(0, g);
+        return;
+    }
+    if list.len() >= POOL_PER_KEY {
+        list.pop();
+    }
+    list.insert(0, gram);
+}
+
+impl Drafter for LookaheadDrafter {
+    fn name(&self) -> &'static str {
+        "lookahead"
+    }
+
+    fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> Result<()> {
+        self.slots = [[NO_SLOT; W_MAX]; N_MAX - 1];
+        let Some(&pending) = input.context.last() else { return Ok(()) };
+        self.sync(input.context);
+        if !self.window_ready {
+            self.init_window(input.context);
+        }
+        let room = input.room.min(MAX_BATCH - 1);
+        self.chosen = self.choose(input.cost, room);
+        let cfg = CONFIGS[self.chosen];
+        if cfg.w == 0 && cfg.g == 0 {
+            return Ok(());
+        }
+        let look = if cfg.lookahead_rows() <= room { cfg.lookahead_rows() } else { 0 };
+        // Verification branch: pool n-grams after the pending token, as a trie.
+        out.parents.clear();
+        if let Some(list) = self.pool.get(&pending) {
+            for gram in list.iter().take(cfg.g) {
+                let toks = gram.tokens();
+                out.add_branch(&toks[..toks.len().min(cfg.n - 1)], room - look);
+            }
+        }
+        if look == 0 {
+            if out.tokens.is_empty() {
+                // Nothing to verify: a plain pass, which the engine reports to no one.
+                self.record(0, 0);
+            }
+            return Ok(());
+        }
+        // Lookahead branch: level 0 chains from the pending token, level j hangs under level
+        // j − 1 of its column (column 0's level 0 is the pending token itself).
+        self.window[0][0] = pending;
+        let push = |out: &mut Draft, tok: TokenId, parent: Option<usize>| {
+            out.tokens.push(tok);
+            out.parents.push(parent);
+            (out.tokens.len() - 1) as u8
+        };
+        let slot = |s: u8| (s != NO_SLOT).then_some(usize::from(s));
+        for c in 1..cfg.w {
+            let parent = slot(self.slots[0][c - 1]);
+            self.slots[0][c] = push(out, self.window[0][c], parent);
+        }
+        for l in 1..cfg.n - 1 {
+            for c in 0..cfg.w {
+                let parent = slot(self.slots[l - 1][c]);
+                self.slots[l][c] = push(out, self.window[l][c], parent);
+            }
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, draft: &Draft, logits: &[f32], vocab: usize) {
+        let cfg = CONFIGS[self.chosen];
+        if cfg.w == 0 || !draft.is_tree() || vocab == 0 {
+            return;
+        }
+        let last = cfg.n.saturating_sub(2);
+        for c in 0..cfg.w {
+            // Column 0's level 0 is the pending token: row 0 of the pass.
+            let row = match self.slots[last][c] {
+                NO_SLOT if c == 0 && last == 0 => 0,
+                NO_SLOT => continue,
+                s => usize::from(s) + 1,
+            };
+            let Some(next) = logits.get(row * vocab..(row + 1) * vocab).and_then(argmax) else { continue };
+            // The column's n-gram: its guesses from level 0 up, then the new token.
+            let mut toks = [0; N_MAX - 1];
+            for (l, t) in toks.iter_mut().enumerate().take(last) {
+                *t = self.window[l + 1][c];
+            }
+            toks[last] = next;
+            add_gram(&mut self.pool, self.window[0][c], Gram::new(&toks[..=last]));
+            // One Jacobi step: the levels move up, the new guesses become the last level.
+            for l in 0..last {
+                self.window[l][c] = self.window[l + 1][c];
+            }
+            self.window[last][c] = next;
+        }
+    }
+
+    fn feedback(&mut self, drafted: usize, accepted: usize) {
+        self.record(drafted, accepted);
+    }
+
+    fn reset(&mut self) {
+        self.pool.clear();
+        self.seen.clear();
+        self.window_ready = false;
+        self.chosen = 0;
+    }
+}
+
+impl LookaheadDrafter {
+    /// Account the pass of the chosen configuration: `accepted` of `drafted` rows.
+    fn record(&mut self, drafted: usize, accepted: usize) {
+        for y in self.yields.iter_mut() {
+            y.passes *= FORGET;
+            y.tokens *= FORGET;
+            y.rows *= FORGET;
+        }
+        let y = &mut self.yields[self.chosen];
+        y.passes += 1.0;
+        y.tokens += (accepted + 1) as f32;
+        y.rows += (drafted + 1) as f32;
+        y.used += 1;
+        if self.exploring {
+            self.exploring = false;
+            self.explore_every = (self.explore_every * 2).min(EXPLORE_MAX);
+        }
+        self.chosen = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_fit_a_pass() {
+        for c in CONFIGS {
+            assert!(c.max_batch() <= MAX_BATCH, "{c:?}");
+            assert!(c.n <= N_MAX && c.w <= W_MAX);
+        }
+        assert_eq!(LookaheadConfig { w: 3, n: 4, g: 2 }.lookahead_rows(), 2 + 6);
+    }
+
+    #[test]
+    fn pool_keeps_recent_distinct_grams() {
+        let mut pool = HashMap::new();
+        add_gram(&mut pool, 1, Gram::new(&[2, 3]));
+        add_gram(&mut pool, 1, Gram::new(&[4, 5]));
+        add_gram(&mut pool, 1, Gram::new(&[2, 3]));
+        assert_eq!(
+            pool[&1].iter().map(|g| g.tokens().to_vec()).collect::<Vec<_>>(),
+            [vec![2, 3], vec![4, 5]]
+        );
+        for i in 0..20 {
+            add_gram(&mut pool, 1, Gram::new(&[i + 10]));
+        }
+        assert_eq!(pool[&1].len(), POOL_PER_KEY);
+    }
+
+    #[test]
+    fn cheap_batches_favour_larger_windows() {
+        let mut d = LookaheadDrafter::new(64);
+        // Every configuration yielded 2.5 tokens per pass.
+        for (c, y) in d.yields.iter_mut().enumerate().skip(1) {
+            let b = CONFIGS[c].max_batch() as f32;
+            *y = Yield { passes: 10.0, tokens: 25.0, rows: 10.0 * b, used: 10 };
+        }
+        let dear = CostModel::linear(0.6);
+        assert_eq!(d.choose(&dear, 15), 0, "expensive batches: plain passes");
+        let cheap = CostModel::linear(0.01);
+        assert_ne!(CONFIGS[d.choose(&cheap, 15)].w, 0, "cheap batches: a lookahead window");
+    }
+}

@@ -1,0 +1,123 @@
+//! Token-tree drafts: a drafter may propose several candidate continuations at once (two lookup
+//! matches, the lookahead pool's n-grams, the lookahead window itself) as a tree under the
+//! pending token, verified in one pass with the model's tree mask
+//! ([`TokenTree`](crate::model::TokenTree)).
+//!
+//! Verification walks down the tree: at a node, draw the model's token there exactly as plain
+//! decoding would (argmax, or one sample from p — one draw per emitted token); if a child holds
+//! that token, it stands and the walk continues there, else the drawn token is the next pending
+//! one. This is sample-and-match on the path the model itself chooses, so greedy output equals
+//! plain decoding's and, with the same seed, so does sampled output. Where two children hold the
+//! same token (their rows have bitwise the same logits), the one with the deeper subtree is
+//! taken. The accepted path's rows are then moved to consecutive cache positions
+//! ([`KvCache::keep_path`](crate::model::KvCache::keep_path)).
+
+use crate::error::{Error, Result};
+use crate::model::{TokenTree, MAX_BATCH};
+use crate::tokenizer::TokenId;
+
+/// A tree draft's shape over a pass's rows: row 0 is the pending token, row `i + 1` drafted
+/// token `i`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TreeShape {
+    /// The pass's tree.
+    pub tree: TokenTree,
+    /// Height of the subtree under each row (0 for a leaf), `(MAX_BATCH)`.
+    height: [u8; MAX_BATCH],
+}
+
+impl TreeShape {
+    /// The shape of a draft whose token `i` hangs under `parents[i]` (`None`: the pending token).
+    pub fn new(parents: &[Option<usize>]) -> Result<TreeShape> {
+        if parents.len() + 1 > MAX_BATCH {
+            return Err(Error::internal("a tree draft larger than a pass"));
+        }
+        let tree = TokenTree::from_parents(
+            std::iter::once(None).chain(parents.iter().map(|p| Some(p.map_or(0, |j| j + 1)))),
+        )
+        .map_err(|e| e.context("drafter returned a malformed token tree"))?;
+        let mut height = [0u8; MAX_BATCH];
+        for row in (1..tree.len()).rev() {
+            if let Some(p) = tree.parent(row) {
+                height[p] = height[p].max(height[row] + 1);
+            }
+        }
+        Ok(TreeShape { tree, height })
+    }
+
+    /// Longest branch (drafted tokens on it).
+    pub fn depth(&self) -> usize {
+        usize::from(self.height[0])
+    }
+
+    /// The child of `row` holding `token` (the deepest such one), if any; `batch` is the pass's
+    /// tokens.
+    pub fn child(&self, row: usize, token: TokenId, batch: &[TokenId]) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for c in row + 1..self.tree.len().min(batch.len()) {
+            if self.tree.parent(c) == Some(row)
+                && batch[c] == token
+                && best.is_none_or(|b| self.height[c] > self.height[b])
+            {
+                best = Some(c);
+            }
+        }
+        best
+    }
+}
+
+/// Insert the chain `tokens` under the pending token into a tree draft (`out_tokens`,
+/// `out_parents`), sharing the prefix it has in common with branches already there; stops when
+/// the draft holds `max` tokens. Returns how many new tokens were added.
+pub(crate) fn insert_branch(
+    out_tokens: &mut Vec<TokenId>,
+    out_parents: &mut Vec<Option<usize>>,
+    tokens: &[TokenId],
+    max: usize,
+) -> usize {
+    let mut parent: Option<usize> = None;
+    let mut added = 0;
+    for &t in tokens {
+        let existing = (0..out_tokens.len()).find(|&i| out_parents[i] == parent && out_tokens[i] == t);
+        match existing {
+            Some(i) => parent = Some(i),
+            None => {
+                if out_tokens.len() >= max {
+                    break;
+                }
+                out_tokens.push(t);
+                out_parents.push(parent);
+                parent = Some(out_tokens.len() - 1);
+                added += 1;
+            }
+        }
+    }
+    added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_share_prefixes_and_the_walk_prefers_depth() {
+        let (mut t, mut p) = (Vec::new(), Vec::new());
+        assert_eq!(insert_branch(&mut t, &mut p, &[5, 6, 7], 15), 3);
+        assert_eq!(insert_branch(&mut t, &mut p, &[5, 6, 8, 9], 15), 2);
+        assert_eq!(insert_branch(&mut t, &mut p, &[4], 15), 1);
+        assert_eq!(t, [5, 6, 7, 8, 9, 4]);
+        assert_eq!(p, [None, Some(0), Some(1), Some(1), Some(3), None]);
+        assert_eq!(insert_branch(&mut t, &mut p, &[3, 3, 3], 7), 1, "bounded by max");
+        let shape = TreeShape::new(&p).unwrap();
+        assert_eq!(shape.depth(), 4);
+        let mut batch = vec![1];
+        batch.extend(&t);
+        assert_eq!(shape.child(0, 5, &batch), Some(1));
+        assert_eq!(shape.child(2, 8, &batch), Some(4));
+        assert_eq!(shape.child(2, 9, &batch), None);
+        // Two children with the same token: the deeper one.
+        let shape = TreeShape::new(&[None, None, Some(1)]).unwrap();
+        assert_eq!(shape.child(0, 7, &[1, 7, 7, 2]), Some(2));
+        assert!(TreeShape::new(&[Some(0)]).is_err(), "a token cannot be its own parent");
+    }
+}
