@@ -443,14 +443,16 @@ mod tests {
     #[test]
     fn cheap_batches_favour_larger_windows() {
         let mut d = LookaheadDrafter::new(64);
-        // Every configuration yielded 2.5 tokens per pass.
+        // Larger batches yielded more tokens per pass: 1 + 0.15 per extra row.
         for (c, y) in d.yields.iter_mut().enumerate().skip(1) {
             let b = CONFIGS[c].max_batch() as f32;
-            *y = Yield { passes: 10.0, tokens: 25.0, rows: 10.0 * b, used: 10 };
+            *y = Yield { passes: 10.0, tokens: 10.0 * (1.0 + 0.15 * (b - 1.0)), rows: 10.0 * b, used: 10 };
         }
-        let dear = CostModel::linear(0.6);
+        let dear = CostModel::linear(0.5);
         assert_eq!(d.choose(&dear, 15), 0, "expensive batches: plain passes");
         let cheap = CostModel::linear(0.01);
-        assert_ne!(CONFIGS[d.choose(&cheap, 15)].w, 0, "cheap batches: a lookahead window");
+        let largest = (0..CONFIGS.len()).max_by_key(|&c| CONFIGS[c].max_batch()).unwrap();
+        assert_eq!(d.choose(&cheap, 15), largest, "cheap batches: the largest window");
+        assert_eq!(d.choose(&cheap, 5), 4, "the largest that fits");
     }
 }

@@ -100,6 +100,9 @@ pub struct LookupDrafter {
     rejected: [f32; MAX_N + 1],
     /// Match length of the draft awaiting feedback.
     last_n: usize,
+    /// Where the continuation of that match starts in the context, and its drafted length.
+    last_j: usize,
+    last_gamma: usize,
 }
 
 impl LookupDrafter {
@@ -121,6 +124,8 @@ impl LookupDrafter {
             accepted: [0.0; MAX_N + 1],
             rejected: [0.0; MAX_N + 1],
             last_n: 0,
+            last_j: 0,
+            last_gamma: 0,
         })
     }
 
@@ -177,11 +182,13 @@ impl LookupDrafter {
         self.index.clear();
         self.seen.clear();
         self.last_n = 0;
+        self.last_gamma = 0;
     }
 
     /// Propose up to `max` tokens continuing `context` into `out`.
     pub fn propose(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) {
         self.last_n = 0;
+        self.last_gamma = 0;
         self.sync(context);
         let len = context.len();
         if max == 0 {
@@ -199,14 +206,72 @@ impl LookupDrafter {
             if gamma > 0 {
                 out.tokens.extend_from_slice(&context[j..j + gamma]);
                 self.last_n = n;
+                self.last_j = j;
+                self.last_gamma = gamma;
             }
             // The longest match decides; shorter ones are less reliable still.
             return;
         }
     }
 
-    /// Learn from the fate of the last proposal: `accepted` of `drafted` tokens taken.
+    /// [`propose`](Self::propose) as a token tree: the longest match's continuation (up to `max`
+    /// tokens), plus the continuations of shorter matches found elsewhere in the context, each
+    /// added (as a branch under the pending token, sharing any common prefix) only when its
+    /// expected tokens — it helps only where the branches before it fail — pay for its rows at
+    /// the measured cost; `room` bounds the whole tree.
+    pub fn propose_tree(
+        &mut self,
+        context: &[TokenId],
+        max: usize,
+        room: usize,
+        cost: &CostModel,
+        out: &mut Draft,
+    ) {
+        self.propose(context, max, cost, out);
+        let (n_p, gamma_p) = (self.last_n, out.tokens.len());
+        if n_p == 0 || gamma_p == 0 {
+            return;
+        }
+        let a_p = self.acceptance(n_p);
+        // Expected tokens of the pass, its rows, and the chance no branch so far has the next token.
+        let mut expected = CostModel::expected_tokens(a_p, gamma_p);
+        let mut rows = 1 + gamma_p;
+        let mut miss = 1.0 - a_p;
+        let len = context.len();
+        let mut used = [usize::MAX; MAX_N + 1];
+        used[n_p] = self.last_j;
+        for n in (self.params.n_min..n_p).rev() {
+            let gram = &context[len - n..];
+            let Some(&j) = self.index.get(&key(gram)) else { continue };
+            let j = j as usize;
+            if j < n || j >= len || context[j - n..j] != *gram || used.contains(&j) {
+                continue;
+            }
+            used[n] = j;
+            let a = self.acceptance(n).clamp(0.0, 0.999);
+            let now = expected / cost.rel(rows);
+            let budget = room.saturating_sub(out.tokens.len()).min(len - j);
+            let gain = |l: usize| miss * a * (1.0 - a.powi(l as i32)) / (1.0 - a);
+            let best = (1..=budget)
+                .map(|l| (l, (expected + gain(l)) / cost.rel(rows + l)))
+                .filter(|&(_, speed)| speed > now)
+                .max_by(|x, y| x.1.total_cmp(&y.1));
+            if let Some((l, _)) = best {
+                rows += out.add_branch(&context[j..j + l], room);
+                expected += gain(l);
+                miss *= 1.0 - a;
+            }
+        }
+    }
+
+    /// Learn from the fate of the last proposal: `accepted` of `drafted` tokens taken (of a tree,
+    /// counted against its main branch).
     pub fn learn(&mut self, drafted: usize, accepted: usize) {
+        let (drafted, accepted) = if drafted > self.last_gamma && self.last_gamma > 0 {
+            (self.last_gamma, accepted.min(self.last_gamma))
+        } else {
+            (drafted, accepted)
+        };
         let n = self.last_n;
         if n == 0 || drafted == 0 {
             return;
@@ -266,6 +331,23 @@ mod tests {
         out.clear();
         d.propose(&[1, 1, 1, 1, 1, 2], 3, &CHEAP, &mut out);
         assert!(out.tokens.is_empty(), "{:?}", out.tokens);
+    }
+
+    #[test]
+    fn trees_add_the_continuations_of_shorter_matches() {
+        let mut d = drafter();
+        let mut out = Draft::default();
+        // "7 8 3" continued as "4 5 ..."; the latest "3" as "6 6 ...".
+        let ctx = [7, 8, 3, 4, 5, 0, 3, 6, 6, 1, 7, 8, 3];
+        d.propose_tree(&ctx, 6, 15, &CHEAP, &mut out);
+        assert_eq!(out.tokens[..2], [4, 5], "the longest match first");
+        assert!(out.is_tree());
+        assert!(out.tokens.contains(&6), "a shorter match's continuation: {:?}", out.tokens);
+        assert!(out.parents.iter().filter(|p| p.is_none()).count() >= 2);
+        // At full price per row, no second branch.
+        out.clear();
+        d.propose_tree(&ctx, 6, 15, &CostModel::linear(0.9), &mut out);
+        assert!(!out.tokens.contains(&6));
     }
 
     #[test]

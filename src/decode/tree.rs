@@ -54,9 +54,10 @@ impl TreeShape {
     /// tokens.
     pub fn child(&self, row: usize, token: TokenId, batch: &[TokenId]) -> Option<usize> {
         let mut best: Option<usize> = None;
-        for c in row + 1..self.tree.len().min(batch.len()) {
-            if self.tree.parent(c) == Some(row)
-                && batch[c] == token
+        let n = self.tree.len().min(batch.len());
+        for (c, &t) in batch.iter().enumerate().take(n).skip(row + 1) {
+            if t == token
+                && self.tree.parent(c) == Some(row)
                 && best.is_none_or(|b| self.height[c] > self.height[b])
             {
                 best = Some(c);
