@@ -512,6 +512,27 @@ impl Session {
         params: &GenerateParams,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<(String, GenerationStats)> {
+        self.chat_turn(user, params, None, on_token)
+    }
+
+    /// [`Session::chat`] with a drafter of the caller's, as [`Session::generate_with`].
+    pub fn chat_with(
+        &mut self,
+        user: &str,
+        params: &GenerateParams,
+        drafter: &mut dyn Drafter,
+        on_token: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<(String, GenerationStats)> {
+        self.chat_turn(user, params, Some(drafter), on_token)
+    }
+
+    fn chat_turn(
+        &mut self,
+        user: &str,
+        params: &GenerateParams,
+        drafter: Option<&mut dyn Drafter>,
+        on_token: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<(String, GenerationStats)> {
         let template = self.template.clone().ok_or_else(|| {
             Error::unsupported("the model has no chat template (tokenizer.chat_template); use `run` instead")
         })?;
@@ -529,10 +550,14 @@ impl Session {
             Err(e) => return Err(e),
         };
         let mut reply = String::new();
-        let result = self.generate(&turn, params, &mut |piece: &str| {
+        let mut on_piece = |piece: &str| {
             reply.push_str(piece);
             on_token(piece)
-        });
+        };
+        let result = match drafter {
+            Some(d) => self.generate_with(&turn, params, d, &mut on_piece),
+            None => self.generate(&turn, params, &mut on_piece),
+        };
         let stats = match result {
             Ok(s) => s,
             Err(e) => {
