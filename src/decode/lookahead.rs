@@ -97,7 +97,8 @@ struct Yield {
     used: u64,
 }
 
-/// Weight of the prior (one token per pass, the batch the configuration asks for) in passes.
+/// Weight of the prior in passes: until measured, a configuration is taken to be as fast as
+/// plain decoding (one token per single-token pass), so it has to earn its place.
 const PRIOR: f32 = 2.0;
 /// Forgetting factor of the yields at each pass.
 const FORGET: f32 = 0.98;
@@ -148,6 +149,8 @@ pub struct LookaheadDrafter {
     rng: u64,
     /// A configuration imposed by the caller (no adaptation).
     fixed: Option<usize>,
+    /// The pass cost model as of the last choice.
+    cost: CostModel,
 }
 
 impl LookaheadDrafter {
@@ -166,6 +169,7 @@ impl LookaheadDrafter {
             exploring: false,
             rng: 0x2545_F491_4F6C_DD1D,
             fixed: None,
+            cost: CostModel::default(),
         }
     }
 
@@ -208,10 +212,22 @@ impl LookaheadDrafter {
             return 1.0;
         }
         let y = &self.yields[c];
-        let prior_rel = cost.rel(cfg.max_batch());
         // Σ rel(b) over the passes, with rel linear in b.
-        let rel = y.passes + cost.slope() * (y.rows - y.passes) + PRIOR * prior_rel;
+        let rel = y.passes + cost.slope() * (y.rows - y.passes) + PRIOR;
         (y.tokens + PRIOR) / rel
+    }
+
+    /// The configuration with the best measured speed that fits `room` drafted rows (plain
+    /// passes unless another is strictly faster).
+    fn best(&self, cost: &CostModel, room: usize) -> usize {
+        let mut best = (0, 1.0);
+        for c in 1..CONFIGS.len() {
+            let s = self.score(c, cost);
+            if CONFIGS[c].max_batch() <= room + 1 && s > best.1 {
+                best = (c, s);
+            }
+        }
+        best.0
     }
 
     /// Pick the configuration of this pass.
@@ -227,10 +243,8 @@ impl LookaheadDrafter {
         {
             return c;
         }
-        let best = (0..CONFIGS.len())
-            .filter(|&c| fits(&CONFIGS[c]))
-            .max_by(|&a, &b| self.score(a, cost).total_cmp(&self.score(b, cost)))
-            .unwrap_or(0);
+        self.cost = *cost;
+        let best = self.best(cost, room);
         self.since_explore += 1;
         if self.since_explore >= self.explore_every {
             self.since_explore = 0;
@@ -404,8 +418,13 @@ impl LookaheadDrafter {
         y.rows += (drafted + 1) as f32;
         y.used += 1;
         if self.exploring {
+            // Explore again soon when the configuration tried is now the best, else back off.
             self.exploring = false;
-            self.explore_every = (self.explore_every * 2).min(EXPLORE_MAX);
+            self.explore_every = if self.best(&self.cost, MAX_BATCH) == self.chosen {
+                EXPLORE_MIN
+            } else {
+                (self.explore_every * 2).min(EXPLORE_MAX)
+            };
         }
         self.chosen = 0;
     }
