@@ -34,6 +34,7 @@ use crate::sampling::argmax;
 use crate::tokenizer::TokenId;
 
 use super::adaptive::CostModel;
+use super::tree::TreeValue;
 use super::{Draft, DraftInput, Drafter};
 
 /// Most window columns.
@@ -151,6 +152,11 @@ pub struct LookaheadDrafter {
     fixed: Option<usize>,
     /// The pass cost model as of the last choice.
     cost: CostModel,
+    /// Longest verification branch of the pass awaiting feedback.
+    verify_depth: usize,
+    /// Discounted tokens accepted from verification branches, and branches that failed.
+    pool_accepted: f32,
+    pool_failed: f32,
 }
 
 impl LookaheadDrafter {
@@ -170,6 +176,9 @@ impl LookaheadDrafter {
             rng: 0x2545_F491_4F6C_DD1D,
             fixed: None,
             cost: CostModel::default(),
+            verify_depth: 0,
+            pool_accepted: 0.0,
+            pool_failed: 0.0,
         }
     }
 
@@ -203,6 +212,12 @@ impl LookaheadDrafter {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Per-token acceptance of pool n-grams (prior 0.5 weighted as 4 tokens): a branch that
+    /// stops inside counts one failure.
+    fn pool_acceptance(&self) -> f32 {
+        (self.pool_accepted + 2.0) / (self.pool_accepted + self.pool_failed + 4.0)
     }
 
     /// Measured speed of configuration `c` relative to plain decoding at the current cost.
@@ -248,9 +263,11 @@ impl LookaheadDrafter {
         self.since_explore += 1;
         if self.since_explore >= self.explore_every {
             self.since_explore = 0;
-            // The least-used other configuration that fits.
+            // The least-used other configuration that fits and could pay: one that yields half
+            // the most tokens its pass can give (n) beats plain at the current cost.
+            let plausible = |c: &LookaheadConfig| cost.rel(c.max_batch()) < 1.0 + (c.n as f32 - 1.0) / 2.0;
             let other = (1..CONFIGS.len())
-                .filter(|&c| c != best && fits(&CONFIGS[c]))
+                .filter(|&c| c != best && fits(&CONFIGS[c]) && plausible(&CONFIGS[c]))
                 .min_by(|&a, &b| self.yields[a].passes.total_cmp(&self.yields[b].passes));
             if let Some(o) = other {
                 self.exploring = true;
@@ -326,12 +343,22 @@ impl Drafter for LookaheadDrafter {
             return Ok(());
         }
         let look = if cfg.lookahead_rows() <= room { cfg.lookahead_rows() } else { 0 };
-        // Verification branch: pool n-grams after the pending token, as a trie.
+        // Verification branch: pool n-grams after the pending token, as a trie, each as long as
+        // its expected tokens pay for its rows at the pool's measured acceptance (a branch with
+        // the window's rows counted in: they are paid for anyway).
         out.parents.clear();
+        self.verify_depth = 0;
+        let alpha = self.pool_acceptance();
+        let mut value = TreeValue::new();
+        value.rows += look;
         if let Some(list) = self.pool.get(&pending) {
             for gram in list.iter().take(cfg.g) {
                 let toks = gram.tokens();
-                out.add_branch(&toks[..toks.len().min(cfg.n - 1)], room - look);
+                let max_len = toks.len().min(cfg.n - 1).min((room - look).saturating_sub(out.tokens.len()));
+                let Some((l, gain)) = value.best_branch(alpha, max_len, input.cost) else { continue };
+                let added = out.add_branch(&toks[..l], room - look);
+                value.add(added, gain, alpha);
+                self.verify_depth = self.verify_depth.max(l);
             }
         }
         if look == 0 {
@@ -411,6 +438,12 @@ impl LookaheadDrafter {
             y.passes *= FORGET;
             y.tokens *= FORGET;
             y.rows *= FORGET;
+        }
+        if self.verify_depth > 0 {
+            // Tokens past the verification branch came from the window's rows.
+            self.pool_accepted = self.pool_accepted * FORGET + accepted.min(self.verify_depth) as f32;
+            self.pool_failed = self.pool_failed * FORGET + f32::from(u8::from(accepted < self.verify_depth));
+            self.verify_depth = 0;
         }
         let y = &mut self.yields[self.chosen];
         y.passes += 1.0;

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::tokenizer::TokenId;
 
 use super::adaptive::CostModel;
+use super::tree::TreeValue;
 use super::{Draft, DraftInput, Drafter};
 
 /// Settings of the lookup drafter.
@@ -233,10 +234,8 @@ impl LookupDrafter {
             return;
         }
         let a_p = self.acceptance(n_p);
-        // Expected tokens of the pass, its rows, and the chance no branch so far has the next token.
-        let mut expected = CostModel::expected_tokens(a_p, gamma_p);
-        let mut rows = 1 + gamma_p;
-        let mut miss = 1.0 - a_p;
+        let mut value = TreeValue::new();
+        value.add(gamma_p, CostModel::expected_tokens(a_p, gamma_p) - 1.0, a_p);
         let len = context.len();
         let mut used = [usize::MAX; MAX_N + 1];
         used[n_p] = self.last_j;
@@ -248,18 +247,11 @@ impl LookupDrafter {
                 continue;
             }
             used[n] = j;
-            let a = self.acceptance(n).clamp(0.0, 0.999);
-            let now = expected / cost.rel(rows);
+            let a = self.acceptance(n);
             let budget = room.saturating_sub(out.tokens.len()).min(len - j);
-            let gain = |l: usize| miss * a * (1.0 - a.powi(l as i32)) / (1.0 - a);
-            let best = (1..=budget)
-                .map(|l| (l, (expected + gain(l)) / cost.rel(rows + l)))
-                .filter(|&(_, speed)| speed > now)
-                .max_by(|x, y| x.1.total_cmp(&y.1));
-            if let Some((l, _)) = best {
-                rows += out.add_branch(&context[j..j + l], room);
-                expected += gain(l);
-                miss *= 1.0 - a;
+            if let Some((l, gain)) = value.best_branch(a, budget, cost) {
+                let added = out.add_branch(&context[j..j + l], room);
+                value.add(added, gain, a);
             }
         }
     }

@@ -16,6 +16,48 @@ use crate::error::{Error, Result};
 use crate::model::{TokenTree, MAX_BATCH};
 use crate::tokenizer::TokenId;
 
+use super::adaptive::CostModel;
+
+/// What a tree draft is expected to be worth as it grows: the expected tokens of its pass, its
+/// rows (the pending token included), and the chance that none of its branches so far holds the
+/// next token. A further branch is worth adding only when it raises the expected tokens per unit
+/// of (measured) pass cost; it helps only where the branches before it fail.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TreeValue {
+    pub expected: f32,
+    pub rows: usize,
+    pub miss: f32,
+}
+
+impl TreeValue {
+    /// An empty draft: one token per pass of one row.
+    pub fn new() -> TreeValue {
+        TreeValue { expected: 1.0, rows: 1, miss: 1.0 }
+    }
+
+    /// The best length in `1 ..= max_len` of a further branch whose tokens are each accepted with
+    /// probability `alpha` (the first only where earlier branches miss), with the expected tokens
+    /// it adds — or `None` when no length pays.
+    pub fn best_branch(&self, alpha: f32, max_len: usize, cost: &CostModel) -> Option<(usize, f32)> {
+        let a = alpha.clamp(0.0, 0.999);
+        let now = self.expected / cost.rel(self.rows);
+        let gain = |l: usize| self.miss * a * (1.0 - a.powi(l as i32)) / (1.0 - a);
+        (1..=max_len.min(MAX_BATCH - self.rows.min(MAX_BATCH)))
+            .map(|l| (l, gain(l), (self.expected + gain(l)) / cost.rel(self.rows + l)))
+            .filter(|&(.., speed)| speed > now)
+            .max_by(|x, y| x.2.total_cmp(&y.2))
+            .map(|(l, g, _)| (l, g))
+    }
+
+    /// Account for a branch that added `rows` rows and `gain` expected tokens at acceptance
+    /// `alpha`.
+    pub fn add(&mut self, rows: usize, gain: f32, alpha: f32) {
+        self.rows += rows;
+        self.expected += gain;
+        self.miss *= 1.0 - alpha.clamp(0.0, 0.999);
+    }
+}
+
 /// A tree draft's shape over a pass's rows: row 0 is the pending token, row `i + 1` drafted
 /// token `i`.
 #[derive(Clone, Copy, Debug)]
