@@ -280,6 +280,12 @@ impl Session {
         (self.cost.observed() > 0).then_some(&self.cost)
     }
 
+    /// Replace the pass cost curve (e.g. with [`CostModel::frozen`] for measurements whose draft
+    /// choices must not depend on timings).
+    pub fn set_cost_model(&mut self, cost: CostModel) {
+        self.cost = cost;
+    }
+
     /// Ready the drafter of `strategy`.
     fn prepare(&mut self, strategy: Strategy) -> Result<()> {
         strategy.check()?;

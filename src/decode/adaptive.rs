@@ -21,6 +21,8 @@ pub struct CostModel {
     t1: f64,
     /// Passes of more than one token that updated the slope.
     observed: u32,
+    /// Ignore observations (a fixed cost curve, for reproducible measurements).
+    frozen: bool,
 }
 
 impl Default for CostModel {
@@ -41,12 +43,18 @@ impl CostModel {
 
     /// [`CostModel::linear`] in constant context (`slope` must be ≥ 0).
     pub const fn linear_const(slope: f32) -> CostModel {
-        CostModel { slope, t1: 0.0, observed: 0 }
+        CostModel { slope, t1: 0.0, observed: 0, frozen: false }
+    }
+
+    /// A cost curve with `slope` that observations do not change: draft choices then depend on
+    /// acceptance alone, not on timings (reproducible tokens-per-pass comparisons).
+    pub fn frozen(slope: f32) -> CostModel {
+        CostModel { frozen: true, observed: 1, ..CostModel::linear(slope) }
     }
 
     /// Account for a forward pass of `b` tokens that took `seconds`.
     pub fn observe(&mut self, b: usize, seconds: f64) {
-        if !(seconds.is_finite() && seconds > 0.0) || b == 0 {
+        if self.frozen || !(seconds.is_finite() && seconds > 0.0) || b == 0 {
             return;
         }
         if b == 1 {
@@ -170,6 +178,10 @@ mod tests {
         assert!((c.rel(5) - 1.8).abs() < 0.05);
         c.observe(3, f64::NAN);
         assert!(c.slope().is_finite());
+        let mut f = CostModel::frozen(0.3);
+        f.observe(1, 0.01);
+        f.observe(5, 0.1);
+        assert_eq!((f.slope(), f.single_pass_seconds()), (0.3, None));
         assert!(CostModel::linear(0.02).max_useful() > CostModel::linear(0.5).max_useful());
     }
 

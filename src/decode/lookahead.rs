@@ -340,6 +340,8 @@ impl Drafter for LookaheadDrafter {
         self.chosen = self.choose(input.cost, room);
         let cfg = CONFIGS[self.chosen];
         if cfg.w == 0 && cfg.g == 0 {
+            // A plain pass (the engine reports empty drafts to no one).
+            self.record(0, 0);
             return Ok(());
         }
         let look = if cfg.lookahead_rows() <= room { cfg.lookahead_rows() } else { 0 };
@@ -439,10 +441,14 @@ impl LookaheadDrafter {
             y.tokens *= FORGET;
             y.rows *= FORGET;
         }
+        // Every pass forgets a little, so an acceptance estimate that stopped the drafting drifts
+        // back to the prior and drafting is tried again.
+        self.pool_accepted *= FORGET;
+        self.pool_failed *= FORGET;
         if self.verify_depth > 0 {
             // Tokens past the verification branch came from the window's rows.
-            self.pool_accepted = self.pool_accepted * FORGET + accepted.min(self.verify_depth) as f32;
-            self.pool_failed = self.pool_failed * FORGET + f32::from(u8::from(accepted < self.verify_depth));
+            self.pool_accepted += accepted.min(self.verify_depth) as f32;
+            self.pool_failed += f32::from(u8::from(accepted < self.verify_depth));
             self.verify_depth = 0;
         }
         let y = &mut self.yields[self.chosen];
