@@ -76,7 +76,7 @@ fn smollm2_lookahead_configurations_and_auto_tree_vs_chain_report() {
         (s.tokens().collect::<Vec<TokenId>>(), st)
     };
     let mut drafters: Vec<(String, Box<dyn Drafter>)> = Vec::new();
-    for &cfg in LookaheadDrafter::configs().iter().skip(1) {
+    for &cfg in LookaheadDrafter::configs() {
         drafters.push((format!("lookahead {cfg:?}"), Box::new(LookaheadDrafter::fixed(1024, cfg).unwrap())));
     }
     drafters.push(("auto chain".into(), Box::new(AutoDrafter::chain_only(n_layers, 1024).unwrap())));
@@ -115,7 +115,7 @@ fn smollm2_lookahead_configurations_and_auto_tree_vs_chain_report() {
         for p in &prompts {
             plain.push(reply(&mut s, &p.text, Strategy::Plain, p.max_tokens).0);
         }
-        let mut measure = |s: &mut Session, name: &str, d: &mut dyn Drafter| {
+        let measure = |s: &mut Session, name: &str, d: &mut dyn Drafter| {
             let (mut tokens, mut passes, mut rows, mut verify_s) = (0, 0.0, 0, 0.0);
             for (p, want) in prompts.iter().zip(&plain) {
                 let (got, st) = run(s, &p.text, d, p.max_tokens);

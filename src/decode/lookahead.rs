@@ -19,12 +19,13 @@
 //! chain is plain Jacobi decoding) with the exact tree verifier, so output never changes. The
 //! pool is also seeded with the context's own n-grams (as prompt lookup does).
 //!
-//! `W`, `N` and `G` are not fixed: each configuration of a small set (plain passes included) is
-//! scored by its measured tokens per pass over its cost in single-token passes from the
-//! engine's [`CostModel`] (learnt on this device from the decode loop's own passes), and the best
-//! is used, with exploration of the others at a backing-off interval. Where batched passes are
-//! expensive (today's CPU kernels) that picks plain passes or short verification branches; as
-//! batches get cheaper the larger windows win on their own.
+//! `W`, `N` and `G` are not fixed. Pool n-grams are verified only as far as the pool's measured
+//! acceptance pays for their rows at the measured pass cost (the engine's [`CostModel`], learnt
+//! on this device from the decode loop's own passes). Windows are chosen from a small set by
+//! their measured tokens per pass over their cost: the base (no window) is used until a window
+//! measures faster, and windows are explored at a backing-off interval, only those that could pay
+//! at the current cost. Where batched passes are expensive (today's CPU kernels) that leaves the
+//! pool checks; as batches get cheaper the larger windows win on their own.
 
 use std::collections::HashMap;
 
@@ -74,11 +75,11 @@ impl LookaheadConfig {
     }
 }
 
-/// The configurations tried: a plain pass, pool-only verification, and windows of growing size
-/// (each fits a pass of [`MAX_BATCH`]).
-const CONFIGS: [LookaheadConfig; 9] = [
-    LookaheadConfig { w: 0, n: 0, g: 0 },
-    LookaheadConfig { w: 0, n: 3, g: 1 },
+/// The configurations tried. The first, the base, has no window: it verifies pool n-grams only,
+/// each branch only where the pool's measured acceptance pays for its rows (like prompt lookup),
+/// so it costs nothing when nothing pays. The others add windows of growing size (each fits a
+/// pass of [`MAX_BATCH`]) and must measure faster than the base to be used.
+const CONFIGS: [LookaheadConfig; 7] = [
     LookaheadConfig { w: 0, n: 4, g: 2 },
     LookaheadConfig { w: 2, n: 2, g: 2 },
     LookaheadConfig { w: 2, n: 3, g: 1 },
@@ -191,7 +192,7 @@ impl LookaheadDrafter {
         Ok(LookaheadDrafter { fixed: Some(at), ..LookaheadDrafter::new(ctx) })
     }
 
-    /// The configurations the adaptive choice picks from (the first is a plain pass).
+    /// The configurations the adaptive choice picks from (the first has no window).
     pub fn configs() -> &'static [LookaheadConfig] {
         &CONFIGS
     }
@@ -222,20 +223,16 @@ impl LookaheadDrafter {
 
     /// Measured speed of configuration `c` relative to plain decoding at the current cost.
     fn score(&self, c: usize, cost: &CostModel) -> f32 {
-        let cfg = CONFIGS[c];
-        if cfg.w == 0 && cfg.g == 0 {
-            return 1.0;
-        }
         let y = &self.yields[c];
         // Σ rel(b) over the passes, with rel linear in b.
         let rel = y.passes + cost.slope() * (y.rows - y.passes) + PRIOR;
         (y.tokens + PRIOR) / rel
     }
 
-    /// The configuration with the best measured speed that fits `room` drafted rows (plain
-    /// passes unless another is strictly faster).
+    /// The configuration with the best measured speed that fits `room` drafted rows (the base
+    /// unless a window is strictly faster).
     fn best(&self, cost: &CostModel, room: usize) -> usize {
-        let mut best = (0, 1.0);
+        let mut best = (0, self.score(0, cost));
         for c in 1..CONFIGS.len() {
             let s = self.score(c, cost);
             if CONFIGS[c].max_batch() <= room + 1 && s > best.1 {
@@ -251,20 +248,13 @@ impl LookaheadDrafter {
         if let Some(f) = self.fixed {
             return if fits(&CONFIGS[f]) { f } else { 0 };
         }
-        // First, one pass of each pool-only configuration (free while the pool has nothing for
-        // the pending token); windows wait for exploration.
-        if let Some(c) =
-            (1..CONFIGS.len()).find(|&c| CONFIGS[c].w == 0 && self.yields[c].used == 0 && fits(&CONFIGS[c]))
-        {
-            return c;
-        }
         self.cost = *cost;
         let best = self.best(cost, room);
         self.since_explore += 1;
         if self.since_explore >= self.explore_every {
             self.since_explore = 0;
-            // The least-used other configuration that fits and could pay: one that yields half
-            // the most tokens its pass can give (n) beats plain at the current cost.
+            // The least-used other window that fits and could pay: one that yields half the most
+            // tokens its pass can give (n) beats plain at the current cost.
             let plausible = |c: &LookaheadConfig| cost.rel(c.max_batch()) < 1.0 + (c.n as f32 - 1.0) / 2.0;
             let other = (1..CONFIGS.len())
                 .filter(|&c| c != best && fits(&CONFIGS[c]) && plausible(&CONFIGS[c]))
@@ -339,11 +329,6 @@ impl Drafter for LookaheadDrafter {
         let room = input.room.min(MAX_BATCH - 1);
         self.chosen = self.choose(input.cost, room);
         let cfg = CONFIGS[self.chosen];
-        if cfg.w == 0 && cfg.g == 0 {
-            // A plain pass (the engine reports empty drafts to no one).
-            self.record(0, 0);
-            return Ok(());
-        }
         let look = if cfg.lookahead_rows() <= room { cfg.lookahead_rows() } else { 0 };
         // Verification branch: pool n-grams after the pending token, as a trie, each as long as
         // its expected tokens pay for its rows at the pool's measured acceptance (a branch with
@@ -507,10 +492,10 @@ mod tests {
             *y = Yield { passes: 10.0, tokens: 10.0 * (1.0 + 0.15 * (b - 1.0)), rows: 10.0 * b, used: 10 };
         }
         let dear = CostModel::linear(0.5);
-        assert_eq!(d.choose(&dear, 15), 0, "expensive batches: plain passes");
+        assert_eq!(d.choose(&dear, 15), 0, "expensive batches: no window");
         let cheap = CostModel::linear(0.01);
         let largest = (0..CONFIGS.len()).max_by_key(|&c| CONFIGS[c].max_batch()).unwrap();
         assert_eq!(d.choose(&cheap, 15), largest, "cheap batches: the largest window");
-        assert_eq!(d.choose(&cheap, 5), 4, "the largest that fits");
+        assert_eq!(d.choose(&cheap, 5), 2, "the largest that fits");
     }
 }
