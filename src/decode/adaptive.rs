@@ -8,7 +8,8 @@
 //! is learnt from the decode loop's own passes (every pass is timed anyway): no start-up
 //! measurement, and it follows the machine when other work slows it down. The model is
 //! `rel(b) = 1 + slope · (b − 1)`, its slope a moving average of what passes of more than one
-//! token cost against the moving average of single-token passes.
+//! token cost against the moving average of single-token passes (drifting slowly back to its
+//! prior while only single-token passes run, so a slope measured too steep is measured again).
 
 use crate::model::MAX_BATCH;
 
@@ -28,13 +29,16 @@ pub struct CostModel {
 impl Default for CostModel {
     /// The prior: 15% per extra token, until passes are observed.
     fn default() -> Self {
-        CostModel::linear(0.15)
+        CostModel::linear(CostModel::PRIOR_SLOPE)
     }
 }
 
 impl CostModel {
     /// Weight of a new observation in the moving averages.
     const RATE: f64 = 0.15;
+    /// The prior slope, and how far each single-token pass pulls the slope back toward it.
+    const PRIOR_SLOPE: f32 = 0.15;
+    const DRIFT: f32 = 0.01;
 
     /// `rel(b) = 1 + slope · (b − 1)`.
     pub fn linear(slope: f32) -> CostModel {
@@ -59,6 +63,10 @@ impl CostModel {
         }
         if b == 1 {
             self.t1 = if self.t1 == 0.0 { seconds } else { self.t1 + CostModel::RATE * (seconds - self.t1) };
+            // Only multi-token passes measure the slope, and a slope that looks too steep stops
+            // drafting, hence those passes: drift back toward the prior so that drafters try
+            // again now and then (and measure again) instead of never.
+            self.slope += CostModel::DRIFT * (CostModel::PRIOR_SLOPE - self.slope);
             return;
         }
         if self.t1 == 0.0 {

@@ -179,13 +179,19 @@ pub fn run(
                 }
             }
         }
-        // A tree keeps its topological order when cut, so truncation keeps it valid.
+        // A chain is bounded by the draft length, a tree (whose drafter weighs its rows against
+        // their cost itself) by the pass; a tree keeps its topological order when cut.
         let draft = &mut scratch.draft;
-        draft.tokens.truncate(room);
+        draft.tokens.truncate(if draft.is_tree() { room } else { max });
         draft.parents.truncate(room);
         let k = draft.tokens.len();
         let shape = if draft.is_tree() && k > 0 {
-            match TreeShape::new(&draft.parents[..k]) {
+            let parsed = if draft.parents.len() == k {
+                TreeShape::new(&draft.parents)
+            } else {
+                Err(Error::internal("a tree draft needs a parent for every token"))
+            };
+            match parsed {
                 Ok(s) => Some(s),
                 Err(e) => {
                     t.history.truncate(base);

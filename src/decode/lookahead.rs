@@ -215,10 +215,11 @@ impl LookaheadDrafter {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Per-token acceptance of pool n-grams (prior 0.5 weighted as 4 tokens): a branch that
-    /// stops inside counts one failure.
+    /// Per-token acceptance of pool n-grams: accepted tokens over accepted tokens and failures (a
+    /// branch that stops inside counts one), with the prior of prompt lookup's one-token matches
+    /// (0.4, weighted as 4 tokens) — pool n-grams are keyed by one token too.
     fn pool_acceptance(&self) -> f32 {
-        (self.pool_accepted + 2.0) / (self.pool_accepted + self.pool_failed + 4.0)
+        (self.pool_accepted + 1.6) / (self.pool_accepted + self.pool_failed + 4.0)
     }
 
     /// Measured speed of configuration `c` relative to plain decoding at the current cost.

@@ -172,10 +172,11 @@ pub struct DraftInput<'a> {
     /// Every token of the context: the prompt, the accepted tokens, and last the pending token
     /// (emitted, not yet in the KV cache).
     pub context: &'a [TokenId],
-    /// Most tokens to propose (the adaptive draft length, bounded by what a pass can take).
+    /// Most tokens to propose as a chain (the adaptive draft length, bounded by what a pass can
+    /// take); longer chains are cut to it.
     pub max: usize,
-    /// Most tokens a pass can take here (context and batch limits): drafters that size their
-    /// pass from `cost` themselves (lookahead) may propose up to this many instead of `max`.
+    /// Most tokens a pass can take here (context and batch limits): a tree draft, whose drafter
+    /// weighs its rows against their cost itself, may hold up to this many.
     pub room: usize,
     /// What verifying `b` tokens costs on this machine now (to weigh a longer draft against its
     /// chance of being accepted).
