@@ -46,6 +46,16 @@ fn smollm2_lookup_is_plain_over_the_suite() {
 }
 
 #[test]
+fn gemma3_lookup_lookahead_and_auto_are_plain_over_the_grounded_prompts() {
+    check(
+        "gemma3-270m",
+        &[PromptKind::Grounded],
+        24,
+        &[Strategy::Lookup, Strategy::Lookahead, Strategy::Auto],
+    );
+}
+
+#[test]
 fn smollm2_lookahead_and_tree_auto_are_plain_over_the_suite() {
     check(
         "smollm2-135m",
