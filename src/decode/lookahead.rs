@@ -234,9 +234,9 @@ impl LookaheadDrafter {
     /// unless a window is strictly faster).
     fn best(&self, cost: &CostModel, room: usize) -> usize {
         let mut best = (0, self.score(0, cost));
-        for c in 1..CONFIGS.len() {
+        for (c, cfg) in CONFIGS.iter().enumerate().skip(1) {
             let s = self.score(c, cost);
-            if CONFIGS[c].max_batch() <= room + 1 && s > best.1 {
+            if cfg.max_batch() <= room + 1 && s > best.1 {
                 best = (c, s);
             }
         }
