@@ -101,7 +101,7 @@ impl KernelPool {
         scratch: &mut [S],
         f: impl Fn(usize, &mut [T], &mut [S]) -> Result<()> + Sync,
     ) -> Result<()> {
-        if chunk == 0 || out.len() % chunk != 0 {
+        if chunk == 0 || !out.len().is_multiple_of(chunk) {
             return Err(Error::invalid(format!("{} elements do not split into tasks of {chunk}", out.len())));
         }
         if scratch.len() < self.threads {

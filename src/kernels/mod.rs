@@ -2,11 +2,13 @@
 //! pass, with the instruction set chosen once at run time.
 //!
 //! Every kernel exists as a scalar reference (`scalar.rs`) and, where it pays, as AVX2+FMA+F16C
-//! (x86-64) and NEON (aarch64, with a `dotprod` variant) versions with the same signatures. A
+//! (x86-64, with an AVX-512 VNNI variant of the quantized row kernels) and NEON (aarch64, with a
+//! `dotprod` variant) versions with the same signatures. A
 //! [`Kernels`] table holds one function pointer per weight type and operation; [`Kernels::get`]
 //! detects the CPU on first use and caches the best table (a release binary runs on any CPU of its
 //! architecture; nothing depends on `target-cpu=native`). `EDGESPEC_KERNELS=scalar` forces the
-//! scalar table (`avx2`, `neon`, `neon-dotprod` request a specific one when the CPU has it).
+//! scalar table (`avx2`, `avx512-vnni`, `neon`, `neon-dotprod` request a specific one when the
+//! CPU has it).
 //!
 //! All tables compute bitwise-identical results: the integer parts of the dot products are exact,
 //! and the float accumulation order is fixed by [`crate::quant::dot`]. Column `j` of a batched
@@ -65,6 +67,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 AVX2 with AVX-512 VNNI dot products (256-bit forms; AVX512F + VL + VNNI).
+    Avx512Vnni,
     /// aarch64 NEON (baseline on every aarch64 CPU).
     Neon,
     /// aarch64 NEON with the `dotprod` extension (SDOT).
@@ -77,6 +81,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
         }
@@ -216,7 +221,7 @@ impl Kernels {
         qsum: &mut [i32],
     ) {
         let nb = x.len() / QK;
-        if x.len() % QK == 0 && qs.len() == x.len() && d.len() >= nb && s.len() >= nb && qsum.len() >= nb {
+        if x.len().is_multiple_of(QK) && qs.len() == x.len() && d.len() >= nb && s.len() >= nb && qsum.len() >= nb {
             // SAFETY: the shapes are checked just above; the table is only handed out on CPUs
             // with its features.
             unsafe { (self.quantize_q8)(x, qs, d, s, qsum) }
@@ -225,7 +230,7 @@ impl Kernels {
 
     pub(crate) fn quantize_q8k(&self, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
         let nb = x.len() / QK_K;
-        if x.len() % QK_K == 0 && qs.len() == x.len() && d.len() >= nb && bsums.len() >= 16 * nb {
+        if x.len().is_multiple_of(QK_K) && qs.len() == x.len() && d.len() >= nb && bsums.len() >= 16 * nb {
             // SAFETY: shapes checked above; CPU features guaranteed by construction of the table.
             unsafe { (self.quantize_q8k)(x, qs, d, bsums) }
         }

@@ -47,7 +47,7 @@ pub(crate) fn attend(
     scores: &mut [f32],
 ) -> Result<()> {
     let (nh, hd, hdv) = (p.n_heads, p.head_dim, p.head_dim_v);
-    if p.n_kv_heads == 0 || nh % p.n_kv_heads != 0 || q.len() % (nh * hd) != 0 {
+    if p.n_kv_heads == 0 || nh % p.n_kv_heads != 0 || !q.len().is_multiple_of(nh * hd) {
         return Err(Error::internal("attention shapes do not agree"));
     }
     let b = q.len() / (nh * hd);
