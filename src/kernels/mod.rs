@@ -138,6 +138,10 @@ pub struct Kernels {
     pub(crate) dot_f16_f32: unsafe fn(a: &[f16], x: &[f32]) -> f32,
     /// `y += alpha·x` (equal lengths).
     pub(crate) axpy_f16: unsafe fn(alpha: f32, x: &[f16], y: &mut [f32]),
+    /// `out[i] = dot_f16_f32(rows[i·n..][..n], x)` for every row (`n = x.len()`).
+    pub(crate) dot_f16_rows: unsafe fn(rows: &[f16], x: &[f32], out: &mut [f32]),
+    /// `axpy_f16(w[i], rows[i·n..][..n], y)` for every row in order (`n = y.len()`).
+    pub(crate) axpy_f16_rows: unsafe fn(w: &[f32], rows: &[f16], y: &mut [f32]),
     /// f32 → f16 (equal lengths).
     pub(crate) f32_to_f16: unsafe fn(src: &[f32], dst: &mut [f16]),
     /// f16 → f32 (equal lengths).
@@ -163,6 +167,8 @@ static SCALAR: Kernels = Kernels {
     quantize_q8k: scalar::quantize_q8k,
     dot_f16_f32: scalar::dot_f16_f32,
     axpy_f16: scalar::axpy_f16,
+    dot_f16_rows: scalar::dot_f16_rows,
+    axpy_f16_rows: scalar::axpy_f16_rows,
     f32_to_f16: scalar::f32_to_f16,
     f16_to_f32: scalar::f16_to_f32_row,
 };
@@ -221,7 +227,12 @@ impl Kernels {
         qsum: &mut [i32],
     ) {
         let nb = x.len() / QK;
-        if x.len().is_multiple_of(QK) && qs.len() == x.len() && d.len() >= nb && s.len() >= nb && qsum.len() >= nb {
+        if x.len().is_multiple_of(QK)
+            && qs.len() == x.len()
+            && d.len() >= nb
+            && s.len() >= nb
+            && qsum.len() >= nb
+        {
             // SAFETY: the shapes are checked just above; the table is only handed out on CPUs
             // with its features.
             unsafe { (self.quantize_q8)(x, qs, d, s, qsum) }
@@ -325,6 +336,39 @@ impl Kernels {
         }
         // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
         unsafe { (self.axpy_f16)(alpha, x, y) };
+        Ok(())
+    }
+
+    /// [`Kernels::dot_f16_f32`] of `x` with each of the `out.len()` rows of `rows` (an f16
+    /// matrix of `x.len()` columns, e.g. a head's cached keys): attention scores in one call,
+    /// each bitwise equal to the one-row dot.
+    pub fn dot_f16_rows(&self, rows: &[f16], x: &[f32], out: &mut [f32]) -> Result<()> {
+        if x.is_empty() || rows.len() != x.len() * out.len() {
+            return Err(Error::invalid(format!(
+                "{} f16 values are not {} rows of {}",
+                rows.len(),
+                out.len(),
+                x.len()
+            )));
+        }
+        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.dot_f16_rows)(rows, x, out) };
+        Ok(())
+    }
+
+    /// `y += Σ_i w[i]·rows[i]` over the `w.len()` rows of `rows` (an f16 matrix of `y.len()`
+    /// columns, e.g. a head's cached values), bitwise equal to [`Kernels::axpy_f16`] row after row.
+    pub fn axpy_f16_rows(&self, w: &[f32], rows: &[f16], y: &mut [f32]) -> Result<()> {
+        if y.is_empty() || rows.len() != y.len() * w.len() {
+            return Err(Error::invalid(format!(
+                "{} f16 values are not {} rows of {}",
+                rows.len(),
+                w.len(),
+                y.len()
+            )));
+        }
+        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.axpy_f16_rows)(w, rows, y) };
         Ok(())
     }
 

@@ -30,6 +30,8 @@ static AVX2: Kernels = Kernels {
     quantize_q8k: avx2_ops::quantize_q8k,
     dot_f16_f32: avx2_ops::dot_f16_f32,
     axpy_f16: avx2_ops::axpy_f16,
+    dot_f16_rows: avx2_ops::dot_f16_rows,
+    axpy_f16_rows: avx2_ops::axpy_f16_rows,
     f32_to_f16: avx2_ops::f32_to_f16,
     f16_to_f32: avx2_ops::f16_to_f32,
 };

@@ -191,6 +191,11 @@ unsafe fn group8x2<L: VnniLegacy>(
 #[inline]
 unsafe fn rows_legacy2<L: VnniLegacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let b = acts.b;
+    if b == 1 {
+        // One column: a load per 32 weights is no limit, and one row at a time keeps the
+        // decoded group in fewer registers.
+        return rows_legacy::<L, VnniDot>(w, nb, acts, out);
+    }
     let whole = nb / 8 * 8;
     let pairs = w.len() / nb / 2;
     let (paired, rest) = w.split_at(pairs * 2 * nb);
