@@ -3,14 +3,15 @@
 //! a bushy token tree with logits for every row (tree verification, lookahead), at a given
 //! context position. Speculative decoding pays only while these ratios stay near 1.
 //!
-//! `cargo bench --bench forward_cost -- [--model NAME|PATH] [--threads N] [--pos P] [--runs R]`
+//! `cargo bench --bench forward_cost -- [--model NAME|PATH] [--threads N] [--pos P] [--runs R]
+//! [--kernels avx2,avx512-vnni]` (several tables: timed in interleaved runs, side by side)
 //! Each cell is the fastest of `--runs` timings (the better estimate on a shared machine) and,
 //! beside it, the median.
 
 use std::time::Instant;
 
-use edgespec::kernels::KernelPool;
-use edgespec::model::{ForwardPlan, LogitRows, Model, TokenTree, Workspace};
+use edgespec::kernels::{KernelPool, Kernels};
+use edgespec::model::{ForwardPlan, KvCache, LogitRows, Model, TokenTree, Workspace};
 
 fn main() -> edgespec::Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -19,46 +20,73 @@ fn main() -> edgespec::Result<()> {
     let threads: Option<usize> = arg("--threads").and_then(|v| v.parse().ok());
     let pos: usize = arg("--pos").and_then(|v| v.parse().ok()).unwrap_or(128);
     let runs: usize = arg("--runs").and_then(|v| v.parse().ok()).unwrap_or(9);
+    let tables: Vec<&'static Kernels> = match arg("--kernels") {
+        Some(list) => list.split(',').map(|k| Kernels::by_name(k.trim())).collect::<edgespec::Result<_>>()?,
+        None => vec![Kernels::get()],
+    };
 
     let model = Model::load(edgespec::catalog::resolve_model(&model_name)?)?;
     let ctx = pos + 64;
-    let pool = KernelPool::new(threads)?;
-    let nthreads = pool.threads();
-    let mut ws = Workspace::new(&model, pool, ctx)?;
-    let mut cache = model.new_cache(ctx, Default::default())?;
     let tokens: Vec<u32> = (0..ctx as u32).map(|i| 100 + (i * 37) % 1000).collect();
-    if pos > 0 {
-        model.prefill(&mut ws, &mut cache, &tokens[..pos], 0, 16)?;
-    }
-    println!("{model_name}, {nthreads} threads, position {pos}, {runs} runs (min / median ms)");
-    println!(
-        "| b | all rows: min | median | rel | last row: min | median | rel | tree: min | median | rel |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut base = [0f64; 3];
-    for b in [1usize, 2, 3, 4, 6, 8, 12, 16] {
-        let mut cells = Vec::new();
-        // A tree of b rows: each row under the row two before it (two interleaved chains).
-        let tree = TokenTree::from_parents((0..b).map(|i| i.checked_sub(2)))?;
-        let plans = [
-            ForwardPlan::at(pos).logits(LogitRows::All),
-            ForwardPlan::at(pos).logits(LogitRows::Last),
-            ForwardPlan::at(pos).logits(LogitRows::All).tree(tree),
-        ];
-        for (k, plan) in plans.iter().enumerate() {
-            let mut t = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let t0 = Instant::now();
-                model.forward(&mut ws, &mut cache, &tokens[pos..pos + b], plan)?;
-                t.push(t0.elapsed().as_secs_f64() * 1e3);
-            }
-            t.sort_by(f64::total_cmp);
-            if b == 1 {
-                base[k] = t[0];
-            }
-            cells.push(format!("{:.2} | {:.2} | {:.2}", t[0], t[t.len() / 2], t[0] / base[k]));
+    // One workspace and cache per table, each prefilled to `pos`.
+    let mut states: Vec<(Workspace, KvCache)> = Vec::new();
+    for k in &tables {
+        let mut ws = Workspace::new(&model, KernelPool::with_kernels(threads, k)?, ctx)?;
+        let mut cache = model.new_cache(ctx, Default::default())?;
+        if pos > 0 {
+            model.prefill(&mut ws, &mut cache, &tokens[..pos], 0, 16)?;
         }
-        println!("| {b} | {} | {} | {} |", cells[0], cells[1], cells[2]);
+        states.push((ws, cache));
+    }
+    let nthreads = states.first().map_or(0, |(ws, _)| ws.pool().threads());
+    let names: Vec<&str> = tables.iter().map(|k| k.name()).collect();
+    println!("{model_name}, {nthreads} threads, position {pos}, {runs} interleaved runs (min / median ms)");
+    for (label, rows, tree) in [
+        ("logits for all rows (verify)", LogitRows::All, false),
+        ("last row only (prefill)", LogitRows::Last, false),
+        ("a token tree, logits for all rows (each row under the row two before it)", LogitRows::All, true),
+    ] {
+        println!("\n{label}:");
+        let mut header = String::from("| b |");
+        let mut rule = String::from("|---:|");
+        for name in &names {
+            header += &format!(" {name} min | median | rel |");
+            rule += "---:|---:|---:|";
+        }
+        if tables.len() > 1 {
+            header += &format!(" {} / {} |", names[names.len() - 1], names[0]);
+            rule += "---:|";
+        }
+        println!("{header}\n{rule}");
+        let mut base = vec![0f64; tables.len()];
+        for b in [1usize, 2, 3, 4, 6, 8, 12, 16] {
+            let mut plan = ForwardPlan::at(pos).logits(rows);
+            if tree {
+                plan = plan.tree(TokenTree::from_parents((0..b).map(|i| i.checked_sub(2)))?);
+            }
+            let mut t = vec![Vec::with_capacity(runs); tables.len()];
+            for _ in 0..runs {
+                for ((ws, cache), t) in states.iter_mut().zip(&mut t) {
+                    let t0 = Instant::now();
+                    model.forward(ws, cache, &tokens[pos..pos + b], &plan)?;
+                    t.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let mut line = format!("| {b} |");
+            let mut mins = Vec::new();
+            for (k, t) in t.iter_mut().enumerate() {
+                t.sort_by(f64::total_cmp);
+                if b == 1 {
+                    base[k] = t[0];
+                }
+                line += &format!(" {:.2} | {:.2} | {:.2} |", t[0], t[t.len() / 2], t[0] / base[k]);
+                mins.push(t[0]);
+            }
+            if tables.len() > 1 {
+                line += &format!(" {:.2} |", mins[mins.len() - 1] / mins[0]);
+            }
+            println!("{line}");
+        }
     }
     Ok(())
 }

@@ -216,7 +216,7 @@ impl QuantizedActs {
             return Err(Error::invalid(format!("{} activations given for {b} columns of {n}", x.len())));
         }
         for kind in kinds {
-            if n % kind.block_size() != 0 {
+            if !n.is_multiple_of(kind.block_size()) {
                 return Err(Error::invalid(format!(
                     "{kind:?} activations need a multiple of {} values, got {n}",
                     kind.block_size()

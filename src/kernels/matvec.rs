@@ -101,7 +101,7 @@ impl KernelPool {
         scratch: &mut [S],
         f: impl Fn(usize, &mut [T], &mut [S]) -> Result<()> + Sync,
     ) -> Result<()> {
-        if chunk == 0 || out.len() % chunk != 0 {
+        if chunk == 0 || !out.len().is_multiple_of(chunk) {
             return Err(Error::invalid(format!("{} elements do not split into tasks of {chunk}", out.len())));
         }
         if scratch.len() < self.threads {
@@ -173,13 +173,15 @@ pub fn matvec(pool: &KernelPool, w: &WeightMatrix<'_>, acts: &QuantizedActs, out
             let t1 = (t0 + TILE_ROWS).min(r1);
             let tile = &mut tile[..(t1 - t0) * b];
             kernels.dot_rows_checked(w, t0..t1, &view, tile)?;
-            for (r, vals) in tile.chunks_exact(b).enumerate() {
-                for (j, &v) in vals.iter().enumerate() {
+            // Column by column: each column's slice of the tile is one contiguous run of `out`
+            // (row by row, every store would land `rows` floats from the previous one).
+            for j in 0..b {
+                for (r, vals) in tile.chunks_exact(b).enumerate() {
                     // SAFETY: `j < b` and `t0 + r < rows`, so the index is inside `out`
                     // (`rows·b` long, checked above); row ranges given to `run` are disjoint, so
                     // no two calls write the same element, and `out` is exclusively borrowed by
                     // this function until every call has returned.
-                    unsafe { *ptr.at(j * rows + t0 + r) = v };
+                    unsafe { *ptr.at(j * rows + t0 + r) = *vals.get_unchecked(j) };
                 }
             }
             t0 = t1;

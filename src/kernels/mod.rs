@@ -2,11 +2,13 @@
 //! pass, with the instruction set chosen once at run time.
 //!
 //! Every kernel exists as a scalar reference (`scalar.rs`) and, where it pays, as AVX2+FMA+F16C
-//! (x86-64) and NEON (aarch64, with a `dotprod` variant) versions with the same signatures. A
+//! (x86-64, with an AVX-512 VNNI variant of the quantized row kernels) and NEON (aarch64, with a
+//! `dotprod` variant) versions with the same signatures. A
 //! [`Kernels`] table holds one function pointer per weight type and operation; [`Kernels::get`]
 //! detects the CPU on first use and caches the best table (a release binary runs on any CPU of its
 //! architecture; nothing depends on `target-cpu=native`). `EDGESPEC_KERNELS=scalar` forces the
-//! scalar table (`avx2`, `neon`, `neon-dotprod` request a specific one when the CPU has it).
+//! scalar table (`avx2`, `avx512-vnni`, `neon`, `neon-dotprod` request a specific one when the
+//! CPU has it).
 //!
 //! All tables compute bitwise-identical results: the integer parts of the dot products are exact,
 //! and the float accumulation order is fixed by [`crate::quant::dot`]. Column `j` of a batched
@@ -65,6 +67,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// x86-64 AVX2 with AVX-512 VNNI dot products (256-bit forms; AVX512F + VL + VNNI).
+    Avx512Vnni,
     /// aarch64 NEON (baseline on every aarch64 CPU).
     Neon,
     /// aarch64 NEON with the `dotprod` extension (SDOT).
@@ -77,6 +81,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
         }
@@ -133,6 +138,10 @@ pub struct Kernels {
     pub(crate) dot_f16_f32: unsafe fn(a: &[f16], x: &[f32]) -> f32,
     /// `y += alpha·x` (equal lengths).
     pub(crate) axpy_f16: unsafe fn(alpha: f32, x: &[f16], y: &mut [f32]),
+    /// `out[i] = dot_f16_f32(rows[i·n..][..n], x)` for every row (`n = x.len()`).
+    pub(crate) dot_f16_rows: unsafe fn(rows: &[f16], x: &[f32], out: &mut [f32]),
+    /// `axpy_f16(w[i], rows[i·n..][..n], y)` for every row in order (`n = y.len()`).
+    pub(crate) axpy_f16_rows: unsafe fn(w: &[f32], rows: &[f16], y: &mut [f32]),
     /// f32 → f16 (equal lengths).
     pub(crate) f32_to_f16: unsafe fn(src: &[f32], dst: &mut [f16]),
     /// f16 → f32 (equal lengths).
@@ -158,6 +167,8 @@ static SCALAR: Kernels = Kernels {
     quantize_q8k: scalar::quantize_q8k,
     dot_f16_f32: scalar::dot_f16_f32,
     axpy_f16: scalar::axpy_f16,
+    dot_f16_rows: scalar::dot_f16_rows,
+    axpy_f16_rows: scalar::axpy_f16_rows,
     f32_to_f16: scalar::f32_to_f16,
     f16_to_f32: scalar::f16_to_f32_row,
 };
@@ -216,7 +227,12 @@ impl Kernels {
         qsum: &mut [i32],
     ) {
         let nb = x.len() / QK;
-        if x.len() % QK == 0 && qs.len() == x.len() && d.len() >= nb && s.len() >= nb && qsum.len() >= nb {
+        if x.len().is_multiple_of(QK)
+            && qs.len() == x.len()
+            && d.len() >= nb
+            && s.len() >= nb
+            && qsum.len() >= nb
+        {
             // SAFETY: the shapes are checked just above; the table is only handed out on CPUs
             // with its features.
             unsafe { (self.quantize_q8)(x, qs, d, s, qsum) }
@@ -225,7 +241,7 @@ impl Kernels {
 
     pub(crate) fn quantize_q8k(&self, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
         let nb = x.len() / QK_K;
-        if x.len() % QK_K == 0 && qs.len() == x.len() && d.len() >= nb && bsums.len() >= 16 * nb {
+        if x.len().is_multiple_of(QK_K) && qs.len() == x.len() && d.len() >= nb && bsums.len() >= 16 * nb {
             // SAFETY: shapes checked above; CPU features guaranteed by construction of the table.
             unsafe { (self.quantize_q8k)(x, qs, d, bsums) }
         }
@@ -320,6 +336,39 @@ impl Kernels {
         }
         // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
         unsafe { (self.axpy_f16)(alpha, x, y) };
+        Ok(())
+    }
+
+    /// [`Kernels::dot_f16_f32`] of `x` with each of the `out.len()` rows of `rows` (an f16
+    /// matrix of `x.len()` columns, e.g. a head's cached keys): attention scores in one call,
+    /// each bitwise equal to the one-row dot.
+    pub fn dot_f16_rows(&self, rows: &[f16], x: &[f32], out: &mut [f32]) -> Result<()> {
+        if x.is_empty() || rows.len() != x.len() * out.len() {
+            return Err(Error::invalid(format!(
+                "{} f16 values are not {} rows of {}",
+                rows.len(),
+                out.len(),
+                x.len()
+            )));
+        }
+        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.dot_f16_rows)(rows, x, out) };
+        Ok(())
+    }
+
+    /// `y += Σ_i w[i]·rows[i]` over the `w.len()` rows of `rows` (an f16 matrix of `y.len()`
+    /// columns, e.g. a head's cached values), bitwise equal to [`Kernels::axpy_f16`] row after row.
+    pub fn axpy_f16_rows(&self, w: &[f32], rows: &[f16], y: &mut [f32]) -> Result<()> {
+        if y.is_empty() || rows.len() != y.len() * w.len() {
+            return Err(Error::invalid(format!(
+                "{} f16 values are not {} rows of {}",
+                rows.len(),
+                w.len(),
+                y.len()
+            )));
+        }
+        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.axpy_f16_rows)(w, rows, y) };
         Ok(())
     }
 

@@ -54,7 +54,7 @@ pub fn rope_angles(
     cos: &mut [f32],
     sin: &mut [f32],
 ) -> Result<()> {
-    if n_rot % 2 != 0 || cos.len() != n_rot / 2 || sin.len() != n_rot / 2 {
+    if !n_rot.is_multiple_of(2) || cos.len() != n_rot / 2 || sin.len() != n_rot / 2 {
         return Err(Error::invalid(format!(
             "rope: {n_rot} rotated dims need {} cos/sin slots, got {}/{}",
             n_rot / 2,
@@ -78,7 +78,7 @@ pub fn rope_angles(
 pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) -> Result<()> {
     let half = cos.len();
     let n_rot = 2 * half;
-    if head_dim == 0 || x.len() % head_dim != 0 || n_rot > head_dim || sin.len() != half {
+    if head_dim == 0 || !x.len().is_multiple_of(head_dim) || n_rot > head_dim || sin.len() != half {
         return Err(Error::invalid(format!(
             "rope: {} values, head dim {head_dim}, {n_rot} rotated dims",
             x.len()

@@ -121,6 +121,21 @@ pub(crate) fn axpy_f16(alpha: f32, x: &[f16], y: &mut [f32]) {
     }
 }
 
+/// [`dot_f16_f32`] of `x` with each row of `rows`.
+pub(crate) fn dot_f16_rows(rows: &[f16], x: &[f32], out: &mut [f32]) {
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(x.len().max(1))) {
+        *o = dot_f16_f32(r, x);
+    }
+}
+
+/// [`axpy_f16`] of each row of `rows`, in order.
+pub(crate) fn axpy_f16_rows(w: &[f32], rows: &[f16], y: &mut [f32]) {
+    let n = y.len().max(1);
+    for (&w, r) in w.iter().zip(rows.chunks_exact(n)) {
+        axpy_f16(w, r, y);
+    }
+}
+
 /// f32 → f16, rounding to nearest even.
 pub(crate) fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
     for (d, s) in dst.iter_mut().zip(src) {

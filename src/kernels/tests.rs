@@ -146,3 +146,38 @@ fn interleaved_q8_layout_transposes_whole_groups_and_pairs_the_tail() {
         }
     }
 }
+
+#[test]
+fn attention_row_kernels_equal_one_row_at_a_time_bitwise() {
+    use half::f16;
+    let mut state = 11u32;
+    let mut next = move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+    };
+    for k in Kernels::available() {
+        for n in [1usize, 3, 8, 64, 72, 130, 256] {
+            for m in [0usize, 1, 3, 4, 5, 9, 17] {
+                let rows: Vec<f16> = (0..m * n).map(|_| f16::from_f32(next())).collect();
+                let x: Vec<f32> = (0..n).map(|_| next()).collect();
+                let w: Vec<f32> = (0..m).map(|_| next()).collect();
+                let mut got = vec![0f32; m];
+                k.dot_f16_rows(&rows, &x, &mut got).unwrap();
+                let want: Vec<f32> =
+                    (0..m).map(|i| k.dot_f16_f32(&rows[i * n..(i + 1) * n], &x).unwrap()).collect();
+                assert_eq!(bits(&got), bits(&want), "{} dot n={n} m={m}", k.name());
+                let y0: Vec<f32> = (0..n).map(|_| next()).collect();
+                let mut got = y0.clone();
+                k.axpy_f16_rows(&w, &rows, &mut got).unwrap();
+                let mut want = y0;
+                for i in 0..m {
+                    k.axpy_f16(w[i], &rows[i * n..(i + 1) * n], &mut want).unwrap();
+                }
+                assert_eq!(bits(&got), bits(&want), "{} axpy n={n} m={m}", k.name());
+            }
+        }
+        let mut out = [0f32; 2];
+        assert!(k.dot_f16_rows(&[f16::ZERO; 5], &[0.0; 2], &mut out).is_err());
+        assert!(k.axpy_f16_rows(&[1.0; 2], &[f16::ZERO; 5], &mut out).is_err());
+    }
+}

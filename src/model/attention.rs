@@ -53,7 +53,7 @@ pub(crate) fn attend(
     scores: &mut [f32],
 ) -> Result<()> {
     let (nh, hd, hdv) = (p.n_heads, p.head_dim, p.head_dim_v);
-    if p.n_kv_heads == 0 || nh % p.n_kv_heads != 0 || q.len() % (nh * hd) != 0 {
+    if p.n_kv_heads == 0 || nh % p.n_kv_heads != 0 || !q.len().is_multiple_of(nh * hd) {
         return Err(Error::internal("attention shapes do not agree"));
     }
     let b = q.len() / (nh * hd);
@@ -84,24 +84,28 @@ pub(crate) fn attend(
         // The span comes in position order as up to two pieces (a sliding-window ring wraps):
         // scores and the value sum visit the same positions in the same order either way.
         // (The cache's rows drive each `zip`, so no score or weight is skipped between pieces.)
-        let mut scores = s.iter_mut();
+        let mut done = 0;
         for span in spans {
             for part in cache.keys(p.layer, kv_head, span.clone())? {
                 match part {
                     KvRows::F16(k) => {
-                        for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
-                            *sv = kernels.dot_f16_f32(kr, qh)?;
-                        }
+                        let m = k.len() / hd;
+                        let out =
+                            s.get_mut(done..done + m).ok_or_else(|| Error::internal("too many keys"))?;
+                        kernels.dot_f16_rows(k, qh, out)?;
+                        done += m;
                     }
                     KvRows::F32(k) => {
-                        for (kr, sv) in k.chunks_exact(hd).zip(scores.by_ref()) {
-                            *sv = crate::quant::dot::dot_f32(kr, qh);
+                        for kr in k.chunks_exact(hd) {
+                            *s.get_mut(done).ok_or_else(|| Error::internal("too many keys"))? =
+                                crate::quant::dot::dot_f32(kr, qh);
+                            done += 1;
                         }
                     }
                 }
             }
         }
-        if scores.next().is_some() {
+        if done != s.len() {
             return Err(Error::internal("the KV cache returned too few keys"));
         }
         match p.softcap {
@@ -110,18 +114,21 @@ pub(crate) fn attend(
         }
         ops::softmax(s);
         o.fill(0.0);
-        let mut weights = s.iter();
+        let mut done = 0;
         for span in spans {
             for part in cache.values(p.layer, kv_head, span.clone())? {
                 match part {
                     KvRows::F16(v) => {
-                        for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
-                            kernels.axpy_f16(w, vr, o)?;
-                        }
+                        let m = v.len() / hdv;
+                        let w = s.get(done..done + m).ok_or_else(|| Error::internal("too many values"))?;
+                        kernels.axpy_f16_rows(w, v, o)?;
+                        done += m;
                     }
                     KvRows::F32(v) => {
-                        for (vr, &w) in v.chunks_exact(hdv).zip(weights.by_ref()) {
+                        for vr in v.chunks_exact(hdv) {
+                            let w = *s.get(done).ok_or_else(|| Error::internal("too many values"))?;
                             o.iter_mut().zip(vr).for_each(|(o, &x)| *o = x.mul_add(w, *o));
+                            done += 1;
                         }
                     }
                 }

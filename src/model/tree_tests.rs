@@ -69,7 +69,7 @@ fn kv_at(cache: &KvCache, n_layers: usize, n_kv: usize, pos: usize) -> Vec<u32> 
 fn random_tree(rng: &mut Rng, n: usize) -> TokenTree {
     TokenTree::from_parents((0..n).map(|i| match i {
         0 => None,
-        _ if rng.next_u64() % 9 == 0 => None,
+        _ if rng.next_u64().is_multiple_of(9) => None,
         _ => Some((rng.next_u64() % i as u64) as usize),
     }))
     .unwrap()
@@ -120,7 +120,7 @@ fn check_tree_against_chains(spec: &SyntheticSpec, layout: KvLayout) {
         // Keep the path to a random row whose root is row 0.
         let leaf = (0..n).rev().find(|&r| {
             tree.path(r, &mut path);
-            path[0] == 0 && rng.next_u64() % 3 != 0
+            path[0] == 0 && !rng.next_u64().is_multiple_of(3)
         });
         let depth = tree.path(leaf.unwrap_or(0), &mut path);
         tree_cache.keep_path(start, &path[..depth]).unwrap();

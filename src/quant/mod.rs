@@ -54,14 +54,14 @@ unsafe impl Block for bf16 {
 /// aligned inside a page-aligned map, so real files always pass).
 pub fn as_blocks<T: Block>(bytes: &[u8]) -> Result<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(Error::format(format!(
             "{} bytes of {} data is not a whole number of {size}-byte blocks",
             bytes.len(),
             T::TYPE
         )));
     }
-    if (bytes.as_ptr() as usize) % std::mem::align_of::<T>() != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::format(format!(
             "{} data at {:p} is not aligned to {} bytes",
             T::TYPE,
@@ -149,7 +149,7 @@ fn quantize_blocks<T: Block, const N: usize>(src: &[f32], f: impl Fn(&[f32; N]) 
 /// Encode `src` as type `ty` (its length must be a whole number of blocks). Supports F32, F16,
 /// BF16, Q4_0, Q4_1, Q8_0, Q8_1, Q4_K, Q6_K and Q8_K.
 pub fn quantize(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>> {
-    if src.len() % ty.block_size() != 0 {
+    if !src.len().is_multiple_of(ty.block_size()) {
         return Err(Error::invalid(format!(
             "{} values are not a multiple of the {ty} block size {}",
             src.len(),

@@ -25,6 +25,8 @@ static NEON: Kernels = Kernels {
     quantize_q8k: neon_ops::quantize_q8k,
     dot_f16_f32: neon_ops::dot_f16_f32,
     axpy_f16: neon_ops::axpy_f16,
+    dot_f16_rows: neon_ops::dot_f16_rows,
+    axpy_f16_rows: neon_ops::axpy_f16_rows,
     f32_to_f16: neon_ops::f32_to_f16,
     f16_to_f32: neon_ops::f16_to_f32,
 };

@@ -303,6 +303,27 @@ pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[f16], y: &mut [f32]) {
     axpy_f16_impl(alpha, x, y)
 }
 
+/// [`dot_f16_f32`] of `x` with each row of `rows`.
+///
+/// # Safety
+/// `rows.len() == x.len() · out.len()`.
+pub(crate) unsafe fn dot_f16_rows(rows: &[f16], x: &[f32], out: &mut [f32]) {
+    for (o, r) in out.iter_mut().zip(rows.chunks_exact(x.len().max(1))) {
+        *o = dot_f16_f32_impl(r, x);
+    }
+}
+
+/// [`axpy_f16`] of each row of `rows`, in order.
+///
+/// # Safety
+/// `rows.len() == y.len() · w.len()`.
+pub(crate) unsafe fn axpy_f16_rows(w: &[f32], rows: &[f16], y: &mut [f32]) {
+    let n = y.len().max(1);
+    for (&w, r) in w.iter().zip(rows.chunks_exact(n)) {
+        axpy_f16_impl(w, r, y);
+    }
+}
+
 /// f32 → f16, round to nearest even.
 ///
 /// # Safety

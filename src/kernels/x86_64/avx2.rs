@@ -56,7 +56,7 @@ const PREFETCH_BYTES: usize = 2048;
 /// hint is simply wasted; prefetches never fault).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
+pub(super) unsafe fn prefetch_ahead<T>(p: *const T, len: usize) {
     let base = p.cast::<i8>().wrapping_add(PREFETCH_BYTES);
     let mut off = 0;
     while off < len {
@@ -103,7 +103,7 @@ unsafe fn bits_to_0x10(bits: u32) -> __m256i {
 // and the pair sums are folded into block lanes with one short horizontal tree per column.
 
 /// A legacy block type: how a group of eight decodes and how it dots with one column.
-trait Legacy: Copy + Default {
+pub(super) trait Legacy: Copy + Default {
     /// Subtracted from every quant (`value = q − OFFSET`), applied as `OFFSET·Σa`.
     const OFFSET: i32;
     /// Whether the block has a minimum (paired with Q8_1's `s`).
@@ -114,14 +114,14 @@ trait Legacy: Copy + Default {
     unsafe fn decode8(blocks: &[Self; 8]) -> Self::Group;
     /// `Σ q·a` of the eight blocks (lane k = block k); `a` points at the group's interleaved
     /// activations (256 bytes).
-    unsafe fn sums8(q: &Self::Group, a: *const i8) -> __m256i;
+    unsafe fn sums8<D: Dot>(q: &Self::Group, a: *const i8) -> __m256i;
     /// Two blocks of a row's last, partial group (the second may be a zero block), decoded.
     type Pair: Copy;
     /// Decode a pair.
     unsafe fn decode2(b0: &Self, b1: &Self) -> Self::Pair;
     /// `Σ q·a` of a pair: i32 lanes 0..4 add up to block 0's, lanes 4..8 to block 1's; `a`
     /// points at the pair's 64 activation bytes (see `interleave_q8`).
-    unsafe fn sums2(q: &Self::Pair, a: *const i8) -> __m256i;
+    unsafe fn sums2<D: Dot>(q: &Self::Pair, a: *const i8) -> __m256i;
     /// Scale bits.
     fn d(&self) -> u16;
     /// Minimum bits (0 when there is none).
@@ -217,6 +217,82 @@ unsafe fn sums_wide(q: &[__m256i; 8], a: *const i8) -> __m256i {
     _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones))
 }
 
+/// The integer multiply-accumulate a kernel table uses. Every method returns the same exact
+/// integers whatever the implementation: AVX2's `maddubs` + `madd` ([`Avx2Dot`]), or AVX-512
+/// VNNI's `vpdpbusd` / `vpdpwssd`, which multiply, add neighbours and accumulate in one
+/// instruction (`super::vnni`). The decoding, layouts and float arithmetic around them are shared.
+pub(super) trait Dot {
+    /// [`sums_narrow`]: unsigned quants ≤ 15, eight registers, lane k = block k.
+    unsafe fn sums_narrow(q: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// [`sums_wide`]: unsigned quants ≤ 31.
+    unsafe fn sums_wide(q: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// [`sums_pair`]: a pair of blocks of unsigned quants ≤ 31.
+    unsafe fn sums_pair(q: &[__m256i; 2], a: *const i8) -> __m256i;
+    /// Signed quants given as (|q|, q): `Σ |q|·(a·sign q)` of eight registers, lane k = block k.
+    unsafe fn sums_signed8(aq: &[__m256i; 8], q: &[__m256i; 8], a: *const i8) -> __m256i;
+    /// As [`Dot::sums_signed8`] for a pair of blocks (i32 lanes 0..4: block 0, 4..8: block 1).
+    unsafe fn sums_signed2(aq: &[__m256i; 2], q: &[__m256i; 2], a: *const i8) -> __m256i;
+    /// `acc + madd(maddubs(q, a[0..32]), sc)`: a K-quant chunk of unsigned quants ≤ 63 times its
+    /// i16 group scales, in i32 lanes of four elements.
+    unsafe fn scaled_chunk(acc: __m256i, q: __m256i, a: *const i8, sc: __m256i) -> __m256i;
+}
+
+/// AVX2 `maddubs` + `madd`.
+pub(super) struct Avx2Dot;
+
+/// `Σ |q|·(a·sign q)` of one register in i32 lanes (exact: |q| ≤ 128, |a| ≤ 127).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn signed4(aq: __m256i, q: __m256i, a: *const i8) -> __m256i {
+    let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.cast()), q);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(aq, ar), _mm256_set1_epi16(1))
+}
+
+/// [`Dot::sums_signed8`] with `maddubs`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn signed8(aq: &[__m256i; 8], q: &[__m256i; 8], a: *const i8) -> __m256i {
+    let p = |r: usize| signed4(aq[r], q[r], a.add(32 * r));
+    let s0 = _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3)));
+    let s1 = _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7)));
+    _mm256_add_epi32(s0, s1)
+}
+
+impl Dot for Avx2Dot {
+    #[inline(always)]
+    unsafe fn sums_narrow(q: &[__m256i; 8], a: *const i8) -> __m256i {
+        sums_narrow(q, a)
+    }
+    #[inline(always)]
+    unsafe fn sums_wide(q: &[__m256i; 8], a: *const i8) -> __m256i {
+        sums_wide(q, a)
+    }
+    #[inline(always)]
+    unsafe fn sums_pair(q: &[__m256i; 2], a: *const i8) -> __m256i {
+        sums_pair(q, a)
+    }
+    #[inline(always)]
+    unsafe fn sums_signed8(aq: &[__m256i; 8], q: &[__m256i; 8], a: *const i8) -> __m256i {
+        signed8(aq, q, a)
+    }
+    #[inline(always)]
+    unsafe fn sums_signed2(aq: &[__m256i; 2], q: &[__m256i; 2], a: *const i8) -> __m256i {
+        _mm256_add_epi32(signed4(aq[0], q[0], a), signed4(aq[1], q[1], a.add(32)))
+    }
+    #[inline(always)]
+    unsafe fn scaled_chunk(acc: __m256i, q: __m256i, a: *const i8, sc: __m256i) -> __m256i {
+        scaled_chunk(acc, q, a, sc)
+    }
+}
+
+/// See [`Dot::scaled_chunk`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn scaled_chunk(acc: __m256i, q: __m256i, a: *const i8, sc: __m256i) -> __m256i {
+    let p = _mm256_maddubs_epi16(q, _mm256_loadu_si256(a.cast()));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc))
+}
+
 macro_rules! legacy_nibbles {
     ($t:ty, $offset:expr, $min:expr, |$b:ident| $m:expr) => {
         impl Legacy for $t {
@@ -228,8 +304,8 @@ macro_rules! legacy_nibbles {
                 nibbles8(std::array::from_fn(|k| blocks[k].qs.as_ptr()))
             }
             #[inline(always)]
-            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-                sums_narrow(q, a)
+            unsafe fn sums8<D: Dot>(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                D::sums_narrow(q, a)
             }
             type Pair = [__m256i; 2];
             #[inline(always)]
@@ -239,8 +315,8 @@ macro_rules! legacy_nibbles {
                 [_mm256_and_si256(raw, m), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m)]
             }
             #[inline(always)]
-            unsafe fn sums2(q: &[__m256i; 2], a: *const i8) -> __m256i {
-                sums_pair(q, a)
+            unsafe fn sums2<D: Dot>(q: &[__m256i; 2], a: *const i8) -> __m256i {
+                D::sums_pair(q, a)
             }
             #[inline(always)]
             fn d(&self) -> u16 {
@@ -270,11 +346,15 @@ macro_rules! legacy_five_bit {
             unsafe fn decode8(blocks: &[Self; 8]) -> [__m256i; 8] {
                 let low = nibbles8(std::array::from_fn(|k| blocks[k].qs.as_ptr()));
                 let high = high_bits8(&blocks.map(|b| u32::from_le_bytes(b.qh)));
-                std::array::from_fn(|r| _mm256_or_si256(low[r], high[r]))
+                let mut q = low;
+                for (q, h) in q.iter_mut().zip(high) {
+                    *q = _mm256_or_si256(*q, h);
+                }
+                q
             }
             #[inline(always)]
-            unsafe fn sums8(q: &[__m256i; 8], a: *const i8) -> __m256i {
-                sums_wide(q, a)
+            unsafe fn sums8<D: Dot>(q: &[__m256i; 8], a: *const i8) -> __m256i {
+                D::sums_wide(q, a)
             }
             type Pair = [__m256i; 2];
             #[inline(always)]
@@ -284,8 +364,8 @@ macro_rules! legacy_five_bit {
                 [_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31)]
             }
             #[inline(always)]
-            unsafe fn sums2(q: &[__m256i; 2], a: *const i8) -> __m256i {
-                sums_pair(q, a)
+            unsafe fn sums2<D: Dot>(q: &[__m256i; 2], a: *const i8) -> __m256i {
+                D::sums_pair(q, a)
             }
             #[inline(always)]
             fn d(&self) -> u16 {
@@ -319,15 +399,8 @@ impl Legacy for BlockQ8_0 {
         (q.map(|v| _mm256_abs_epi8(v)), q)
     }
     #[inline(always)]
-    unsafe fn sums8((aq, q): &Self::Group, a: *const i8) -> __m256i {
-        let ones = _mm256_set1_epi16(1);
-        let p = |r: usize| {
-            let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.add(32 * r).cast()), q[r]);
-            _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], ar), ones)
-        };
-        let s0 = _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3)));
-        let s1 = _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7)));
-        _mm256_add_epi32(s0, s1)
+    unsafe fn sums8<D: Dot>((aq, q): &Self::Group, a: *const i8) -> __m256i {
+        D::sums_signed8(aq, q, a)
     }
     type Pair = ([__m256i; 2], [__m256i; 2]);
     #[inline(always)]
@@ -340,13 +413,8 @@ impl Legacy for BlockQ8_0 {
         (q.map(|v| _mm256_abs_epi8(v)), q)
     }
     #[inline(always)]
-    unsafe fn sums2((aq, q): &Self::Pair, a: *const i8) -> __m256i {
-        let ones = _mm256_set1_epi16(1);
-        let p = |r: usize| {
-            let ar = _mm256_sign_epi8(_mm256_loadu_si256(a.add(32 * r).cast()), q[r]);
-            _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], ar), ones)
-        };
-        _mm256_add_epi32(p(0), p(1))
+    unsafe fn sums2<D: Dot>((aq, q): &Self::Pair, a: *const i8) -> __m256i {
+        D::sums_signed2(aq, q, a)
     }
     #[inline(always)]
     fn d(&self) -> u16 {
@@ -361,7 +429,7 @@ impl Legacy for BlockQ8_0 {
 /// Apply a group's block sums to column `c`: offset correction, then the reference fmas.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_apply<L: Legacy>(
+pub(super) unsafe fn legacy_apply<L: Legacy>(
     mut isum: __m256i,
     dw: __m256,
     mw: __m256,
@@ -387,7 +455,7 @@ unsafe fn legacy_apply<L: Legacy>(
 /// (`d`, then `m` or the next two bytes), split into the two f16 halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn scales8<L: Legacy>(blocks: &[L; 8]) -> (__m256, __m256) {
+pub(super) unsafe fn scales8<L: Legacy>(blocks: &[L; 8]) -> (__m256, __m256) {
     let size = std::mem::size_of::<L>() as i32;
     let idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(size));
     let v = _mm256_i32gather_epi32::<1>(blocks.as_ptr().cast(), idx);
@@ -403,9 +471,10 @@ unsafe fn scales8<L: Legacy>(blocks: &[L; 8]) -> (__m256, __m256) {
 }
 
 /// One group of eight blocks (starting at block `g` of the row) against every column.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn legacy_group8<L: Legacy>(
+// Always inlined, without features of its own, so that it takes the features (and the
+// `Dot` implementation) of the entry point it is inlined into.
+#[inline(always)]
+unsafe fn legacy_group8<L: Legacy, D: Dot>(
     blocks: &[L; 8],
     g: usize,
     acts: &ActsView<'_>,
@@ -416,7 +485,7 @@ unsafe fn legacy_group8<L: Legacy>(
     let stride = acts.q8_stride * QK;
     let a = acts.q8_t.as_ptr().add(g * QK);
     for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
-        legacy_apply::<L>(L::sums8(&q, a.add(c * stride)), dw, mw, acts, c, g, acc);
+        legacy_apply::<L>(L::sums8::<D>(&q, a.add(c * stride)), dw, mw, acts, c, g, acc);
     }
 }
 
@@ -424,17 +493,22 @@ unsafe fn legacy_group8<L: Legacy>(
 /// block `g`) against every column. The pair sums fold into lane `k` = block `k` (zero beyond
 /// the last block, whose lanes the fmas then leave unchanged, as the reference never touches
 /// them).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn legacy_tail<L: Legacy, const P: usize>(
+// Always inlined, without features of its own, so that it takes the features (and the
+// `Dot` implementation) of the entry point it is inlined into.
+#[inline(always)]
+unsafe fn legacy_tail<L: Legacy, D: Dot, const P: usize>(
     blocks: &[L],
     g: usize,
     acts: &ActsView<'_>,
     acc: &mut [__m256; MAX_COLUMNS],
 ) {
     let zero = L::default();
-    let blk = |k: usize| blocks.get(k).unwrap_or(&zero);
-    let q: [L::Pair; P] = std::array::from_fn(|p| L::decode2(blk(2 * p), blk(2 * p + 1)));
+    // Loops rather than closures here and below: a closure would not share the features of
+    // the entry point this function is inlined into.
+    let mut q = [L::decode2(&zero, &zero); P];
+    for (p, q) in q.iter_mut().enumerate() {
+        *q = L::decode2(blocks.get(2 * p).unwrap_or(&zero), blocks.get(2 * p + 1).unwrap_or(&zero));
+    }
     let (mut dh, mut mh) = ([0u16; 8], [0u16; 8]);
     for (k, b) in blocks.iter().take(8).enumerate() {
         dh[k] = b.d();
@@ -447,22 +521,25 @@ unsafe fn legacy_tail<L: Legacy, const P: usize>(
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
         let a = a.add(c * stride);
-        let x: [__m256i; 4] = std::array::from_fn(|p| {
-            if p < P {
-                L::sums2(&q[p], a.add(2 * QK * p))
-            } else {
-                _mm256_setzero_si256()
-            }
-        });
+        let mut x = [_mm256_setzero_si256(); 4];
+        for (p, q) in q.iter().enumerate() {
+            x[p] = L::sums2::<D>(q, a.add(2 * QK * p));
+        }
         // Per 128-bit half: blocks 0, 2, 4, 6 (low) and 1, 3, 5, 7 (high); then in order.
         let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
         legacy_apply::<L>(_mm256_permutevar8x32_epi32(h, order), dw, mw, acts, c, g, acc);
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+// Always inlined, without features of its own, so that it takes the features (and the
+// `Dot` implementation) of the entry point it is inlined into.
+#[inline(always)]
+pub(super) unsafe fn rows_legacy<L: Legacy, D: Dot>(
+    w: &[L],
+    nb: usize,
+    acts: &ActsView<'_>,
+    out: &mut [f32],
+) {
     let b = acts.b;
     let whole = nb / 8 * 8;
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
@@ -471,19 +548,33 @@ unsafe fn rows_legacy<L: Legacy>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &
         for (gi, group) in groups.chunks_exact(8).enumerate() {
             prefetch_ahead(group.as_ptr(), 8 * std::mem::size_of::<L>());
             if let Ok(blocks) = <&[L; 8]>::try_from(group) {
-                legacy_group8(blocks, 8 * gi, acts, &mut acc);
+                legacy_group8::<L, D>(blocks, 8 * gi, acts, &mut acc);
             }
         }
-        match tail.len().div_ceil(2) {
-            0 => {}
-            1 => legacy_tail::<L, 1>(tail, whole, acts, &mut acc),
-            2 => legacy_tail::<L, 2>(tail, whole, acts, &mut acc),
-            3 => legacy_tail::<L, 3>(tail, whole, acts, &mut acc),
-            _ => legacy_tail::<L, 4>(tail, whole, acts, &mut acc),
-        }
+        legacy_tail_any::<L, D>(tail, whole, acts, &mut acc);
         for (o, a) in out.iter_mut().zip(&acc) {
             *o = hsum(*a);
         }
+    }
+}
+
+/// A row's last, partial group (`tail`: 0..8 blocks starting at block `whole`) against every
+/// column.
+// Always inlined, without features of its own, so that it takes the features (and the
+// `Dot` implementation) of the entry point it is inlined into.
+#[inline(always)]
+pub(super) unsafe fn legacy_tail_any<L: Legacy, D: Dot>(
+    tail: &[L],
+    whole: usize,
+    acts: &ActsView<'_>,
+    acc: &mut [__m256; MAX_COLUMNS],
+) {
+    match tail.len().div_ceil(2) {
+        0 => {}
+        1 => legacy_tail::<L, D, 1>(tail, whole, acts, acc),
+        2 => legacy_tail::<L, D, 2>(tail, whole, acts, acc),
+        3 => legacy_tail::<L, D, 3>(tail, whole, acts, acc),
+        _ => legacy_tail::<L, D, 4>(tail, whole, acts, acc),
     }
 }
 
@@ -495,7 +586,7 @@ macro_rules! legacy_entry {
         /// AVX2, FMA and F16C must be available; the `RowsFn` shape contract must hold.
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[$t], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
-            rows_legacy(w, nb, acts, out)
+            rows_legacy::<$t, Avx2Dot>(w, nb, acts, out)
         }
     };
 }
@@ -512,7 +603,7 @@ legacy_entry!(rows_q8_0, BlockQ8_0);
 /// A super-block decoded for the dot product: quants of 32-chunk `t` in `q[t]`, the i16 group
 /// scales of that chunk in `sc[t]` (lanes 0..8: group 2t, lanes 8..16: group 2t+1), and the 16
 /// correction factors (mins, or scales for offset types).
-struct KDecoded {
+pub(super) struct KDecoded {
     q: [__m256i; 8],
     sc: [__m256i; 8],
     corr: __m256i,
@@ -520,7 +611,7 @@ struct KDecoded {
     dmin: f32,
 }
 
-trait KQuant: Copy {
+pub(super) trait KQuant: Copy {
     /// `Some(log2 offset)` for offset types (Q3_K: 2, Q6_K: 5); `None` for min types.
     const OFFSET_SHIFT: Option<i32>;
     unsafe fn decode(&self) -> KDecoded;
@@ -675,9 +766,10 @@ impl KQuant for BlockQ6_K {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn rows_k<K: KQuant>(w: &[K], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+// Always inlined, without features of its own, so that it takes the features (and the
+// `Dot` implementation) of the entry point it is inlined into.
+#[inline(always)]
+pub(super) unsafe fn rows_k<K: KQuant, D: Dot>(w: &[K], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let (b, n) = (acts.b, acts.n);
     let (nk, ng) = (n / QK_K, n / 16);
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
@@ -689,8 +781,7 @@ unsafe fn rows_k<K: KQuant>(w: &[K], nb: usize, acts: &ActsView<'_>, out: &mut [
                 let a = acts.k_qs.as_ptr().add(c * n + QK_K * i);
                 let mut isum = _mm256_setzero_si256();
                 for t in 0..8 {
-                    let p = _mm256_maddubs_epi16(dec.q[t], _mm256_loadu_si256(a.add(32 * t).cast()));
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, dec.sc[t]));
+                    isum = D::scaled_chunk(isum, dec.q[t], a.add(32 * t), dec.sc[t]);
                 }
                 let bs = _mm256_loadu_si256(acts.k_bsums.as_ptr().add(c * ng + 16 * i).cast());
                 let corr = _mm256_madd_epi16(bs, dec.corr);
@@ -722,7 +813,7 @@ macro_rules! k_entry {
         /// AVX2, FMA and F16C must be available; the `RowsFn` shape contract must hold.
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[$t], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
-            rows_k(w, nb, acts, out)
+            rows_k::<$t, Avx2Dot>(w, nb, acts, out)
         }
     };
 }

@@ -303,6 +303,93 @@ pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[f16], y: &mut [f32]) {
     }
 }
 
+/// [`dot_f16_f32`] of `x` with each row of `rows`, four rows at a time: each row's sum is one
+/// chain of fmas (the reference order), so interleaving four independent chains hides their
+/// latency without changing any result.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `rows.len() == x.len() · out.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_rows(rows: &[f16], x: &[f32], out: &mut [f32]) {
+    let n = x.len();
+    if n == 0 || rows.len() != n * out.len() {
+        return;
+    }
+    let full = n / 8 * 8;
+    let mut quads = out.chunks_exact_mut(4);
+    let mut r = 0;
+    for o in quads.by_ref() {
+        let p = rows.as_ptr().add(r * n);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i < full {
+            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let w = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * n + i).cast()));
+                *acc = _mm256_fmadd_ps(w, xv, *acc);
+            }
+            i += 8;
+        }
+        if full < n {
+            let mut xs = [0f32; 8];
+            xs[..n - full].copy_from_slice(&x[full..n]);
+            let xv = _mm256_loadu_ps(xs.as_ptr());
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let w = load_f16(&rows[(r + k) * n..(r + k + 1) * n], full, n - full);
+                *acc = _mm256_fmadd_ps(w, xv, *acc);
+            }
+        }
+        for (o, acc) in o.iter_mut().zip(acc) {
+            *o = hsum(acc);
+        }
+        r += 4;
+    }
+    for o in quads.into_remainder() {
+        *o = dot_f16_f32(&rows[r * n..(r + 1) * n], x);
+        r += 1;
+    }
+}
+
+/// [`axpy_f16`] of each row of `rows` in order, `y` kept in registers 64 values at a time (the
+/// same fma per element and row, in the same order).
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `rows.len() == y.len() · w.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f16_rows(w: &[f32], rows: &[f16], y: &mut [f32]) {
+    let n = y.len();
+    if n == 0 || rows.len() != n * w.len() {
+        return;
+    }
+    let full64 = n / 64 * 64;
+    let mut c = 0;
+    while c < full64 {
+        let yp = y.as_mut_ptr().add(c);
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (j, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm256_loadu_ps(yp.add(8 * j));
+        }
+        for (i, &wi) in w.iter().enumerate() {
+            let av = _mm256_set1_ps(wi);
+            let p = rows.as_ptr().add(i * n + c);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_cvtph_ps(_mm_loadu_si128(p.add(8 * j).cast()));
+                *acc = _mm256_fmadd_ps(av, xv, *acc);
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(yp.add(8 * j), *acc);
+        }
+        c += 64;
+    }
+    if full64 < n {
+        // The remaining columns row by row, exactly as `axpy_f16` does them.
+        for (i, &wi) in w.iter().enumerate() {
+            axpy_f16(wi, &rows[i * n + full64..(i + 1) * n], &mut y[full64..]);
+        }
+    }
+}
+
 /// f32 → f16, round to nearest even.
 ///
 /// # Safety

@@ -1,10 +1,13 @@
-//! x86-64 kernels: AVX2 + FMA + F16C, detected at run time.
+//! x86-64 kernels: AVX2 + FMA + F16C, and AVX-512 VNNI on top where the CPU has it, detected
+//! at run time.
 //!
 //! The baseline x86-64 target has none of these, so the AVX2 table is offered only when
-//! `is_x86_feature_detected!` finds all three; otherwise the scalar table runs.
+//! `is_x86_feature_detected!` finds all three, the VNNI table only when AVX512F, AVX512VL and
+//! AVX512-VNNI are there too; otherwise the scalar table runs.
 
 mod avx2;
 mod avx2_ops;
+mod vnni;
 
 use super::{Isa, Kernels};
 
@@ -27,8 +30,27 @@ static AVX2: Kernels = Kernels {
     quantize_q8k: avx2_ops::quantize_q8k,
     dot_f16_f32: avx2_ops::dot_f16_f32,
     axpy_f16: avx2_ops::axpy_f16,
+    dot_f16_rows: avx2_ops::dot_f16_rows,
+    axpy_f16_rows: avx2_ops::axpy_f16_rows,
     f32_to_f16: avx2_ops::f32_to_f16,
     f16_to_f32: avx2_ops::f16_to_f32,
+};
+
+/// The AVX2 table with VNNI row kernels for the quantized types (the float rows, quantizers and
+/// f16 ops are AVX2's: VNNI has nothing for them).
+static AVX512_VNNI: Kernels = Kernels {
+    isa: Isa::Avx512Vnni,
+    q4_0: vnni::rows_q4_0,
+    q4_1: vnni::rows_q4_1,
+    q5_0: vnni::rows_q5_0,
+    q5_1: vnni::rows_q5_1,
+    q8_0: vnni::rows_q8_0,
+    q2_k: vnni::rows_q2_k,
+    q3_k: vnni::rows_q3_k,
+    q4_k: vnni::rows_q4_k,
+    q5_k: vnni::rows_q5_k,
+    q6_k: vnni::rows_q6_k,
+    ..AVX2
 };
 
 /// The x86-64 tables this CPU can run, slowest first.
@@ -37,6 +59,12 @@ pub(crate) fn tables() -> Vec<&'static Kernels> {
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
     {
         v.push(&AVX2);
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            v.push(&AVX512_VNNI);
+        }
     }
     v
 }
