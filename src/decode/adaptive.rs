@@ -8,8 +8,8 @@
 //! is learnt from the decode loop's own passes (every pass is timed anyway): no start-up
 //! measurement, and it follows the machine when other work slows it down. The model is
 //! `rel(b) = 1 + slope · (b − 1)`, its slope a moving average of what passes of more than one
-//! token cost against the moving average of single-token passes (drifting slowly back to its
-//! prior while only single-token passes run, so a slope measured too steep is measured again).
+//! token cost against the moving average of single-token passes (drifting back to its prior
+//! after a long run of single-token passes only, so a slope measured too steep is measured again).
 
 use crate::model::MAX_BATCH;
 
@@ -22,6 +22,8 @@ pub struct CostModel {
     t1: f64,
     /// Passes of more than one token that updated the slope.
     observed: u32,
+    /// Single-token passes since the last multi-token one.
+    singles: u32,
     /// Ignore observations (a fixed cost curve, for reproducible measurements).
     frozen: bool,
 }
@@ -36,9 +38,11 @@ impl Default for CostModel {
 impl CostModel {
     /// Weight of a new observation in the moving averages.
     const RATE: f64 = 0.15;
-    /// The prior slope, and how far each single-token pass pulls the slope back toward it.
+    /// The prior slope; after `STALE` single-token passes in a row, each further one pulls the
+    /// slope back toward it by `DRIFT`.
     const PRIOR_SLOPE: f32 = 0.15;
-    const DRIFT: f32 = 0.01;
+    const STALE: u32 = 64;
+    const DRIFT: f32 = 0.02;
 
     /// `rel(b) = 1 + slope · (b − 1)`.
     pub fn linear(slope: f32) -> CostModel {
@@ -47,7 +51,7 @@ impl CostModel {
 
     /// [`CostModel::linear`] in constant context (`slope` must be ≥ 0).
     pub const fn linear_const(slope: f32) -> CostModel {
-        CostModel { slope, t1: 0.0, observed: 0, frozen: false }
+        CostModel { slope, t1: 0.0, observed: 0, singles: 0, frozen: false }
     }
 
     /// A cost curve with `slope` that observations do not change: draft choices then depend on
@@ -64,14 +68,18 @@ impl CostModel {
         if b == 1 {
             self.t1 = if self.t1 == 0.0 { seconds } else { self.t1 + CostModel::RATE * (seconds - self.t1) };
             // Only multi-token passes measure the slope, and a slope that looks too steep stops
-            // drafting, hence those passes: drift back toward the prior so that drafters try
-            // again now and then (and measure again) instead of never.
-            self.slope += CostModel::DRIFT * (CostModel::PRIOR_SLOPE - self.slope);
+            // drafting, hence those passes: after a long run without one, drift back toward the
+            // prior so that drafters try again (and measure again) instead of never.
+            self.singles = self.singles.saturating_add(1);
+            if self.singles > CostModel::STALE {
+                self.slope += CostModel::DRIFT * (CostModel::PRIOR_SLOPE - self.slope);
+            }
             return;
         }
         if self.t1 == 0.0 {
             return;
         }
+        self.singles = 0;
         let s = ((seconds / self.t1 - 1.0) / (b - 1) as f64).clamp(0.0, 2.0);
         self.slope += (CostModel::RATE as f32) * (s as f32 - self.slope);
         self.observed += 1;
@@ -186,6 +194,16 @@ mod tests {
         assert!((c.rel(5) - 1.8).abs() < 0.05);
         c.observe(3, f64::NAN);
         assert!(c.slope().is_finite());
+        // A long run of single-token passes pulls a steep slope back toward the prior; a short
+        // one does not.
+        let mut steep = CostModel::default();
+        steep.observe(1, 0.01);
+        steep.observe(5, 0.05);
+        let measured = steep.slope();
+        (0..60).for_each(|_| steep.observe(1, 0.01));
+        assert_eq!(steep.slope(), measured);
+        (0..200).for_each(|_| steep.observe(1, 0.01));
+        assert!(steep.slope() < measured && steep.slope() > 0.15, "{}", steep.slope());
         let mut f = CostModel::frozen(0.3);
         f.observe(1, 0.01);
         f.observe(5, 0.1);

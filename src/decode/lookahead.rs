@@ -99,13 +99,15 @@ struct Yield {
     used: u64,
 }
 
-/// Weight of the prior in passes: until measured, a configuration is taken to be as fast as
-/// plain decoding (one token per single-token pass), so it has to earn its place.
+/// Weight of the prior in passes: until measured, a window is taken to yield one token per pass
+/// at its full batch's cost, so it has to earn its place.
 const PRIOR: f32 = 2.0;
 /// Forgetting factor of the yields at each pass.
 const FORGET: f32 = 0.98;
+/// Forgetting factor of the pool's acceptance on passes that verified no pool n-gram.
+const SLOW_FORGET: f32 = 0.998;
 /// First exploration interval (passes) and its cap.
-const EXPLORE_MIN: u32 = 12;
+const EXPLORE_MIN: u32 = 32;
 const EXPLORE_MAX: u32 = 256;
 
 /// An n-gram continuation: up to `N_MAX − 1` tokens.
@@ -225,8 +227,11 @@ impl LookaheadDrafter {
     /// Measured speed of configuration `c` relative to plain decoding at the current cost.
     fn score(&self, c: usize, cost: &CostModel) -> f32 {
         let y = &self.yields[c];
+        // The prior: one token per pass, at the cost of the configuration's full batch (for the
+        // base, whose rows are only spent where they pay, plain decoding's).
+        let prior_rel = if c == 0 { 1.0 } else { cost.rel(CONFIGS[c].max_batch()) };
         // Σ rel(b) over the passes, with rel linear in b.
-        let rel = y.passes + cost.slope() * (y.rows - y.passes) + PRIOR;
+        let rel = y.passes + cost.slope() * (y.rows - y.passes) + PRIOR * prior_rel;
         (y.tokens + PRIOR) / rel
     }
 
@@ -252,7 +257,9 @@ impl LookaheadDrafter {
         self.cost = *cost;
         let best = self.best(cost, room);
         self.since_explore += 1;
-        if self.since_explore >= self.explore_every {
+        // Windows are judged by the measured pass cost: wait until the cost model has measured
+        // some multi-token passes (the base's pool checks give them) rather than trusting its prior.
+        if self.since_explore >= self.explore_every && cost.observed() >= 4 {
             self.since_explore = 0;
             // The least-used other window that fits and could pay: one that yields half the most
             // tokens its pass can give (n) beats plain at the current cost.
@@ -427,10 +434,12 @@ impl LookaheadDrafter {
             y.tokens *= FORGET;
             y.rows *= FORGET;
         }
-        // Every pass forgets a little, so an acceptance estimate that stopped the drafting drifts
-        // back to the prior and drafting is tried again.
-        self.pool_accepted *= FORGET;
-        self.pool_failed *= FORGET;
+        // Verified branches forget at the yields' rate; passes without one barely (an estimate
+        // that stopped the drafting drifts back toward the prior over a few hundred passes, so
+        // drafting is tried again, but rarely enough not to cost).
+        let forget = if self.verify_depth > 0 { FORGET } else { SLOW_FORGET };
+        self.pool_accepted *= forget;
+        self.pool_failed *= forget;
         if self.verify_depth > 0 {
             // Tokens past the verification branch came from the window's rows.
             self.pool_accepted += accepted.min(self.verify_depth) as f32;
