@@ -19,6 +19,10 @@ use std::time::Instant;
 use edgespec::kernels::{matvec, physical_cores, ActKind, KernelPool, Kernels, QuantizedActs, WeightMatrix};
 use edgespec::quant::{self, GgmlType};
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::rng_normal;
+
 struct Args {
     runs: usize,
     threads: Vec<usize>,
@@ -62,19 +66,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-/// SplitMix64 for reproducible weights and activations.
-fn rng_normal(state: &mut u64) -> f32 {
-    let mut next = || {
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let (u, v) = (next().max(1e-7), next());
-    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
 }
 
 /// Random blocks of a type the crate cannot quantize to (random quants, every block's leading
