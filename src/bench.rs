@@ -161,6 +161,8 @@ pub struct StrategyResult {
     pub draft_s: f64,
     /// Whether the tokens equal plain decoding's, in every run.
     pub identical_to_plain: bool,
+    /// What the drafter chose in the last run (lookahead: W/N/G per pass), if it says.
+    pub drafter_choice: Option<String>,
 }
 
 /// One prompt's results.
@@ -314,9 +316,13 @@ pub fn run(
         let mut reference: Option<Vec<TokenId>> = None;
         let mut runs: Vec<Vec<GenerationStats>> = vec![Vec::new(); strategies.len()];
         let mut identical = vec![true; strategies.len()];
+        let mut choices: Vec<Option<String>> = vec![None; strategies.len()];
         for round in 0..opts.warmup + reps {
             for (i, &s) in strategies.iter().enumerate() {
                 let (tokens, stats) = one_run(session, p, s, n, None)?;
+                if s != Strategy::Plain {
+                    choices[i] = session.drafter_summary();
+                }
                 match &reference {
                     None => reference = Some(tokens),
                     Some(r) => identical[i] &= *r == tokens,
@@ -355,6 +361,7 @@ pub fn run(
                 drafted_tokens: last.drafted_tokens,
                 draft_s: median(&r.iter().map(|s| s.draft_s).collect::<Vec<_>>()),
                 identical_to_plain: identical[i],
+                drafter_choice: choices[i].take(),
             });
         }
         results.push(PromptResult { name: p.name.clone(), kind: p.kind, prompt_tokens, strategies: out });
@@ -471,6 +478,18 @@ impl BenchReport {
                     if r.identical_to_plain { "yes" } else { "NO" }
                 );
             }
+        }
+        let choices: Vec<String> = self
+            .prompts
+            .iter()
+            .flat_map(|p| {
+                p.strategies.iter().filter_map(move |r| {
+                    r.drafter_choice.as_ref().map(|c| format!("- {} / {}: {c}", p.name, r.strategy))
+                })
+            })
+            .collect();
+        if !choices.is_empty() {
+            let _ = writeln!(s, "\ndrafter choices (last run of each):\n{}", choices.join("\n"));
         }
         let _ = writeln!(s, "\n| strategy | kind | median speedup | min speedup | median tokens/pass |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|");

@@ -286,6 +286,11 @@ impl Session {
         self.cost = cost;
     }
 
+    /// What the drafter of the last speculative strategy chose (see [`Drafter::describe`]).
+    pub fn drafter_summary(&self) -> Option<String> {
+        self.drafter.as_ref().and_then(|(_, d)| d.describe())
+    }
+
     /// Ready the drafter of `strategy`.
     fn prepare(&mut self, strategy: Strategy) -> Result<()> {
         strategy.check()?;

@@ -327,6 +327,16 @@ impl Drafter for LookaheadDrafter {
         "lookahead"
     }
 
+    fn describe(&self) -> Option<String> {
+        let mut used: Vec<(LookaheadConfig, u64)> = self.usage().filter(|&(_, n)| n > 0).collect();
+        if used.is_empty() {
+            return None;
+        }
+        used.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let parts: Vec<String> = used.iter().map(|(c, n)| format!("{}/{}/{} ×{n}", c.w, c.n, c.g)).collect();
+        Some(format!("W/N/G by passes: {}", parts.join(", ")))
+    }
+
     fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> Result<()> {
         self.slots = [[NO_SLOT; W_MAX]; N_MAX - 1];
         let Some(&pending) = input.context.last() else { return Ok(()) };
@@ -491,6 +501,17 @@ mod tests {
             add_gram(&mut pool, 1, Gram::new(&[i + 10]));
         }
         assert_eq!(pool[&1].len(), POOL_PER_KEY);
+    }
+
+    #[test]
+    fn describes_the_configurations_it_used_most_first() {
+        let mut d = LookaheadDrafter::new(64);
+        assert_eq!(d.describe(), None, "nothing used yet");
+        d.yields[0].used = 5;
+        d.yields[1].used = 9;
+        let (a, b) = (CONFIGS[1], CONFIGS[0]);
+        let want = format!("W/N/G by passes: {}/{}/{} ×9, {}/{}/{} ×5", a.w, a.n, a.g, b.w, b.n, b.g);
+        assert_eq!(d.describe(), Some(want));
     }
 
     #[test]

@@ -216,4 +216,10 @@ pub trait Drafter: Send {
 
     /// Forget everything (the context was cleared).
     fn reset(&mut self);
+
+    /// What the drafter chose so far, for statistics (lookahead: its W/N/G configurations and
+    /// how many passes used each); `None` when there is nothing to say.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }

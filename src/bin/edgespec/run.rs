@@ -116,6 +116,9 @@ pub fn report(
     if human {
         eprintln!("{stats}");
         eprintln!("threads {}, seed {seed}, model {}", session.threads(), model.display());
+        if let Some(choice) = session.drafter_summary() {
+            eprintln!("drafter: {choice}");
+        }
         match energy {
             Energy::Measured { joules, tokens_per_j, source, provenance } => {
                 eprintln!("energy {joules:.3} J, {tokens_per_j:.2} tokens/J ({source}, {provenance})")
@@ -131,6 +134,9 @@ pub fn report(
             obj.insert("seed".into(), seed.into());
             obj.insert("threads".into(), session.threads().into());
             obj.insert("kv_cache_bytes".into(), session.cache().bytes().into());
+            if let Some(choice) = session.drafter_summary() {
+                obj.insert("drafter_choice".into(), choice.into());
+            }
             if let Energy::Measured { joules, tokens_per_j, source, provenance } = energy {
                 obj.insert("energy_j".into(), (*joules).into());
                 obj.insert("tokens_per_j".into(), (*tokens_per_j).into());
