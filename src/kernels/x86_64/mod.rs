@@ -6,6 +6,7 @@
 //! AVX512-VNNI are there too; otherwise the scalar table runs.
 
 mod avx2;
+mod avx2_k;
 mod avx2_ops;
 mod vnni;
 
@@ -18,11 +19,11 @@ static AVX2: Kernels = Kernels {
     q5_0: avx2::rows_q5_0,
     q5_1: avx2::rows_q5_1,
     q8_0: avx2::rows_q8_0,
-    q2_k: avx2::rows_q2_k,
-    q3_k: avx2::rows_q3_k,
-    q4_k: avx2::rows_q4_k,
-    q5_k: avx2::rows_q5_k,
-    q6_k: avx2::rows_q6_k,
+    q2_k: avx2_k::rows_q2_k,
+    q3_k: avx2_k::rows_q3_k,
+    q4_k: avx2_k::rows_q4_k,
+    q5_k: avx2_k::rows_q5_k,
+    q6_k: avx2_k::rows_q6_k,
     f32: avx2_ops::rows_f32,
     f16: avx2_ops::rows_f16,
     bf16: avx2_ops::rows_bf16,

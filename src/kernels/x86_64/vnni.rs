@@ -17,9 +17,8 @@ use crate::quant::{
     BlockQ8_0, QK,
 };
 
-use super::avx2::{
-    hsum, legacy_apply, legacy_tail_any, prefetch_ahead, rows_k, rows_legacy, scales8, Dot, Legacy,
-};
+use super::avx2::{hsum, legacy_apply, legacy_tail_any, prefetch_ahead, rows_legacy, scales8, Dot, Legacy};
+use super::avx2_k::rows_k;
 
 /// `vpdpbusd` / `vpdpwssd`.
 pub(super) struct VnniDot;
