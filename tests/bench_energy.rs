@@ -15,6 +15,10 @@ use edgespec::model::synthetic::{self, SyntheticSpec};
 use edgespec::power::{PowerChoice, PowerEnv};
 use edgespec::session::{Session, SessionOptions};
 
+#[path = "common/power_env.rs"]
+mod power_env;
+use power_env::env_in;
+
 /// One bench at a time: the fake counter charges this process's CPU time, so a bench running in
 /// another test thread would show up as this one's energy.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -38,19 +42,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// An environment where every backend looks into `dir`.
-fn env_in(dir: &Path) -> PowerEnv {
-    PowerEnv {
-        powercap_root: dir.join("powercap"),
-        hwmon_root: dir.join("hwmon"),
-        power_supply_root: dir.join("power_supply"),
-        vcgencmd: dir.join("no-vcgencmd"),
-        pmic_adc_file: None,
-        nvml_library: Some(dir.join("no-libnvidia-ml.so.1")),
-        powermetrics: dir.join("no-powermetrics"),
     }
 }
 

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use edgespec::power::report::{self, Flag, ReportOptions};
+
+#[path = "common/power_env.rs"]
+mod power_env;
 use edgespec::power::{
     detect_in, parse_powermetrics, Domain, DomainKind, EstimateMeter, NullMeter, Phase, PowerChoice,
     PowerEnv, PowerLog, PowerMeter, PowermetricsMeter, Provenance, Reading, Replay, Sampler, Scope,
 };
+use power_env::env_in;
 
 /// A directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -50,20 +54,6 @@ fn data(name: &str) -> PathBuf {
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
-}
-
-/// An environment where every backend looks into `dir` (and finds nothing unless the test puts
-/// something there).
-fn env_in(dir: &Path) -> PowerEnv {
-    PowerEnv {
-        powercap_root: dir.join("powercap"),
-        hwmon_root: dir.join("hwmon"),
-        power_supply_root: dir.join("power_supply"),
-        vcgencmd: dir.join("no-vcgencmd"),
-        pmic_adc_file: None,
-        nvml_library: Some(dir.join("no-libnvidia-ml.so.1")),
-        powermetrics: dir.join("no-powermetrics"),
-    }
 }
 
 fn read_all(m: &mut dyn PowerMeter) -> Vec<Reading> {
