@@ -310,7 +310,7 @@ impl Session {
                     let p = SelfSpecParams::early_exit(self.model.config().n_layers.div_ceil(2))?;
                     Box::new(SelfSpecDrafter::new(strategy.name(), p))
                 }
-                Strategy::Lookahead => Box::new(LookaheadDrafter::new(self.cache.capacity())),
+                Strategy::Lookahead => Box::new(LookaheadDrafter::new(self.cache.capacity())?),
                 Strategy::Auto => {
                     Box::new(AutoDrafter::new(self.model.config().n_layers, self.cache.capacity())?)
                 }

@@ -147,7 +147,7 @@ fn smollm2_lookahead_configurations_and_auto_tree_vs_chain_report() {
             measure(&mut s, name, d.as_mut());
         }
         // The adaptive choice, with what it chose.
-        let mut adaptive = LookaheadDrafter::new(1024);
+        let mut adaptive = LookaheadDrafter::new(1024).unwrap();
         measure(&mut s, "lookahead adaptive", &mut adaptive);
         let cost = s.cost_model().copied().unwrap_or_default();
         println!(

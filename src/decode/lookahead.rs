@@ -17,7 +17,9 @@
 //!
 //! The engine walks the whole tree (verification branch and lookahead rows alike: the level-0
 //! chain is plain Jacobi decoding) with the exact tree verifier, so output never changes. The
-//! pool is also seeded with the context's own n-grams (as prompt lookup does).
+//! context's own n-grams are candidates too: the verification branch starts with prompt lookup's
+//! token tree ([`LookupDrafter::propose_tree`]: the continuations of the longest suffix matches,
+//! each with its own measured acceptance), and pool n-grams follow where lookup finds nothing.
 //!
 //! `W`, `N` and `G` are not fixed. Pool n-grams are verified only as far as the pool's measured
 //! acceptance pays for their rows at the measured pass cost (the engine's [`CostModel`], learnt
@@ -35,6 +37,7 @@ use crate::sampling::argmax;
 use crate::tokenizer::TokenId;
 
 use super::adaptive::CostModel;
+use super::lookup::{LookupDrafter, LookupParams};
 use super::tree::TreeValue;
 use super::{Draft, DraftInput, Drafter};
 
@@ -138,9 +141,13 @@ pub struct LookaheadDrafter {
     window_ready: bool,
     /// Draft index of each window row in the last draft, or `NO_SLOT`, `(levels, columns)`.
     slots: [[u8; W_MAX]; N_MAX - 1],
-    /// First token → continuations, most recent first.
+    /// First token → continuations harvested from the window, most recent first.
     pool: HashMap<TokenId, Vec<Gram>>,
-    /// Context tokens already seeded into the pool (and the last few, to notice a rewrite).
+    /// The context's n-grams (prompt lookup's index and acceptance statistics).
+    lookup: LookupDrafter,
+    /// Rows of the last draft that lookup proposed.
+    lookup_rows: usize,
+    /// The context as last seen (to notice a rewrite).
     seen: Vec<TokenId>,
     yields: [Yield; CONFIGS.len()],
     /// Configuration of the pass awaiting feedback.
@@ -164,12 +171,14 @@ pub struct LookaheadDrafter {
 
 impl LookaheadDrafter {
     /// A drafter for a context of about `ctx` tokens.
-    pub fn new(ctx: usize) -> LookaheadDrafter {
-        LookaheadDrafter {
+    pub fn new(ctx: usize) -> Result<LookaheadDrafter> {
+        Ok(LookaheadDrafter {
             window: [[0; W_MAX]; N_MAX - 1],
             window_ready: false,
             slots: [[NO_SLOT; W_MAX]; N_MAX - 1],
             pool: HashMap::with_capacity(ctx.min(1 << 16)),
+            lookup: LookupDrafter::new(LookupParams::default(), ctx)?,
+            lookup_rows: 0,
             seen: Vec::with_capacity(ctx),
             yields: [Yield::default(); CONFIGS.len()],
             chosen: 0,
@@ -182,7 +191,7 @@ impl LookaheadDrafter {
             verify_depth: 0,
             pool_accepted: 0.0,
             pool_failed: 0.0,
-        }
+        })
     }
 
     /// A drafter that always uses `config` (for tests and measurements), if it is one of the
@@ -191,7 +200,7 @@ impl LookaheadDrafter {
         let at = CONFIGS.iter().position(|&c| c == config).ok_or_else(|| {
             crate::error::Error::invalid(format!("{config:?} is not one of the lookahead configurations"))
         })?;
-        Ok(LookaheadDrafter { fixed: Some(at), ..LookaheadDrafter::new(ctx) })
+        Ok(LookaheadDrafter { fixed: Some(at), ..LookaheadDrafter::new(ctx)? })
     }
 
     /// The configurations the adaptive choice picks from (the first has no window).
@@ -275,7 +284,8 @@ impl LookaheadDrafter {
         best
     }
 
-    /// Seed the pool with the context's n-grams; start over on a rewritten context.
+    /// Start over on a rewritten context (the pool's n-grams and the window belong to the old
+    /// one).
     fn sync(&mut self, context: &[TokenId]) {
         let n = self.seen.len();
         let tail = n.saturating_sub(8);
@@ -284,16 +294,7 @@ impl LookaheadDrafter {
             self.seen.clear();
             self.window_ready = false;
         }
-        for &t in &context[self.seen.len()..] {
-            self.seen.push(t);
-            // The gram that ends at the new token, starting N_MAX − 1 tokens back.
-            let j = self.seen.len() - 1;
-            if j >= N_MAX - 1 {
-                let first = self.seen[j - (N_MAX - 1)];
-                let gram = Gram::new(&self.seen[j + 2 - N_MAX..=j]);
-                add_gram(&mut self.pool, first, gram);
-            }
-        }
+        self.seen.extend_from_slice(&context[self.seen.len()..]);
     }
 
     /// Fill the window with tokens of the context (Jacobi needs some starting guess).
@@ -348,15 +349,20 @@ impl Drafter for LookaheadDrafter {
         self.chosen = self.choose(input.cost, room);
         let cfg = CONFIGS[self.chosen];
         let look = if cfg.lookahead_rows() <= room { cfg.lookahead_rows() } else { 0 };
-        // Verification branch: pool n-grams after the pending token, as a trie, each as long as
-        // its expected tokens pay for its rows at the pool's measured acceptance (a branch with
-        // the window's rows counted in: they are paid for anyway).
+        // Verification branch: the context's matches (prompt lookup's tree), else pool n-grams
+        // after the pending token, as a trie, each as long as its expected tokens pay for its
+        // rows at the pool's measured acceptance (a branch with the window's rows counted in:
+        // they are paid for anyway).
         out.parents.clear();
         self.verify_depth = 0;
+        let budget = room - look;
+        self.lookup.propose_tree(input.context, input.max.min(budget), budget, input.cost, out);
+        self.lookup_rows = out.tokens.len();
         let alpha = self.pool_acceptance();
         let mut value = TreeValue::new();
         value.rows += look;
-        if let Some(list) = self.pool.get(&pending) {
+        let pool = if self.lookup_rows == 0 { self.pool.get(&pending) } else { None };
+        if let Some(list) = pool {
             for gram in list.iter().take(cfg.g) {
                 let toks = gram.tokens();
                 let max_len = toks.len().min(cfg.n - 1).min((room - look).saturating_sub(out.tokens.len()));
@@ -375,6 +381,7 @@ impl Drafter for LookaheadDrafter {
         }
         // Lookahead branch: level 0 chains from the pending token, level j hangs under level
         // j − 1 of its column (column 0's level 0 is the pending token itself).
+        out.make_tree();
         self.window[0][0] = pending;
         let push = |out: &mut Draft, tok: TokenId, parent: Option<usize>| {
             out.tokens.push(tok);
@@ -430,6 +437,8 @@ impl Drafter for LookaheadDrafter {
 
     fn reset(&mut self) {
         self.pool.clear();
+        self.lookup.reset();
+        self.lookup_rows = 0;
         self.seen.clear();
         self.window_ready = false;
         self.chosen = 0;
@@ -447,6 +456,11 @@ impl LookaheadDrafter {
         // Verified branches forget at the yields' rate; passes without one barely (an estimate
         // that stopped the drafting drifts back toward the prior over a few hundred passes, so
         // drafting is tried again, but rarely enough not to cost).
+        if self.lookup_rows > 0 {
+            // Counted against lookup's main branch (see `LookupDrafter::learn`).
+            self.lookup.learn(drafted, accepted);
+            self.lookup_rows = 0;
+        }
         let forget = if self.verify_depth > 0 { FORGET } else { SLOW_FORGET };
         self.pool_accepted *= forget;
         self.pool_failed *= forget;
@@ -505,7 +519,7 @@ mod tests {
 
     #[test]
     fn describes_the_configurations_it_used_most_first() {
-        let mut d = LookaheadDrafter::new(64);
+        let mut d = LookaheadDrafter::new(64).unwrap();
         assert_eq!(d.describe(), None, "nothing used yet");
         d.yields[0].used = 5;
         d.yields[1].used = 9;
@@ -516,7 +530,7 @@ mod tests {
 
     #[test]
     fn cheap_batches_favour_larger_windows() {
-        let mut d = LookaheadDrafter::new(64);
+        let mut d = LookaheadDrafter::new(64).unwrap();
         // Larger batches yielded more tokens per pass: 1 + 0.15 per extra row.
         for (c, y) in d.yields.iter_mut().enumerate().skip(1) {
             let b = CONFIGS[c].max_batch() as f32;

@@ -146,11 +146,17 @@ impl Draft {
     /// with the branches already there, as long as the draft holds fewer than `max` tokens.
     /// Turns a chain draft into a tree. Returns how many tokens were added.
     pub fn add_branch(&mut self, tokens: &[TokenId], max: usize) -> usize {
+        self.make_tree();
+        self.probs.clear();
+        tree::insert_branch(&mut self.tokens, &mut self.parents, tokens, max)
+    }
+
+    /// Give a chain draft its parents (each token under the one before it), so that rows with
+    /// other parents can follow.
+    pub fn make_tree(&mut self) {
         if !self.is_tree() {
             self.parents.extend((0..self.tokens.len()).map(|i| i.checked_sub(1)));
         }
-        self.probs.clear();
-        tree::insert_branch(&mut self.tokens, &mut self.parents, tokens, max)
     }
 
     /// Forget the proposal (keeps the buffers).
