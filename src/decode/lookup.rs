@@ -133,7 +133,15 @@ impl LookupDrafter {
     /// Estimated per-token acceptance of a match of length `n`.
     pub fn acceptance(&self, n: usize) -> f32 {
         let p = &self.params;
-        let prior = (p.prior_base + p.prior_step * (n.saturating_sub(1)) as f32).min(0.9);
+        // The prior of a length follows what the next shorter one measured, when it measured
+        // anything: longer matches are more reliable, but not more than the text allows.
+        let shorter =
+            n.checked_sub(1).filter(|&m| m >= p.n_min && self.accepted[m] + self.rejected[m] >= 1.0);
+        let prior = match shorter {
+            Some(m) => self.acceptance(m) + p.prior_step,
+            None => p.prior_base + p.prior_step * (n.saturating_sub(1)) as f32,
+        }
+        .min(0.9);
         let (a, r) = (self.accepted[n], self.rejected[n]);
         (a + prior * p.prior_weight) / (a + r + p.prior_weight)
     }
