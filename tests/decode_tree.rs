@@ -189,3 +189,51 @@ fn lookahead_near_the_context_end_and_on_continuations_matches_plain() {
     b.generate_with(" and", &p, &mut d, &mut |_| Flow::Continue).unwrap();
     assert_eq!(a.tokens().collect::<Vec<_>>(), b.tokens().collect::<Vec<_>>());
 }
+
+/// Drafts the true continuation twice under the pending token: first a copy of its next token
+/// leading into a deeper wrong subtree, then the true branch. Both copies of the first token
+/// stand for the same context, so the walk must accept along the true branch.
+struct DuplicateFirst {
+    truth: Vec<TokenId>,
+}
+
+impl Drafter for DuplicateFirst {
+    fn name(&self) -> &'static str {
+        "duplicate-first"
+    }
+
+    fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> edgespec::Result<()> {
+        let at = input.context.len();
+        let Some(truth) = self.truth.get(at..at + 3) else { return Ok(()) };
+        if input.room < 7 {
+            return Ok(());
+        }
+        // Decoy: truth[0] then three tokens that are not the truth.
+        for (i, off) in [0usize, 1, 2, 3].into_iter().enumerate() {
+            let tok = if i == 0 { truth[0] } else { truth[off.min(2)] + 1 };
+            out.tokens.push(tok);
+            out.parents.push(i.checked_sub(1));
+        }
+        // The true branch, a second copy of truth[0] first.
+        for (i, &t) in truth.iter().enumerate() {
+            out.tokens.push(t);
+            out.parents.push(if i == 0 { None } else { Some(out.tokens.len() - 2) });
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {}
+}
+
+#[test]
+fn a_copy_of_a_drafted_token_does_not_hide_the_branch_that_is_right() {
+    let spec = SyntheticSpec::llama(36);
+    let p = params(40, SamplingParams::greedy());
+    let (_, truth) = plain(&spec, 160, PROMPTS[1], &p);
+    let mut d = DuplicateFirst { truth: truth.clone() };
+    let (_, t, st) = with(&spec, 160, PROMPTS[1], &p, &mut d);
+    assert_eq!(t, truth);
+    // Every draft (seven rows) is accepted three tokens deep (the decoy's depth would give one).
+    assert!(st.drafted_tokens >= 7 * 4, "drafts were made: {st:?}");
+    assert_eq!(st.accepted_tokens * 7, st.drafted_tokens * 3, "{st:?}");
+}

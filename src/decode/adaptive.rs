@@ -57,7 +57,8 @@ impl CostModel {
     /// A cost curve with `slope` that observations do not change: draft choices then depend on
     /// acceptance alone, not on timings (reproducible tokens-per-pass comparisons).
     pub fn frozen(slope: f32) -> CostModel {
-        CostModel { frozen: true, observed: 1, ..CostModel::linear(slope) }
+        // Known rather than learnt: as good as any number of observed passes.
+        CostModel { frozen: true, observed: u32::MAX, ..CostModel::linear(slope) }
     }
 
     /// Account for a forward pass of `b` tokens that took `seconds`.

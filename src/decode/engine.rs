@@ -90,6 +90,9 @@ pub struct Scratch {
     batch: Vec<TokenId>,
     /// Rows of the pass that stand, from row 0.
     path: Vec<usize>,
+    /// A tree walk's current rows (copies of one context) and their matching children.
+    rows: Vec<usize>,
+    next: Vec<usize>,
 }
 
 impl Default for Scratch {
@@ -98,6 +101,8 @@ impl Default for Scratch {
             draft: Draft::with_capacity(MAX_BATCH),
             batch: Vec::with_capacity(MAX_BATCH),
             path: Vec::with_capacity(MAX_BATCH),
+            rows: Vec::with_capacity(MAX_BATCH),
+            next: Vec::with_capacity(MAX_BATCH),
         }
     }
 }
@@ -238,12 +243,18 @@ pub fn run(
         let mut row = 0;
         scratch.path.clear();
         scratch.path.push(0);
+        scratch.rows.clear();
+        scratch.rows.push(0);
         loop {
             let row_logits = &logits[row * vocab..(row + 1) * vocab];
             let (tok, next) = match &shape {
                 Some(s) => {
+                    // Copies of one context have equal logits and cache rows: follow them all,
+                    // keep the first.
                     let y = sampler.sample(row_logits, t.history)?;
-                    (y, s.child(row, y, &scratch.batch))
+                    s.children(&scratch.rows, y, &scratch.batch, &mut scratch.next);
+                    std::mem::swap(&mut scratch.rows, &mut scratch.next);
+                    (y, scratch.rows.first().copied())
                 }
                 None if row < k => {
                     let x = draft.tokens[row];

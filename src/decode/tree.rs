@@ -92,20 +92,23 @@ impl TreeShape {
         usize::from(self.height[0])
     }
 
-    /// The child of `row` holding `token` (the deepest such one), if any; `batch` is the pass's
-    /// tokens.
-    pub fn child(&self, row: usize, token: TokenId, batch: &[TokenId]) -> Option<usize> {
-        let mut best: Option<usize> = None;
+    /// The children of any of `rows` that hold `token`, in row order, into `out` (cleared
+    /// first); `batch` is the pass's tokens.
+    ///
+    /// `rows` are rows for the same context: the same tokens at the same depths (a tree may hold
+    /// a continuation twice, e.g. a lookup branch and a Jacobi chain that agree). Their logits
+    /// and cached keys and values are bitwise equal (a row's result depends only on its token,
+    /// its position and what it attends to), so the walk follows all of them at once and a draft
+    /// is accepted as far as any of its copies reaches.
+    pub fn children(&self, rows: &[usize], token: TokenId, batch: &[TokenId], out: &mut Vec<usize>) {
+        out.clear();
         let n = self.tree.len().min(batch.len());
-        for (c, &t) in batch.iter().enumerate().take(n).skip(row + 1) {
-            if t == token
-                && self.tree.parent(c) == Some(row)
-                && best.is_none_or(|b| self.height[c] > self.height[b])
-            {
-                best = Some(c);
+        let Some(&first) = rows.first() else { return };
+        for (c, &t) in batch.iter().enumerate().take(n).skip(first + 1) {
+            if t == token && self.tree.parent(c).is_some_and(|p| rows.contains(&p)) {
+                out.push(c);
             }
         }
-        best
     }
 }
 
@@ -143,7 +146,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn branches_share_prefixes_and_the_walk_prefers_depth() {
+    fn branches_share_prefixes_and_the_walk_follows_every_copy() {
         let (mut t, mut p) = (Vec::new(), Vec::new());
         assert_eq!(insert_branch(&mut t, &mut p, &[5, 6, 7], 15), 3);
         assert_eq!(insert_branch(&mut t, &mut p, &[5, 6, 8, 9], 15), 2);
@@ -155,12 +158,23 @@ mod tests {
         assert_eq!(shape.depth(), 4);
         let mut batch = vec![1];
         batch.extend(&t);
-        assert_eq!(shape.child(0, 5, &batch), Some(1));
-        assert_eq!(shape.child(2, 8, &batch), Some(4));
-        assert_eq!(shape.child(2, 9, &batch), None);
-        // Two children with the same token: the deeper one.
-        let shape = TreeShape::new(&[None, None, Some(1)]).unwrap();
-        assert_eq!(shape.child(0, 7, &[1, 7, 7, 2]), Some(2));
+        let mut out = Vec::new();
+        shape.children(&[0], 5, &batch, &mut out);
+        assert_eq!(out, [1]);
+        shape.children(&[2], 8, &batch, &mut out);
+        assert_eq!(out, [4]);
+        shape.children(&[2], 9, &batch, &mut out);
+        assert!(out.is_empty());
+        // Two children with the same token: both, and then the children of either.
+        let shape = TreeShape::new(&[None, None, Some(0), Some(1)]).unwrap();
+        let batch = [1, 7, 7, 2, 3];
+        shape.children(&[0], 7, &batch, &mut out);
+        assert_eq!(out, [1, 2]);
+        let dup = out.clone();
+        shape.children(&dup, 3, &batch, &mut out);
+        assert_eq!(out, [4]);
+        shape.children(&dup, 2, &batch, &mut out);
+        assert_eq!(out, [3]);
         assert!(TreeShape::new(&[Some(0)]).is_err(), "a token cannot be its own parent");
     }
 }
