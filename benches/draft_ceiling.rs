@@ -5,7 +5,7 @@
 //! ceiling a strategy reaches when verifying any number of tokens costs as much as one.
 //!
 //! `cargo bench --bench draft_ceiling -- [--model NAME|PATH] [--strategies lookup,auto]
-//! [--slopes 0,0.05,0.13]` (greedy, through the chat template, the default suite).
+//! [--slopes 0,0.05,0.13] [--verbose]` (`--verbose`: what each drafter chose, per prompt; greedy, through the chat template, the default suite).
 
 use edgespec::bench::{PromptKind, Suite};
 use edgespec::decode::{CostModel, Strategy};
@@ -26,6 +26,7 @@ fn main() -> edgespec::Result<()> {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let verbose = argv.iter().any(|a| a == "--verbose");
     let path = edgespec::catalog::resolve_model(&model)?;
     let suite = Suite::load("default")?;
     println!("{model}: modeled speedup over plain (tokens / Σ rel(b)), frozen rel(b) = 1 + slope·(b − 1)\n");
@@ -47,6 +48,11 @@ fn main() -> edgespec::Result<()> {
                 } else {
                     s.generate(&p.text, &gp, &mut |_| Flow::Continue)?
                 };
+                if verbose {
+                    if let Some(what) = s.drafter_summary() {
+                        println!("  {slope} {strategy} {}: {what}", p.name);
+                    }
+                }
                 let cost = st.forward_passes as f64 + f64::from(slope) * st.drafted_tokens as f64;
                 rows.push((p.kind, p.name.clone(), st.generated_tokens as f64 / cost.max(1.0)));
             }
