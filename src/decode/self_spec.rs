@@ -98,6 +98,9 @@ pub struct SelfSpecDrafter {
     seen: Vec<u64>,
     /// How many context tokens `extra` covers.
     scanned: usize,
+    /// Draft steps run and their seconds, since creation.
+    steps: u64,
+    steps_s: f64,
 }
 
 impl SelfSpecDrafter {
@@ -112,7 +115,14 @@ impl SelfSpecDrafter {
             extra: Vec::new(),
             seen: Vec::new(),
             scanned: 0,
+            steps: 0,
+            steps_s: 0.0,
         }
+    }
+
+    /// Draft steps run since creation and the seconds they took in all.
+    pub fn step_totals(&self) -> (u64, f64) {
+        (self.steps, self.steps_s)
     }
 
     /// The parameters.
@@ -221,6 +231,8 @@ impl Drafter for SelfSpecDrafter {
             let t0 = Instant::now();
             let logits = input.model.forward(input.ws, input.cache, &[tok], &plan)?;
             let took = t0.elapsed().as_secs_f64();
+            self.steps += 1;
+            self.steps_s += took;
             self.step_s = if self.step_s == 0.0 { took } else { self.step_s + 0.15 * (took - self.step_s) };
             let Some((next, p)) = top1(logits) else { break };
             if i > 0 && p < threshold {
