@@ -4,7 +4,6 @@
 //! `cargo run --release --example self_spec_search -- [MODEL] [BUDGET_S] [MAX_TOKENS] [THREADS]`
 //! (MODEL: a catalog name or a .gguf path, default `smollm2-135m`). Environment:
 //! `SEARCH_ONLY=a,b` keeps the candidates whose names contain one of the parts;
-//! `SEARCH_PLAIN_EVERY=k` re-measures plain decoding every k variants (default 4);
 //! `SEARCH_STEPS=1` instead times consecutive draft steps against a full pass (cache residency).
 
 use edgespec::decode::self_spec_search::{
@@ -24,9 +23,6 @@ fn main() -> edgespec::Result<()> {
     }
     if let Some(t) = args.get(3).and_then(|s| s.parse().ok()) {
         opts.session.threads = Some(t);
-    }
-    if let Some(k) = std::env::var("SEARCH_PLAIN_EVERY").ok().and_then(|s| s.parse().ok()) {
-        opts.plain_every = k;
     }
     let only: Vec<String> =
         std::env::var("SEARCH_ONLY").map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default();

@@ -37,8 +37,6 @@ pub struct SearchOptions {
     pub budget_s: f64,
     /// Session options (threads, context) of every run.
     pub session: SessionOptions,
-    /// Re-measure plain decoding after this many variants (the machine's speed drifts).
-    pub plain_every: usize,
 }
 
 impl Default for SearchOptions {
@@ -48,7 +46,6 @@ impl Default for SearchOptions {
             max_tokens: 64,
             budget_s: 120.0,
             session: SessionOptions { ctx: Some(1024), ..SessionOptions::default() },
-            plain_every: 4,
         }
     }
 }
@@ -110,9 +107,9 @@ impl VariantResult {
 /// The search's outcome.
 #[derive(Clone, Debug)]
 pub struct SearchReport {
-    /// Plain decoding's tokens/s, each time it was measured.
+    /// Plain decoding's tokens/s in the runs paired with each variant (same order).
     pub plain_tokens_per_s: Vec<f64>,
-    /// Seconds of one plain decode step (the first measurement).
+    /// Seconds of one plain decode step (in the runs paired with the first variant).
     pub plain_step_s: f64,
     /// Weight bytes one plain step reads.
     pub full_bytes: usize,
@@ -136,8 +133,8 @@ impl SearchReport {
     pub fn to_markdown(&self) -> String {
         let plain: Vec<String> = self.plain_tokens_per_s.iter().map(|t| format!("{t:.1}")).collect();
         let mut s = format!(
-            "plain: {} tok/s (step {:.2} ms, {:.1} MB of weights → {:.1} GB/s effective); LLC {}; \
-             search took {:.0} s\n\n",
+            "plain (paired runs): {} tok/s (first: step {:.2} ms, {:.1} MB of weights → {:.1} GB/s \
+             effective); LLC {}; search took {:.0} s\n\n",
             plain.join(" / "),
             self.plain_step_s * 1e3,
             self.full_bytes as f64 / 1e6,
@@ -146,13 +143,13 @@ impl SearchReport {
             self.elapsed_s
         );
         s.push_str(
-            "| variant | draft MB | bytes rel | step ms | step rel | cost/bytes | step GB/s | α | drafted | tok/pass | tok/s | × plain |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            "| variant | draft MB | bytes rel | step ms | step rel | cost/bytes | step GB/s | α | drafted | tok/pass | tok/s | plain tok/s | × plain |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         let opt = |v: Option<f64>, prec: usize| v.map_or("–".to_string(), |v| format!("{v:.prec$}"));
         for v in &self.variants {
             s.push_str(&format!(
-                "| {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.2} |\n",
+                "| {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} |\n",
                 v.name,
                 v.draft_bytes as f64 / 1e6,
                 v.bytes_rel,
@@ -164,6 +161,7 @@ impl SearchReport {
                 v.drafted,
                 v.mean_accepted_per_pass,
                 v.tokens_per_s,
+                v.tokens_per_s / v.speedup.max(1e-9),
                 v.speedup
             ));
         }
@@ -475,6 +473,14 @@ impl Totals {
         self.accepted += st.accepted_tokens;
     }
 
+    fn merge(&mut self, o: &Totals) {
+        self.generated += o.generated;
+        self.decode_s += o.decode_s;
+        self.passes += o.passes;
+        self.drafted += o.drafted;
+        self.accepted += o.accepted;
+    }
+
     fn tokens_per_s(&self) -> f64 {
         self.generated as f64 / self.decode_s.max(1e-9)
     }
@@ -512,7 +518,9 @@ fn calibrate(
 /// Measure every candidate on `opts.prompts` (greedy, so every variant emits the same text)
 /// against plain decoding, within `opts.budget_s`; `progress` gets each result as it comes
 /// (index, total, result). Each variant runs on a fresh session over `model`'s file, after one
-/// unmeasured warm-up prompt.
+/// unmeasured warm-up prompt; plain decoding runs each prompt right before the variant does
+/// (paired runs: the speed of a shared machine drifts by tens of percent within a minute), and
+/// the speedup is the ratio of the paired totals.
 pub fn search(
     model: &Model,
     opts: &SearchOptions,
@@ -528,17 +536,11 @@ pub fn search(
     let full = bytes.full();
     let warm = &opts.prompts[..1];
     let warm_tokens = (opts.max_tokens / 4).max(2);
+    let mut plain_session = fresh(file, &opts.session)?;
+    calibrate(&mut plain_session, warm, warm_tokens, None)?;
 
-    let measure_plain = || -> Result<Totals> {
-        let mut s = fresh(file, &opts.session)?;
-        calibrate(&mut s, warm, warm_tokens, None)?;
-        calibrate(&mut s, &opts.prompts, opts.max_tokens, None)
-    };
-    let first = measure_plain()?;
-    let plain_step_s = first.decode_s / first.generated.max(1) as f64;
-    let mut plain = vec![first.tokens_per_s()];
-    let mut step_s = plain_step_s;
-
+    let mut plain = Vec::new();
+    let mut plain_step_s = 0.0;
     let mut variants = Vec::new();
     let mut skipped = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
@@ -546,26 +548,30 @@ pub fn search(
             skipped.push(c.name.clone());
             continue;
         }
-        if i > 0 && opts.plain_every > 0 && i % opts.plain_every == 0 {
-            let p = measure_plain()?;
-            plain.push(p.tokens_per_s());
-            step_s = p.decode_s / p.generated.max(1) as f64;
-        }
         let mut s = fresh(file, &opts.session)?;
         let mut d = SelfSpecDrafter::new("self-spec", c.params);
         calibrate(&mut s, warm, warm_tokens, Some(&mut d))?;
         let (steps0, secs0) = d.step_totals();
-        let t = calibrate(&mut s, &opts.prompts, opts.max_tokens, Some(&mut d))?;
+        let (mut p, mut t) = (Totals::default(), Totals::default());
+        for prompt in &opts.prompts {
+            let one = std::slice::from_ref(prompt);
+            p.merge(&calibrate(&mut plain_session, one, opts.max_tokens, None)?);
+            t.merge(&calibrate(&mut s, one, opts.max_tokens, Some(&mut d))?);
+        }
         let (steps1, secs1) = d.step_totals();
         let steps = steps1.saturating_sub(steps0);
         let draft_step_s = (steps > 0).then(|| (secs1 - secs0) / steps as f64);
-        let plain_now = plain.last().copied().unwrap_or(1.0);
+        let step_s = p.decode_s / p.generated.max(1) as f64;
+        if plain.is_empty() {
+            plain_step_s = step_s;
+        }
+        plain.push(p.tokens_per_s());
         let draft_bytes = bytes.draft(&c.params);
         let r = VariantResult {
             name: c.name.clone(),
             params: c.params,
             tokens_per_s: t.tokens_per_s(),
-            speedup: t.tokens_per_s() / plain_now.max(1e-9),
+            speedup: t.tokens_per_s() / p.tokens_per_s().max(1e-9),
             alpha: (t.drafted > 0).then(|| t.accepted as f64 / t.drafted as f64),
             drafted: t.drafted,
             accepted: t.accepted,
