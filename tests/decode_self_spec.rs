@@ -88,3 +88,44 @@ fn smollm2_reduced_head_drafters_are_plain() {
     }
     assert!(accepted > 10, "drafts were accepted ({accepted})");
 }
+
+#[test]
+fn search_measures_every_candidate_and_respects_its_budget() {
+    use edgespec::decode::self_spec_search::{candidates, search, ModelBytes, SearchOptions};
+    let model = tiny(&SyntheticSpec::gemma3(5));
+    let n = model.config().n_layers;
+    let bytes = ModelBytes::of(&model).unwrap();
+    let all = SelfSpecParams { head_vocab: None, ..SelfSpecParams::early_exit(n).unwrap() };
+    assert_eq!(bytes.draft(&all), bytes.full());
+    let two = SelfSpecParams::early_exit(2).unwrap();
+    assert!(bytes.draft(&two) < bytes.draft(&SelfSpecParams { exit_after: Some(3), ..two }));
+    // A cache that holds about half the model: the cache-resident candidates fit its share.
+    let llc = bytes.full() * 2 / 3;
+    let list = candidates(&model, Some(llc)).unwrap();
+    let resident: Vec<_> = list.iter().filter(|c| c.name.starts_with("LLC")).collect();
+    assert!(!resident.is_empty());
+    assert!(resident.iter().all(|c| bytes.draft(&c.params) as f64 <= 0.75 * llc as f64));
+    let list: Vec<_> = list.into_iter().take(4).collect();
+
+    let opts = SearchOptions {
+        prompts: vec!["abc abc abc".into(), "the cat sat on the".into()],
+        max_tokens: 12,
+        budget_s: 1e6,
+        session: SessionOptions { threads: Some(2), ctx: Some(128), ..Default::default() },
+    };
+    let mut seen = 0;
+    let report = search(&model, &opts, &list, &mut |_, _, _| seen += 1).unwrap();
+    assert_eq!((report.variants.len(), seen), (list.len(), list.len()));
+    for v in &report.variants {
+        assert!(v.drafted > 0, "{}: drafted nothing", v.name);
+        assert!(v.alpha.is_some_and(|a| (0.0..=1.0).contains(&a)));
+        assert!(v.tokens_per_s > 0.0 && v.speedup > 0.0 && v.draft_rel.is_some());
+        assert!(v.mean_accepted_per_pass >= 1.0);
+    }
+    let best = report.best().unwrap();
+    assert!(report.variants.iter().all(|v| v.speedup <= best.speedup));
+    assert!(report.to_markdown().contains(&best.name));
+
+    let none = search(&model, &SearchOptions { budget_s: 0.0, ..opts }, &list, &mut |_, _, _| {}).unwrap();
+    assert!(none.variants.is_empty() && none.skipped.len() == list.len());
+}

@@ -124,9 +124,11 @@ pub struct SearchReport {
 }
 
 impl SearchReport {
-    /// The fastest variant, if any ran.
+    /// The variant with the highest speedup over its paired plain runs, if any ran. A variant
+    /// that declined to draft (a cost-gated one) scores about 1.0: on a model where nothing
+    /// pays, "don't draft" is the right answer.
     pub fn best(&self) -> Option<&VariantResult> {
-        self.variants.iter().max_by(|a, b| a.tokens_per_s.total_cmp(&b.tokens_per_s))
+        self.variants.iter().max_by(|a, b| a.speedup.total_cmp(&b.speedup))
     }
 
     /// The table, as Markdown.
