@@ -131,6 +131,12 @@ impl SearchReport {
         self.variants.iter().max_by(|a, b| a.speedup.total_cmp(&b.speedup))
     }
 
+    /// [`SearchReport::best`] when it beat its paired plain runs by more than `margin`
+    /// (e.g. 0.05 for 5%); `None` means no variant paid and drafting should stay off.
+    pub fn best_paying(&self, margin: f64) -> Option<&VariantResult> {
+        self.best().filter(|b| b.speedup > 1.0 + margin && b.drafted > 0)
+    }
+
     /// The table, as Markdown.
     pub fn to_markdown(&self) -> String {
         let plain: Vec<String> = self.plain_tokens_per_s.iter().map(|t| format!("{t:.1}")).collect();
@@ -168,7 +174,9 @@ impl SearchReport {
             ));
         }
         if let Some(b) = self.best() {
-            s.push_str(&format!("\nbest: {} ({:.2}× plain)\n", b.name, b.speedup));
+            s.push_str(&format!("\nbest: {} ({:.2}× plain)", b.name, b.speedup));
+            let pays = self.best_paying(0.05).is_some();
+            s.push_str(if pays { "\n" } else { "; no drafting variant paid by more than 5%\n" });
         }
         if !self.skipped.is_empty() {
             s.push_str(&format!("\nskipped (time budget): {}\n", self.skipped.join(", ")));
@@ -268,7 +276,7 @@ fn resident_budget(llc: usize) -> usize {
 /// attention and early MLPs matter most), confidence thresholds and — when `llc` is known —
 /// two cache-resident masks (the deepest early exit whose layers and reduced head fit in a
 /// share of the cache, and the first layers plus the last one under the same bound). All
-/// candidates draft every step (`always_draft`); the cost-gated default preset is measured too.
+/// candidates but the two cost-gated presets (listed first) draft every step (`always_draft`).
 pub fn candidates(model: &Model, llc: Option<usize>) -> Result<Vec<Candidate>> {
     let n = model.config().n_layers;
     let bytes = ModelBytes::of(model)?;
@@ -279,6 +287,10 @@ pub fn candidates(model: &Model, llc: Option<usize>) -> Result<Vec<Candidate>> {
             out.push(Candidate { name, params: p });
         }
     };
+    // The cost-gated presets as the strategies ship them first (quick where they decline, and
+    // the "don't draft" baseline a tuner needs even when the budget cuts the list short).
+    add("preset self-spec (cost-gated)".into(), SelfSpecParams::layer_skip(n)?);
+    add("preset early-exit (cost-gated)".into(), SelfSpecParams::early_exit(n.div_ceil(2))?);
     // The whole model with the reduced head only: what the head alone costs in acceptance.
     add(format!("no skip V={DEFAULT_HEAD_VOCAB}"), params(SkipSet::none(), None, v, 500));
     // Early exit at several depths, reduced head.
@@ -359,9 +371,6 @@ pub fn candidates(model: &Model, llc: Option<usize>) -> Result<Vec<Candidate>> {
             }
         }
     }
-    // The cost-gated presets as the strategies ship them.
-    add("preset self-spec (cost-gated)".into(), SelfSpecParams::layer_skip(n)?);
-    add("preset early-exit (cost-gated)".into(), SelfSpecParams::early_exit(n.div_ceil(2))?);
     Ok(out)
 }
 
@@ -452,6 +461,15 @@ pub fn time_draft_steps(
         draft_bytes: bytes.draft(p),
         full_bytes: bytes.full(),
     })
+}
+
+/// [`search`] over the default [`candidates`], sized for this machine's last-level cache.
+pub fn search_default(
+    model: &Model,
+    opts: &SearchOptions,
+    progress: &mut dyn FnMut(usize, usize, &VariantResult),
+) -> Result<SearchReport> {
+    search(model, opts, &candidates(model, last_level_cache_bytes())?, progress)
 }
 
 /// Totals of one pass over the calibration set.
