@@ -6,10 +6,15 @@
 //! `SEARCH_ONLY=a,b` keeps the candidates whose names contain one of the parts;
 //! `SEARCH_STEPS=1` instead times consecutive draft steps against a full pass (cache residency).
 
+use edgespec::decode::self_spec::{SelfSpecParams, DEFAULT_HEAD_VOCAB};
+use edgespec::decode::self_spec_rank::{
+    greedy_sequences, grow_sets, grown_candidates, rank_sublayers, AgreementProbe,
+};
 use edgespec::decode::self_spec_search::{
     candidates, last_level_cache_bytes, search, time_draft_steps, SearchOptions,
 };
 use edgespec::model::Model;
+use edgespec::model::SkipSet;
 
 fn main() -> edgespec::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,6 +58,56 @@ fn main() -> edgespec::Result<()> {
             );
         }
         return Ok(());
+    }
+    if std::env::var("SEARCH_RANK").is_ok() {
+        // Rank sub-layers by teacher-forced agreement, grow skip sets, then speed-test those.
+        let t0 = std::time::Instant::now();
+        let seqs = greedy_sequences(&model, &opts.prompts, opts.max_tokens, &opts.session)?;
+        let mut probe = AgreementProbe::new(&model, seqs, opts.session.threads)?;
+        let base = SelfSpecParams {
+            skip: SkipSet::none(),
+            exit_after: None,
+            min_confidence_milli: 500,
+            head_vocab: Some(DEFAULT_HEAD_VOCAB),
+            always_draft: true,
+        };
+        let full_head = SelfSpecParams { head_vocab: None, ..base };
+        println!(
+            "teacher-forced agreement: full model + full head {:.3}, + head {} ids {:.3}",
+            probe.agreement(&model, &full_head, 16)?.rate(),
+            DEFAULT_HEAD_VOCAB,
+            probe.agreement(&model, &base, 16)?.rate()
+        );
+        for e in [2, 4, 8, 12, 15, 20, 25] {
+            let p = SelfSpecParams { exit_after: Some(e - 1), ..base };
+            println!("early exit E={e}: tf α {:.3}", probe.agreement(&model, &p, 16)?.rate());
+        }
+        let ranked = rank_sublayers(&model, &mut probe, &base, 16, opts.budget_s)?;
+        println!(
+            "\nsub-layers skipped alone ({:.0} s), least harmful per byte first:",
+            t0.elapsed().as_secs_f64()
+        );
+        for r in &ranked {
+            println!(
+                "  layer {:2} {:?}: tf α {:.3} ({:.2} MB)",
+                r.layer,
+                r.which,
+                r.alpha,
+                r.bytes as f64 / 1e6
+            );
+        }
+        let targets = [0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3];
+        let sets = grow_sets(&model, &mut probe, &base, &ranked, &targets, 16)?;
+        println!("\ngrown skip sets (teacher-forced):");
+        for g in &sets {
+            println!("  {} skipped, bytes rel {:.3}: tf α {:.3}", g.skipped, g.bytes_rel, g.alpha);
+        }
+        println!("ranking and growing took {:.0} s\n", t0.elapsed().as_secs_f64());
+        list = grown_candidates(&sets);
+        list.insert(
+            0,
+            edgespec::decode::self_spec_search::Candidate { name: "no skip V=16384".into(), params: base },
+        );
     }
     eprintln!("{} candidates, budget {} s, {} tokens per prompt", list.len(), opts.budget_s, opts.max_tokens);
     let report = search(&model, &opts, &list, &mut |i, n, r| {

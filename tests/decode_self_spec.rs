@@ -131,3 +131,33 @@ fn search_measures_every_candidate_and_respects_its_budget() {
     let none = search(&model, &SearchOptions { budget_s: 0.0, ..opts }, &list, &mut |_, _, _| {}).unwrap();
     assert!(none.variants.is_empty() && none.skipped.len() == list.len());
 }
+
+#[test]
+fn teacher_forced_agreement_ranks_and_grows_skip_sets() {
+    use edgespec::decode::self_spec_rank::{greedy_sequences, grow_sets, rank_sublayers, AgreementProbe};
+    let model = tiny(&SyntheticSpec::llama(6));
+    let n = model.config().n_layers;
+    let opts = SessionOptions { threads: Some(2), ctx: Some(128), ..Default::default() };
+    let prompts = vec!["the cat sat on the mat".to_string(), "xyzzy".to_string()];
+    let seqs = greedy_sequences(&model, &prompts, 30, &opts).unwrap();
+    assert!(seqs.iter().all(|s| s.prompt > 0 && s.tokens.len() > s.prompt));
+    let mut probe = AgreementProbe::new(&model, seqs, Some(2)).unwrap();
+    let full = SelfSpecParams { head_vocab: None, ..SelfSpecParams::early_exit(n).unwrap() };
+    // The full model reading its own greedy output agrees everywhere, in any chunking (batch
+    // invariance), and again after other drafters ran (the probe restores the cache).
+    for chunk in [1, 5, 16] {
+        let a = probe.agreement(&model, &full, chunk).unwrap();
+        assert_eq!(a.agreed, a.scored, "chunk {chunk}");
+        assert!(a.scored >= 50);
+    }
+    let exit = SelfSpecParams { head_vocab: None, ..SelfSpecParams::early_exit(1).unwrap() };
+    assert!(probe.agreement(&model, &exit, 8).unwrap().rate() < 1.0);
+    assert_eq!(probe.agreement(&model, &full, 7).unwrap().rate(), 1.0);
+
+    let ranked = rank_sublayers(&model, &mut probe, &full, 8, 1e6).unwrap();
+    assert_eq!(ranked.len(), 2 * n);
+    let grown = grow_sets(&model, &mut probe, &full, &ranked, &[0.05, 0.2, 0.5], 8).unwrap();
+    assert!(!grown.is_empty());
+    assert!(grown.windows(2).all(|w| w[0].skipped < w[1].skipped && w[0].bytes_rel > w[1].bytes_rel));
+    assert!(grown.iter().all(|g| g.params.skip.len() == g.skipped && (0.0..=1.0).contains(&g.alpha)));
+}
