@@ -4,6 +4,8 @@
 //! `cargo run --release --example self_spec_search -- [MODEL] [BUDGET_S] [MAX_TOKENS] [THREADS]`
 //! (MODEL: a catalog name or a .gguf path, default `smollm2-135m`). Environment:
 //! `SEARCH_ONLY=a,b` keeps the candidates whose names contain one of the parts;
+//! `SEARCH_RANK=1` first ranks sub-layers by teacher-forced agreement and speed-tests the skip
+//! sets grown from that ranking (`SEARCH_RANK=heads`: only the head-vocabulary sweep);
 //! `SEARCH_STEPS=1` instead times consecutive draft steps against a full pass (cache residency).
 
 use edgespec::decode::self_spec::{SelfSpecParams, DEFAULT_HEAD_VOCAB};
@@ -78,6 +80,16 @@ fn main() -> edgespec::Result<()> {
             DEFAULT_HEAD_VOCAB,
             probe.agreement(&model, &base, 16)?.rate()
         );
+        for v in [2048, 4096, 8192, 16384, 24576, 32768] {
+            let p = SelfSpecParams { head_vocab: Some(v), ..base };
+            println!(
+                "full model, head {v} ids + context: tf α {:.3}",
+                probe.agreement(&model, &p, 16)?.rate()
+            );
+        }
+        if std::env::var("SEARCH_RANK").is_ok_and(|v| v == "heads") {
+            return Ok(());
+        }
         for e in [2, 4, 8, 12, 15, 20, 25] {
             let p = SelfSpecParams { exit_after: Some(e - 1), ..base };
             println!("early exit E={e}: tf α {:.3}", probe.agreement(&model, &p, 16)?.rate());
