@@ -8,6 +8,11 @@
 //! pass, the weight bytes one draft step reads relative to a full pass, and what a draft step
 //! actually cost relative to a full pass. A drafter whose working set fits the last-level cache
 //! should show a measured cost well below its byte share; the table says whether it did.
+//!
+//! A tuner calls [`search_default`] (or [`search`] on its own list, e.g. [`candidates`] plus
+//! the skip sets [`super::self_spec_rank`] grows from a teacher-forced ranking) and keeps
+//! [`SearchReport::best_paying`]; `None` there means drafting from the model itself does not
+//! pay on this model and machine. `examples/self_spec_search.rs` prints the whole table.
 
 use std::sync::Arc;
 use std::time::Instant;
