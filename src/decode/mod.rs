@@ -13,6 +13,8 @@ pub mod engine;
 pub mod lookahead;
 pub mod lookup;
 pub mod self_spec;
+pub mod self_spec_rank;
+pub mod self_spec_search;
 pub mod tree;
 pub mod verify;
 

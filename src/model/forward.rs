@@ -22,8 +22,9 @@ use crate::kernels::{matvec, ops, KernelPool, QuantizedActs};
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
 use super::config::ModelConfig;
+use super::head::{reduced_head, HeadExtra};
 use super::kv_cache::{KvCache, KvLayout, KvType};
-use super::plan::{ForwardPlan, SubLayer, MAX_BATCH};
+use super::plan::{ForwardPlan, HeadVocab, SubLayer, MAX_BATCH};
 use super::weights::{LayerWeights, Vector, View, Weights};
 
 /// A loaded model: the memory-mapped file, its configuration and architecture, and the checked
@@ -159,8 +160,8 @@ impl Model {
             ));
         }
         cache.truncate(plan.start)?;
-        let Workspace { pool, bufs, .. } = ws;
-        let rows = pool.install(|| self.run(pool, bufs, cache, tokens, plan))?;
+        let Workspace { pool, bufs, extra, .. } = ws;
+        let rows = pool.install(|| self.run(pool, bufs, extra, cache, tokens, plan))?;
         cache.set_len(end)?;
         Ok(&ws.bufs.logits[..rows * self.config.vocab_size])
     }
@@ -209,6 +210,7 @@ impl Model {
         &self,
         pool: &KernelPool,
         b: &mut Buffers,
+        extra: &HeadExtra,
         cache: &mut KvCache,
         tokens: &[u32],
         plan: &ForwardPlan,
@@ -280,6 +282,11 @@ impl Model {
         let head = view.mat(&self.weights.output)?;
         b.acts.quantize(pool.kernels(), &b.proj[..rows * dim], dim, rows, &[head.act_kind()])?;
         let logits = &mut b.logits[..rows * c.vocab_size];
+        if let HeadVocab::Reduced { prefix } = plan.vocab {
+            let first = view.mat_rows(&self.weights.output, (prefix as usize).max(1))?;
+            reduced_head(pool, &head, &first, extra.ids(), &b.acts, c.final_logit_softcap, logits)?;
+            return Ok(rows);
+        }
         matvec(pool, &head, &b.acts, logits)?;
         if let Some(cap) = c.final_logit_softcap {
             logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
@@ -455,6 +462,8 @@ struct Buffers {
 pub struct Workspace {
     pool: KernelPool,
     ctx: usize,
+    /// The extra ids of a reduced head ([`HeadVocab::Reduced`]).
+    extra: HeadExtra,
     shape: (usize, usize, usize, usize, usize, usize, usize),
     bufs: Buffers,
 }
@@ -492,12 +501,19 @@ impl Workspace {
             logits: vec![0.0; bb * c.vocab_size],
             acts: QuantizedActs::with_capacity(widest, bb),
         };
-        Ok(Workspace { pool, ctx, shape: shape_of(c), bufs })
+        Ok(Workspace { pool, ctx, extra: HeadExtra::new(c.vocab_size), shape: shape_of(c), bufs })
     }
 
     /// The thread pool.
     pub fn pool(&self) -> &KernelPool {
         &self.pool
+    }
+
+    /// The ids a pass with [`HeadVocab::Reduced`] computes besides its prefix (typically the
+    /// context's tokens), replacing the previous ones; duplicates are dropped. Fails, leaving
+    /// none, on an id outside the vocabulary.
+    pub fn set_head_extra(&mut self, ids: &[u32]) -> Result<()> {
+        self.extra.set(ids, self.shape.6)
     }
 
     /// Longest context the buffers serve.

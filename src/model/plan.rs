@@ -110,6 +110,27 @@ impl LogitRows {
     }
 }
 
+/// Which vocabulary rows the output head computes.
+///
+/// A drafter does not need the whole vocabulary: the frequent low ids (BPE vocabularies number
+/// tokens roughly by merge order, so low ids are the common ones) plus the tokens of the context
+/// carry nearly all of its top-1 choices. Skipping the other rows of the head saves most of its
+/// bytes (the head is about a third of what SmolLM2-135M reads per token).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadVocab {
+    /// Every row (what verification and plain decoding use).
+    #[default]
+    Full,
+    /// Rows `[0, prefix)` (one mat-vec over the first `prefix` rows of the mapped head, no copy)
+    /// and the extra ids last given to [`Workspace::set_head_extra`](super::Workspace::set_head_extra)
+    /// (one row dot each). The logits keep the full `(rows, vocab)` shape: every other entry is
+    /// `-inf`, and the computed ones are bitwise what the full head gives.
+    Reduced {
+        /// Rows `[0, prefix)` are computed (clamped to `1 ..= vocab`).
+        prefix: u32,
+    },
+}
+
 /// One forward pass's instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ForwardPlan {
@@ -126,12 +147,21 @@ pub struct ForwardPlan {
     /// A token tree: row `i` is still stored at `start + i`, but sits at position `start +
     /// depth(i)` and attends to the prefix and its ancestors only. `None`: a chain.
     pub tree: Option<TokenTree>,
+    /// The head's vocabulary rows (full unless a drafter asks for fewer).
+    pub vocab: HeadVocab,
 }
 
 impl ForwardPlan {
     /// A full pass at `start` with logits for the last row.
     pub const fn at(start: usize) -> ForwardPlan {
-        ForwardPlan { start, logits: LogitRows::Last, skip: SkipSet::none(), exit_after: None, tree: None }
+        ForwardPlan {
+            start,
+            logits: LogitRows::Last,
+            skip: SkipSet::none(),
+            exit_after: None,
+            tree: None,
+            vocab: HeadVocab::Full,
+        }
     }
 
     /// The same plan asking for `rows`.
@@ -149,6 +179,12 @@ impl ForwardPlan {
     /// The same plan over the token tree `tree` (its length must be the pass's).
     pub const fn tree(mut self, tree: TokenTree) -> ForwardPlan {
         self.tree = Some(tree);
+        self
+    }
+
+    /// The same plan computing the head's rows `vocab` only.
+    pub const fn vocab(mut self, vocab: HeadVocab) -> ForwardPlan {
+        self.vocab = vocab;
         self
     }
 

@@ -234,6 +234,20 @@ impl<'a> View<'a> {
         WeightMatrix::new(info.ty, self.file.tensor_data(info), m.rows, m.n)
     }
 
+    /// The first `rows` rows of the matrix `m` (`rows` ≤ `m.rows`), borrowed from the map.
+    pub fn mat_rows(&self, m: &Mat, rows: usize) -> Result<WeightMatrix<'a>> {
+        let info = self.file.tensors().get(m.tensor).ok_or_else(|| Error::internal("tensor index"))?;
+        let row_bytes = info
+            .ty
+            .row_bytes(m.n as u64)
+            .ok_or_else(|| Error::internal("matrix rows are not whole blocks"))?;
+        let bytes = (row_bytes as usize).checked_mul(rows.min(m.rows));
+        let data = bytes
+            .and_then(|b| self.file.tensor_data(info).get(..b))
+            .ok_or_else(|| Error::internal("matrix shorter than at load"))?;
+        WeightMatrix::new(info.ty, data, rows.min(m.rows), m.n)
+    }
+
     /// The vector `v`, borrowed from the map or from its shifted copy.
     pub fn vector<'v>(&self, v: &'v Vector) -> Result<&'v [f32]>
     where

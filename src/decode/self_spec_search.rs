@@ -1,0 +1,635 @@
+//! A measured search over self-derived drafter configurations (skip masks, early-exit depths,
+//! drafter-head vocabularies, confidence thresholds, a cache-resident mask): each candidate
+//! decodes a calibration prompt set and is ranked by decode tokens/s against plain decoding
+//! measured in the same run, because on a memory-bound CPU neither acceptance nor bytes alone
+//! predicts speed.
+//!
+//! Every variant's row keeps what explains its speed: α (accepted / drafted), mean tokens per
+//! pass, the weight bytes one draft step reads relative to a full pass, and what a draft step
+//! actually cost relative to a full pass. A drafter whose working set fits the last-level cache
+//! should show a measured cost well below its byte share; the table says whether it did.
+//!
+//! A tuner calls [`search_default`] (or [`search`] on its own list, e.g. [`candidates`] plus
+//! the skip sets [`super::self_spec_rank`] grows from a teacher-forced ranking) and keeps
+//! [`SearchReport::best_paying`]; `None` there means drafting from the model itself does not
+//! pay on this model and machine. `examples/self_spec_search.rs` prints the whole table.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::model::{Model, SkipSet, SubLayer};
+use crate::sampling::SamplingParams;
+use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
+
+use super::self_spec::{SelfSpecDrafter, SelfSpecParams, DEFAULT_HEAD_VOCAB};
+use super::{Drafter, Strategy};
+
+/// Share of the last-level cache a cache-resident drafter may fill (the rest holds the KV
+/// cache, activations and whatever else runs).
+const LLC_SHARE: f64 = 0.75;
+
+/// How to search.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    /// Calibration prompts (user messages; sent through the chat template when the model has
+    /// one).
+    pub prompts: Vec<String>,
+    /// Tokens to generate per prompt.
+    pub max_tokens: usize,
+    /// Stop starting new variants after this many seconds (the ones left are listed as skipped).
+    pub budget_s: f64,
+    /// Session options (threads, context) of every run.
+    pub session: SessionOptions,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            prompts: CALIBRATION.iter().map(|s| s.to_string()).collect(),
+            max_tokens: 64,
+            budget_s: 120.0,
+            session: SessionOptions { ctx: Some(1024), ..SessionOptions::default() },
+        }
+    }
+}
+
+/// A small calibration set of open prompts (the self-derived drafters' case: nothing to copy).
+pub const CALIBRATION: [&str; 4] = [
+    "What are the main causes of the seasons on Earth?",
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain how a hash table works to a beginner programmer.",
+    "Give me three tips for staying focused while studying.",
+];
+
+/// One configuration to measure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Short name for the table.
+    pub name: String,
+    /// The drafter's parameters.
+    pub params: SelfSpecParams,
+}
+
+/// What one variant measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VariantResult {
+    /// The candidate's name.
+    pub name: String,
+    /// Its parameters.
+    pub params: SelfSpecParams,
+    /// Decode tokens/s over the calibration set.
+    pub tokens_per_s: f64,
+    /// `tokens_per_s` over plain decoding's, measured just before.
+    pub speedup: f64,
+    /// Accepted / drafted (`None` when nothing was drafted).
+    pub alpha: Option<f64>,
+    /// Tokens drafted and accepted.
+    pub drafted: usize,
+    /// Drafted tokens accepted.
+    pub accepted: usize,
+    /// Tokens emitted per forward pass of the full model.
+    pub mean_accepted_per_pass: f64,
+    /// Weight bytes one draft step reads over a full pass's.
+    pub bytes_rel: f64,
+    /// Weight bytes one draft step reads.
+    pub draft_bytes: usize,
+    /// Measured seconds of one draft step over one plain decode step (`None`: no step ran).
+    pub draft_rel: Option<f64>,
+    /// Seconds of one draft step.
+    pub draft_step_s: Option<f64>,
+}
+
+impl VariantResult {
+    /// What a draft step cost relative to what its bytes suggest (`draft_rel / bytes_rel`):
+    /// well under 1 when its working set stays in cache.
+    pub fn cost_over_bytes(&self) -> Option<f64> {
+        self.draft_rel.map(|d| d / self.bytes_rel.max(1e-9))
+    }
+}
+
+/// The search's outcome.
+#[derive(Clone, Debug)]
+pub struct SearchReport {
+    /// Plain decoding's tokens/s in the runs paired with each variant (same order).
+    pub plain_tokens_per_s: Vec<f64>,
+    /// Seconds of one plain decode step (in the runs paired with the first variant).
+    pub plain_step_s: f64,
+    /// Weight bytes one plain step reads.
+    pub full_bytes: usize,
+    /// The last-level cache size the cache-resident candidates were sized for.
+    pub llc_bytes: Option<usize>,
+    /// Every variant measured, in order, winners and losers.
+    pub variants: Vec<VariantResult>,
+    /// Candidates not run because the time budget ran out.
+    pub skipped: Vec<String>,
+    /// Wall seconds of the whole search.
+    pub elapsed_s: f64,
+}
+
+impl SearchReport {
+    /// The variant with the highest speedup over its paired plain runs, if any ran. A variant
+    /// that declined to draft (a cost-gated one) scores about 1.0: on a model where nothing
+    /// pays, "don't draft" is the right answer.
+    pub fn best(&self) -> Option<&VariantResult> {
+        self.variants.iter().max_by(|a, b| a.speedup.total_cmp(&b.speedup))
+    }
+
+    /// [`SearchReport::best`] when it beat its paired plain runs by more than `margin`
+    /// (e.g. 0.05 for 5%); `None` means no variant paid and drafting should stay off.
+    pub fn best_paying(&self, margin: f64) -> Option<&VariantResult> {
+        self.best().filter(|b| b.speedup > 1.0 + margin && b.drafted > 0)
+    }
+
+    /// The table, as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let plain: Vec<String> = self.plain_tokens_per_s.iter().map(|t| format!("{t:.1}")).collect();
+        let mut s = format!(
+            "plain (paired runs): {} tok/s (first: step {:.2} ms, {:.1} MB of weights → {:.1} GB/s \
+             effective); LLC {}; search took {:.0} s\n\n",
+            plain.join(" / "),
+            self.plain_step_s * 1e3,
+            self.full_bytes as f64 / 1e6,
+            self.full_bytes as f64 / self.plain_step_s.max(1e-9) / 1e9,
+            self.llc_bytes.map_or("unknown".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0)),
+            self.elapsed_s
+        );
+        s.push_str(
+            "| variant | draft MB | bytes rel | step ms | step rel | cost/bytes | step GB/s | α | drafted | tok/pass | tok/s | plain tok/s | × plain |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        let opt = |v: Option<f64>, prec: usize| v.map_or("–".to_string(), |v| format!("{v:.prec$}"));
+        for v in &self.variants {
+            s.push_str(&format!(
+                "| {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {:.2} |\n",
+                v.name,
+                v.draft_bytes as f64 / 1e6,
+                v.bytes_rel,
+                opt(v.draft_step_s.map(|t| t * 1e3), 2),
+                opt(v.draft_rel, 2),
+                opt(v.cost_over_bytes(), 2),
+                opt(v.draft_step_s.map(|t| v.draft_bytes as f64 / t / 1e9), 1),
+                opt(v.alpha, 2),
+                v.drafted,
+                v.mean_accepted_per_pass,
+                v.tokens_per_s,
+                v.tokens_per_s / v.speedup.max(1e-9),
+                v.speedup
+            ));
+        }
+        if let Some(b) = self.best() {
+            s.push_str(&format!("\nbest: {} ({:.2}× plain)", b.name, b.speedup));
+            let pays = self.best_paying(0.05).is_some();
+            s.push_str(if pays { "\n" } else { "; no drafting variant paid by more than 5%\n" });
+        }
+        if !self.skipped.is_empty() {
+            s.push_str(&format!("\nskipped (time budget): {}\n", self.skipped.join(", ")));
+        }
+        s
+    }
+}
+
+/// The size of the last-level (L3) cache, from `/sys` (`None` where it says nothing).
+pub fn last_level_cache_bytes() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size").ok()?;
+    parse_cache_size(text.trim())
+}
+
+/// `32768K`, `32M`, `1048576` → bytes.
+fn parse_cache_size(s: &str) -> Option<usize> {
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1 << 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits.trim().parse::<usize>().ok().map(|n| n * mult)
+}
+
+/// Weight bytes of the sub-layers and head of a model, from its tensor table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelBytes {
+    /// Per layer: (attention, MLP) bytes, norms and biases included.
+    pub layers: Vec<(usize, usize)>,
+    /// Bytes of one row of the output head.
+    pub head_row: usize,
+    /// Rows of the output head (the vocabulary).
+    pub head_rows: usize,
+}
+
+impl ModelBytes {
+    /// Read the sizes from `model`'s tensor table.
+    pub fn of(model: &Model) -> Result<ModelBytes> {
+        let file = model.file();
+        let n_layers = model.config().n_layers;
+        let mut layers = vec![(0usize, 0usize); n_layers];
+        for t in file.tensors() {
+            let Some(rest) = t.name.strip_prefix("blk.") else { continue };
+            let Some((l, name)) = rest.split_once('.') else { continue };
+            let Some(slot) = l.parse::<usize>().ok().and_then(|l| layers.get_mut(l)) else { continue };
+            if name.starts_with("ffn") || name.starts_with("post_ffw") {
+                slot.1 += t.n_bytes as usize;
+            } else {
+                slot.0 += t.n_bytes as usize;
+            }
+        }
+        let head = file
+            .tensor("output.weight")
+            .or_else(|| file.tensor("token_embd.weight"))
+            .ok_or_else(|| Error::format("the model has no output head"))?;
+        let head_rows = model.config().vocab_size;
+        Ok(ModelBytes { layers, head_row: head.n_bytes as usize / head_rows.max(1), head_rows })
+    }
+
+    /// Bytes a full pass reads.
+    pub fn full(&self) -> usize {
+        self.layers.iter().map(|(a, m)| a + m).sum::<usize>() + self.head_row * self.head_rows
+    }
+
+    /// Bytes a draft step with `p` reads (the reduced head's extra rows not counted: a few
+    /// hundred at most).
+    pub fn draft(&self, p: &SelfSpecParams) -> usize {
+        let last = p.exit_after.unwrap_or(usize::MAX);
+        let body: usize = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(l, _)| *l <= last)
+            .map(|(l, (a, m))| {
+                let a = if p.skip.contains(l, SubLayer::Attention) { 0 } else { *a };
+                let m = if p.skip.contains(l, SubLayer::Mlp) { 0 } else { *m };
+                a + m
+            })
+            .sum();
+        let rows = p.head_vocab.map_or(self.head_rows, |v| (v as usize).clamp(1, self.head_rows));
+        body + rows * self.head_row
+    }
+}
+
+fn params(skip: SkipSet, exit: Option<usize>, head_vocab: Option<u32>, conf: u16) -> SelfSpecParams {
+    SelfSpecParams { skip, exit_after: exit, min_confidence_milli: conf, head_vocab, always_draft: true }
+}
+
+/// The largest working set a cache-resident drafter may have, for a cache of `llc` bytes.
+fn resident_budget(llc: usize) -> usize {
+    (llc as f64 * LLC_SHARE) as usize
+}
+
+/// The default candidate list for `model`: early-exit depths, drafter-head vocabularies,
+/// layer-skip sets of increasing size (middle attention first, then middle MLPs: early
+/// attention and early MLPs matter most), confidence thresholds and — when `llc` is known —
+/// two cache-resident masks (the deepest early exit whose layers and reduced head fit in a
+/// share of the cache, and the first layers plus the last one under the same bound). All
+/// candidates but the two cost-gated presets (listed first) draft every step (`always_draft`).
+pub fn candidates(model: &Model, llc: Option<usize>) -> Result<Vec<Candidate>> {
+    let n = model.config().n_layers;
+    let bytes = ModelBytes::of(model)?;
+    let v = Some(DEFAULT_HEAD_VOCAB);
+    let mut out = Vec::new();
+    let mut add = |name: String, p: SelfSpecParams| {
+        if !out.iter().any(|c: &Candidate| c.params == p) {
+            out.push(Candidate { name, params: p });
+        }
+    };
+    // The cost-gated presets as the strategies ship them first (quick where they decline, and
+    // the "don't draft" baseline a tuner needs even when the budget cuts the list short).
+    add("preset self-spec (cost-gated)".into(), SelfSpecParams::layer_skip(n)?);
+    add("preset early-exit (cost-gated)".into(), SelfSpecParams::early_exit(n.div_ceil(2))?);
+    // The whole model with the reduced head only: what the head alone costs in acceptance.
+    add(format!("no skip V={DEFAULT_HEAD_VOCAB}"), params(SkipSet::none(), None, v, 500));
+    // Early exit at several depths, reduced head.
+    for e in [2, 3, 4, 6, 8, 10, 12, 15] {
+        if e < n {
+            add(format!("exit E={e}"), params(SkipSet::none(), Some(e - 1), v, 500));
+        }
+    }
+    // Head vocabularies at one depth.
+    let e = 4.min(n);
+    for hv in [None, Some(4096), Some(8192), Some(32768)] {
+        let name = hv.map_or("full head".into(), |h| format!("V={h}"));
+        add(format!("exit E={e} {name}"), params(SkipSet::none(), Some(e - 1), hv, 500));
+    }
+    // Confidence thresholds.
+    for conf in [0, 300, 700] {
+        add(format!("exit E={e} conf {conf}"), params(SkipSet::none(), Some(e - 1), v, conf));
+    }
+    // A few attention sub-layers (each α 0.90–0.98 alone in the issue's measurements), from
+    // the late-middle layers outward, with the full model otherwise.
+    for k in [4, 8, 14] {
+        let mut s = SkipSet::none();
+        for l in (2..n.saturating_sub(1)).rev().skip(2).take(k) {
+            s.insert(l, SubLayer::Attention)?;
+        }
+        add(format!("skip {k} late attn"), params(s, None, v, 500));
+    }
+    for hv in [4096, 8192] {
+        add(format!("no skip V={hv}"), params(SkipSet::none(), None, Some(hv), 500));
+    }
+    // Layer skipping, increasing: attention of the middle layers, then middle MLPs.
+    let mid = 2..n.saturating_sub(1);
+    let mut attn = SkipSet::none();
+    for l in mid.clone() {
+        attn.insert(l, SubLayer::Attention)?;
+    }
+    add("skip mid attn".into(), params(attn, None, v, 500));
+    for step in [4, 2, 1] {
+        let mut s = attn;
+        for l in (n / 4..3 * n / 4).step_by(step) {
+            s.insert(l, SubLayer::Mlp)?;
+        }
+        add(format!("skip mid attn + MLP every {step} (n/4..3n/4)"), params(s, None, v, 500));
+    }
+    let mut mlp_late = attn;
+    for l in n / 3..n.saturating_sub(1) {
+        mlp_late.insert(l, SubLayer::Mlp)?;
+    }
+    add("skip mid attn + MLPs n/3..n-1".into(), params(mlp_late, None, v, 500));
+    // Cache-resident masks.
+    if let Some(llc) = llc {
+        let budget = resident_budget(llc);
+        for hv in [4096u32, 8192, DEFAULT_HEAD_VOCAB] {
+            let fits = |p: &SelfSpecParams| bytes.draft(p) <= budget;
+            if let Some(e) =
+                (1..n).rev().find(|&e| fits(&params(SkipSet::none(), Some(e - 1), Some(hv), 500)))
+            {
+                add(format!("LLC exit E={e} V={hv}"), params(SkipSet::none(), Some(e - 1), Some(hv), 500));
+            }
+            // First k layers plus the last one (the rest skipped).
+            let first_plus_last = |k: usize| -> Result<SelfSpecParams> {
+                let mut s = SkipSet::none();
+                for l in k..n.saturating_sub(1) {
+                    s.insert(l, SubLayer::Attention)?;
+                    s.insert(l, SubLayer::Mlp)?;
+                }
+                Ok(params(s, None, Some(hv), 500))
+            };
+            let mut best = None;
+            for k in 1..n.saturating_sub(1) {
+                let p = first_plus_last(k)?;
+                if fits(&p) {
+                    best = Some((k, p));
+                }
+            }
+            if let Some((k, p)) = best {
+                add(format!("LLC first {k} + last layer V={hv}"), p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What consecutive draft steps cost, measured directly: a full pass (which streams every
+/// weight and evicts the drafter's working set), then `steps` draft steps in a row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepTiming {
+    /// Median seconds of a full single-token pass.
+    pub full_s: f64,
+    /// Median seconds of the first draft step after a full pass (cache cold).
+    pub first_s: f64,
+    /// Median seconds of the later draft steps (the drafter's working set may be cached).
+    pub later_s: f64,
+    /// Weight bytes of one draft step.
+    pub draft_bytes: usize,
+    /// Weight bytes of a full pass.
+    pub full_bytes: usize,
+}
+
+impl StepTiming {
+    /// Effective bandwidth (weight bytes / second) of a full pass, a cold and a warm draft step.
+    pub fn bandwidths(&self) -> (f64, f64, f64) {
+        let bw = |b: usize, t: f64| b as f64 / t.max(1e-12);
+        (
+            bw(self.full_bytes, self.full_s),
+            bw(self.draft_bytes, self.first_s),
+            bw(self.draft_bytes, self.later_s),
+        )
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Time `reps` rounds of (one full pass, `steps` draft steps with `p`) on `model` after a
+/// 64-token prompt, with `threads` kernel threads (see [`StepTiming`]).
+pub fn time_draft_steps(
+    model: &Model,
+    p: &SelfSpecParams,
+    threads: Option<usize>,
+    steps: usize,
+    reps: usize,
+) -> Result<StepTiming> {
+    use crate::kernels::KernelPool;
+    use crate::model::{ForwardPlan, HeadVocab, KvType, LogitRows, Workspace};
+    let vocab = model.config().vocab_size;
+    let (prompt, steps, reps) = (64usize, steps.max(2), reps.max(1));
+    let ctx = prompt + reps * (steps + 1) + 1;
+    let mut ws = Workspace::new(model, KernelPool::new(threads)?, ctx)?;
+    let mut cache = model.new_cache(ctx, KvType::F16)?;
+    let toks: Vec<u32> = (0..prompt as u32).map(|i| (i * 7919 + 13) % (vocab as u32)).collect();
+    model.prefill(&mut ws, &mut cache, &toks, 0, 16)?;
+    let mut plan = ForwardPlan::at(0).logits(LogitRows::Last).skip(p.skip);
+    if let Some(e) = p.exit_after {
+        plan = plan.exit_after(e);
+    }
+    if let Some(v) = p.head_vocab {
+        ws.set_head_extra(&toks)?;
+        plan = plan.vocab(HeadVocab::Reduced { prefix: v });
+    }
+    let (mut full, mut first, mut later) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pos = prompt;
+    for _ in 0..reps {
+        let t = Instant::now();
+        model.forward(&mut ws, &mut cache, &[1], &ForwardPlan::at(pos))?;
+        full.push(t.elapsed().as_secs_f64());
+        pos += 1;
+        for i in 0..steps {
+            plan.start = pos;
+            let t = Instant::now();
+            model.forward(&mut ws, &mut cache, &[2], &plan)?;
+            let took = t.elapsed().as_secs_f64();
+            if i == 0 {
+                first.push(took)
+            } else {
+                later.push(took)
+            }
+            pos += 1;
+        }
+    }
+    let bytes = ModelBytes::of(model)?;
+    Ok(StepTiming {
+        full_s: median(&mut full),
+        first_s: median(&mut first),
+        later_s: median(&mut later),
+        draft_bytes: bytes.draft(p),
+        full_bytes: bytes.full(),
+    })
+}
+
+/// [`search`] over the default [`candidates`], sized for this machine's last-level cache.
+pub fn search_default(
+    model: &Model,
+    opts: &SearchOptions,
+    progress: &mut dyn FnMut(usize, usize, &VariantResult),
+) -> Result<SearchReport> {
+    search(model, opts, &candidates(model, last_level_cache_bytes())?, progress)
+}
+
+/// Totals of one pass over the calibration set.
+#[derive(Default)]
+struct Totals {
+    generated: usize,
+    decode_s: f64,
+    passes: usize,
+    drafted: usize,
+    accepted: usize,
+}
+
+impl Totals {
+    fn add(&mut self, st: &GenerationStats) {
+        self.generated += st.generated_tokens.saturating_sub(1);
+        self.decode_s += st.decode_s;
+        // Decode passes: the stats count the prefill's last pass too (it yields the first token).
+        let producing = (st.generated_tokens as f64 / st.mean_accepted_per_pass.max(1e-9)).round() as usize;
+        self.passes += producing.saturating_sub(1);
+        self.drafted += st.drafted_tokens;
+        self.accepted += st.accepted_tokens;
+    }
+
+    fn merge(&mut self, o: &Totals) {
+        self.generated += o.generated;
+        self.decode_s += o.decode_s;
+        self.passes += o.passes;
+        self.drafted += o.drafted;
+        self.accepted += o.accepted;
+    }
+
+    fn tokens_per_s(&self) -> f64 {
+        self.generated as f64 / self.decode_s.max(1e-9)
+    }
+}
+
+/// A fresh session on `file` (so no variant inherits another's learnt draft length or costs).
+fn fresh(file: &Arc<GgufFile>, opts: &SessionOptions) -> Result<Session> {
+    Session::new(Model::from_file(file.clone())?, opts)
+}
+
+/// Decode every prompt with `drafter` (plain with `None`), greedily.
+fn calibrate(
+    s: &mut Session,
+    prompts: &[String],
+    max_tokens: usize,
+    mut drafter: Option<&mut dyn Drafter>,
+) -> Result<Totals> {
+    let mut t = Totals::default();
+    let params = GenerateParams { max_tokens, sampling: SamplingParams::greedy(), strategy: Strategy::Plain };
+    for prompt in prompts {
+        s.reset();
+        let mut sink = |_: &str| Flow::Continue;
+        let chat = s.chat_template().is_some();
+        let st = match (drafter.as_deref_mut(), chat) {
+            (Some(d), true) => s.chat_with(prompt, &params, d, &mut sink)?.1,
+            (Some(d), false) => s.generate_with(prompt, &params, d, &mut sink)?,
+            (None, true) => s.chat(prompt, &params, &mut sink)?.1,
+            (None, false) => s.generate(prompt, &params, &mut sink)?,
+        };
+        t.add(&st);
+    }
+    Ok(t)
+}
+
+/// Measure every candidate on `opts.prompts` (greedy, so every variant emits the same text)
+/// against plain decoding, within `opts.budget_s`; `progress` gets each result as it comes
+/// (index, total, result). Each variant runs on a fresh session over `model`'s file, after one
+/// unmeasured warm-up prompt; plain decoding runs each prompt right before the variant does
+/// (paired runs: the speed of a shared machine drifts by tens of percent within a minute), and
+/// the speedup is the ratio of the paired totals.
+pub fn search(
+    model: &Model,
+    opts: &SearchOptions,
+    candidates: &[Candidate],
+    progress: &mut dyn FnMut(usize, usize, &VariantResult),
+) -> Result<SearchReport> {
+    if opts.prompts.is_empty() || opts.max_tokens < 2 {
+        return Err(Error::invalid("the search needs prompts and at least 2 tokens per prompt"));
+    }
+    let t0 = Instant::now();
+    let file = model.file();
+    let bytes = ModelBytes::of(model)?;
+    let full = bytes.full();
+    let warm = &opts.prompts[..1];
+    let warm_tokens = (opts.max_tokens / 4).max(2);
+    let mut plain_session = fresh(file, &opts.session)?;
+    calibrate(&mut plain_session, warm, warm_tokens, None)?;
+
+    let mut plain = Vec::new();
+    let mut plain_step_s = 0.0;
+    let mut variants = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        if t0.elapsed().as_secs_f64() > opts.budget_s {
+            skipped.push(c.name.clone());
+            continue;
+        }
+        let mut s = fresh(file, &opts.session)?;
+        let mut d = SelfSpecDrafter::new("self-spec", c.params);
+        calibrate(&mut s, warm, warm_tokens, Some(&mut d))?;
+        let (steps0, secs0) = d.step_totals();
+        let (mut p, mut t) = (Totals::default(), Totals::default());
+        for prompt in &opts.prompts {
+            let one = std::slice::from_ref(prompt);
+            p.merge(&calibrate(&mut plain_session, one, opts.max_tokens, None)?);
+            t.merge(&calibrate(&mut s, one, opts.max_tokens, Some(&mut d))?);
+        }
+        let (steps1, secs1) = d.step_totals();
+        let steps = steps1.saturating_sub(steps0);
+        let draft_step_s = (steps > 0).then(|| (secs1 - secs0) / steps as f64);
+        let step_s = p.decode_s / p.generated.max(1) as f64;
+        if plain.is_empty() {
+            plain_step_s = step_s;
+        }
+        plain.push(p.tokens_per_s());
+        let draft_bytes = bytes.draft(&c.params);
+        let r = VariantResult {
+            name: c.name.clone(),
+            params: c.params,
+            tokens_per_s: t.tokens_per_s(),
+            speedup: t.tokens_per_s() / p.tokens_per_s().max(1e-9),
+            alpha: (t.drafted > 0).then(|| t.accepted as f64 / t.drafted as f64),
+            drafted: t.drafted,
+            accepted: t.accepted,
+            mean_accepted_per_pass: t.generated as f64 / t.passes.max(1) as f64,
+            bytes_rel: draft_bytes as f64 / full.max(1) as f64,
+            draft_bytes,
+            draft_rel: draft_step_s.map(|d| d / step_s.max(1e-12)),
+            draft_step_s,
+        };
+        progress(i, candidates.len(), &r);
+        variants.push(r);
+    }
+    Ok(SearchReport {
+        plain_tokens_per_s: plain,
+        plain_step_s,
+        full_bytes: full,
+        llc_bytes: last_level_cache_bytes(),
+        variants,
+        skipped,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_sizes_parse() {
+        assert_eq!(parse_cache_size("32768K"), Some(32 << 20));
+        assert_eq!(parse_cache_size("8M"), Some(8 << 20));
+        assert_eq!(parse_cache_size("1024"), Some(1024));
+        assert_eq!(parse_cache_size("x"), None);
+        assert_eq!(parse_cache_size(""), None);
+    }
+}
