@@ -1,6 +1,6 @@
-//! Causal self-attention over the KV cache, a token's query heads that share a KV head
-//! (grouped-query attention) together: they read its cached rows at once, each row converted
-//! from f16 once for all of them.
+//! Causal self-attention over the KV cache, one (token, KV head) pair at a time: the query heads
+//! that share a KV head (grouped-query attention) read its cached rows together, each row
+//! converted from f16 once for all of them.
 //!
 //! Each query row attends to the cached keys of positions `lo ..= pos` (all earlier positions,
 //! or the last `window` of them on sliding-window layers): scores `q·k · scale`, an optional
@@ -66,17 +66,9 @@ pub(crate) fn attend(
     }
     let group = nh / p.n_kv_heads;
     let kernels = pool.kernels();
-    // A task: `per` consecutive query heads of one row that share a KV head (`per × hdv`
-    // contiguous outputs) — the whole group, unless that leaves a worker idle (Gemma 3 has a
-    // single KV head: one token would be one task).
-    let per = (1..=group)
-        .rev()
-        .filter(|d| group.is_multiple_of(*d))
-        .find(|&d| b * nh / d >= pool.threads())
-        .unwrap_or(1);
-    pool.for_each_chunk(out, per * hdv, scores, |task, o, s| {
-        let (row, head0) = (task * per / nh, task * per % nh);
-        let kv_head = head0 / group;
+    // A task: one row's query heads of one KV head, `group × hdv` contiguous outputs.
+    pool.for_each_chunk(out, group * hdv, scores, |task, o, s| {
+        let (row, kv_head) = (task / p.n_kv_heads, task % p.n_kv_heads);
         let pos = start + tree.map_or(row, |t| t.depth(row));
         let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         // Storage spans visited in position order: the chain's one span, or a tree row's prefix
@@ -91,9 +83,9 @@ pub(crate) fn attend(
         };
         let spans = &spans[..n_spans];
         let total: usize = spans.iter().map(|r| r.len()).sum();
-        // Head `head0 + j` scores into `s[j·total..][..total]`.
-        let s = s.get_mut(..per * total).ok_or_else(|| Error::internal("attention scratch too small"))?;
-        let qs = &q[(row * nh + head0) * hd..][..per * hd];
+        // Head `j` of the group scores into `s[j·total..][..total]`.
+        let s = s.get_mut(..group * total).ok_or_else(|| Error::internal("attention scratch too small"))?;
+        let qs = &q[(row * nh + kv_head * group) * hd..][..group * hd];
         // The span comes in position order as up to two pieces (a sliding-window ring wraps):
         // scores and the value sum visit the same positions in the same order either way.
         // (The cache's rows drive each `zip`, so no score or weight is skipped between pieces.)
