@@ -142,13 +142,6 @@ pub struct Kernels {
     pub(crate) dot_f16_rows: unsafe fn(rows: &[f16], x: &[f32], out: &mut [f32]),
     /// `axpy_f16(w[i], rows[i·n..][..n], y)` for every row in order (`n = y.len()`).
     pub(crate) axpy_f16_rows: unsafe fn(w: &[f32], rows: &[f16], y: &mut [f32]),
-    /// `out[j·stride + i] = dot_f16_f32(rows[i·n..][..n], xs[j·n..][..n])` for every query `j`
-    /// and row `i`.
-    pub(crate) dot_f16_rows_multi:
-        unsafe fn(rows: &[f16], xs: &[f32], n: usize, out: &mut [f32], stride: usize),
-    /// `axpy_f16_rows(ws[j·stride..][..m], rows, ys[j·n..][..n])` for every output `j`.
-    pub(crate) axpy_f16_rows_multi:
-        unsafe fn(ws: &[f32], rows: &[f16], n: usize, ys: &mut [f32], stride: usize),
     /// f32 → f16 (equal lengths).
     pub(crate) f32_to_f16: unsafe fn(src: &[f32], dst: &mut [f16]),
     /// f16 → f32 (equal lengths).
@@ -176,8 +169,6 @@ static SCALAR: Kernels = Kernels {
     axpy_f16: scalar::axpy_f16,
     dot_f16_rows: scalar::dot_f16_rows,
     axpy_f16_rows: scalar::axpy_f16_rows,
-    dot_f16_rows_multi: scalar::dot_f16_rows_multi,
-    axpy_f16_rows_multi: scalar::axpy_f16_rows_multi,
     f32_to_f16: scalar::f32_to_f16,
     f16_to_f32: scalar::f16_to_f32_row,
 };
@@ -379,62 +370,6 @@ impl Kernels {
         // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
         unsafe { (self.axpy_f16_rows)(w, rows, y) };
         Ok(())
-    }
-
-    /// [`Kernels::dot_f16_rows`] for several queries of `n` values (`xs`, query after query)
-    /// against the same rows, query `j`'s scores into `out[j·stride..][..rows]`: the query heads
-    /// of a grouped-query attention head against its cached keys, each key converted once. Each
-    /// score is bitwise equal to the one-query call's.
-    pub fn dot_f16_rows_multi(
-        &self,
-        rows: &[f16],
-        xs: &[f32],
-        n: usize,
-        out: &mut [f32],
-        stride: usize,
-    ) -> Result<()> {
-        let (m, g) = Self::multi_shape(rows.len(), xs.len(), n, stride)?;
-        if g > 0 && out.len() < (g - 1) * stride + m {
-            return Err(Error::invalid(format!("{} scores do not hold {g} queries × {m} rows", out.len())));
-        }
-        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
-        unsafe { (self.dot_f16_rows_multi)(rows, xs, n, out, stride) };
-        Ok(())
-    }
-
-    /// [`Kernels::axpy_f16_rows`] for several outputs of `n` values (`ys`, output after output)
-    /// over the same rows, output `j` weighted by `ws[j·stride..][..rows]`: the value sums of a
-    /// grouped-query attention head, each value row converted once. Bitwise equal to one output
-    /// at a time.
-    pub fn axpy_f16_rows_multi(
-        &self,
-        ws: &[f32],
-        rows: &[f16],
-        n: usize,
-        ys: &mut [f32],
-        stride: usize,
-    ) -> Result<()> {
-        let (m, g) = Self::multi_shape(rows.len(), ys.len(), n, stride)?;
-        if g > 0 && ws.len() < (g - 1) * stride + m {
-            return Err(Error::invalid(format!("{} weights do not hold {g} outputs × {m} rows", ws.len())));
-        }
-        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
-        unsafe { (self.axpy_f16_rows_multi)(ws, rows, n, ys, stride) };
-        Ok(())
-    }
-
-    /// Rows and queries of a multi-query attention call, checked.
-    fn multi_shape(rows: usize, queries: usize, n: usize, stride: usize) -> Result<(usize, usize)> {
-        if n == 0 || !rows.is_multiple_of(n) || !queries.is_multiple_of(n) {
-            return Err(Error::invalid(format!(
-                "{rows} f16 values and {queries} queries are not rows of {n}"
-            )));
-        }
-        let (m, g) = (rows / n, queries / n);
-        if g > 1 && stride < m {
-            return Err(Error::invalid(format!("a stride of {stride} for {m} rows per query")));
-        }
-        Ok((m, g))
     }
 
     /// Convert f32 to f16 (round to nearest even), e.g. when writing the KV cache.

@@ -176,43 +176,7 @@ fn attention_row_kernels_equal_one_row_at_a_time_bitwise() {
                 assert_eq!(bits(&got), bits(&want), "{} axpy n={n} m={m}", k.name());
             }
         }
-        // Several queries against the same rows (grouped-query attention): each equal to one
-        // query alone, with a stride wider than the rows.
-        for n in [1usize, 8, 20, 64, 72] {
-            for m in [0usize, 1, 3, 4, 7, 9] {
-                for g in [1usize, 2, 3, 4, 5, 7] {
-                    let rows: Vec<f16> = (0..m * n).map(|_| f16::from_f32(next())).collect();
-                    let xs: Vec<f32> = (0..g * n).map(|_| next()).collect();
-                    let stride = m + 2;
-                    let mut got = vec![-1f32; g * stride];
-                    k.dot_f16_rows_multi(&rows, &xs, n, &mut got, stride).unwrap();
-                    let ws: Vec<f32> = (0..g * stride).map(|_| next()).collect();
-                    let y0: Vec<f32> = (0..g * n).map(|_| next()).collect();
-                    let mut ys = y0.clone();
-                    k.axpy_f16_rows_multi(&ws, &rows, n, &mut ys, stride).unwrap();
-                    for j in 0..g {
-                        let mut want = vec![0f32; m];
-                        k.dot_f16_rows(&rows, &xs[j * n..(j + 1) * n], &mut want).unwrap();
-                        let got = &got[j * stride..j * stride + m];
-                        assert_eq!(bits(got), bits(&want), "{} multi dot n={n} m={m} g={g} j={j}", k.name());
-                        let mut want = y0[j * n..(j + 1) * n].to_vec();
-                        k.axpy_f16_rows(&ws[j * stride..j * stride + m], &rows, &mut want).unwrap();
-                        let got = &ys[j * n..(j + 1) * n];
-                        assert_eq!(bits(got), bits(&want), "{} multi axpy n={n} m={m} g={g} j={j}", k.name());
-                    }
-                }
-            }
-        }
         let mut out = [0f32; 2];
-        assert!(k.dot_f16_rows_multi(&[f16::ZERO; 6], &[0.0; 4], 2, &mut out, 3).is_err(), "out too short");
-        assert!(
-            k.axpy_f16_rows_multi(&[0.0; 2], &[f16::ZERO; 6], 2, &mut [0.0; 4], 3).is_err(),
-            "ws too short"
-        );
-        assert!(
-            k.dot_f16_rows_multi(&[f16::ZERO; 5], &[0.0; 4], 2, &mut [0.0; 8], 3).is_err(),
-            "ragged rows"
-        );
         assert!(k.dot_f16_rows(&[f16::ZERO; 5], &[0.0; 2], &mut out).is_err());
         assert!(k.axpy_f16_rows(&[1.0; 2], &[f16::ZERO; 5], &mut out).is_err());
     }

@@ -444,7 +444,7 @@ struct Buffers {
     gate: Vec<f32>,
     /// MLP up projection, `(B, ffn_dim)`.
     up: Vec<f32>,
-    /// Attention scores, `(threads, query heads per KV head, ctx)`.
+    /// Attention scores, `(threads, ctx)`.
     scores: Vec<f32>,
     /// One head's norm output, `(head_dim)`.
     tmp: Vec<f32>,
@@ -494,7 +494,7 @@ impl Workspace {
             att: vec![0.0; bb * c.n_heads * c.head_dim_v],
             gate: vec![0.0; bb * c.ffn_dim],
             up: vec![0.0; bb * c.ffn_dim],
-            scores: vec![0.0; pool.threads() * (c.n_heads / c.n_kv_heads.max(1)).max(1) * ctx.max(1)],
+            scores: vec![0.0; pool.threads() * ctx.max(1)],
             tmp: vec![0.0; c.head_dim],
             rope_cos: vec![0.0; 2 * bb * (c.rope_dim / 2)],
             rope_sin: vec![0.0; 2 * bb * (c.rope_dim / 2)],

@@ -27,8 +27,6 @@ static NEON: Kernels = Kernels {
     axpy_f16: neon_ops::axpy_f16,
     dot_f16_rows: neon_ops::dot_f16_rows,
     axpy_f16_rows: neon_ops::axpy_f16_rows,
-    dot_f16_rows_multi: neon_ops::dot_f16_rows_multi,
-    axpy_f16_rows_multi: neon_ops::axpy_f16_rows_multi,
     f32_to_f16: neon_ops::f32_to_f16,
     f16_to_f32: neon_ops::f16_to_f32,
 };

@@ -324,30 +324,6 @@ pub(crate) unsafe fn axpy_f16_rows(w: &[f32], rows: &[f16], y: &mut [f32]) {
     }
 }
 
-/// [`dot_f16_rows`] for each query of `xs` (`n` values each), query `j` into
-/// `out[j·stride..]` (one query at a time: NEON converts f16 as part of its loads).
-///
-/// # Safety
-/// As [`dot_f16_rows`], for every query; `out` long enough for every `j·stride + i`.
-pub(crate) unsafe fn dot_f16_rows_multi(rows: &[f16], xs: &[f32], n: usize, out: &mut [f32], stride: usize) {
-    let m = rows.len() / n.max(1);
-    for (j, x) in xs.chunks_exact(n.max(1)).enumerate() {
-        dot_f16_rows(rows, x, &mut out[j * stride..j * stride + m]);
-    }
-}
-
-/// [`axpy_f16_rows`] for each output of `ys` (`n` values each), output `j` weighted by
-/// `ws[j·stride..]`.
-///
-/// # Safety
-/// As [`axpy_f16_rows`], for every output; `ws` long enough for every `j·stride + i`.
-pub(crate) unsafe fn axpy_f16_rows_multi(ws: &[f32], rows: &[f16], n: usize, ys: &mut [f32], stride: usize) {
-    let m = rows.len() / n.max(1);
-    for (j, y) in ys.chunks_exact_mut(n.max(1)).enumerate() {
-        axpy_f16_rows(&ws[j * stride..j * stride + m], rows, y);
-    }
-}
-
 /// f32 → f16, round to nearest even.
 ///
 /// # Safety

@@ -70,7 +70,7 @@ unsafe fn load_f32(row: &[f32], i: usize, count: usize) -> __m256 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn load_f16(row: &[f16], i: usize, count: usize) -> __m256 {
+unsafe fn load_f16(row: &[f16], i: usize, count: usize) -> __m256 {
     if count == 8 {
         return _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(i).cast()));
     }

@@ -6,7 +6,6 @@
 //! AVX512-VNNI are there too; otherwise the scalar table runs.
 
 mod avx2;
-mod avx2_attn;
 mod avx2_k;
 mod avx2_ops;
 mod vnni;
@@ -34,8 +33,6 @@ static AVX2: Kernels = Kernels {
     axpy_f16: avx2_ops::axpy_f16,
     dot_f16_rows: avx2_ops::dot_f16_rows,
     axpy_f16_rows: avx2_ops::axpy_f16_rows,
-    dot_f16_rows_multi: avx2_attn::dot_f16_rows_multi,
-    axpy_f16_rows_multi: avx2_attn::axpy_f16_rows_multi,
     f32_to_f16: avx2_ops::f32_to_f16,
     f16_to_f32: avx2_ops::f16_to_f32,
 };
