@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::chat::{ChatTemplate, Conversation};
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
 use crate::decode::{
-    AutoDrafter, CostModel, DecodeStats, DraftLength, Drafter, LookaheadDrafter, LookupDrafter, LookupParams,
-    SelfSpecDrafter, SelfSpecParams, Strategy,
+    AutoDrafter, CostModel, DecodeStats, DraftHeads, DraftLength, Drafter, HeadsDrafter, LookaheadDrafter,
+    LookupDrafter, LookupParams, SelfSpecDrafter, SelfSpecParams, Strategy,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
@@ -161,6 +161,8 @@ pub struct Session {
     conversation: Conversation,
     /// The drafter of the last speculative strategy used (kept: it learns as it goes).
     drafter: Option<(Strategy, Box<dyn Drafter>)>,
+    /// The draft heads of strategy `heads` (loaded from beside the model on first use, or set).
+    heads: Option<Arc<DraftHeads>>,
     /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
     cost: CostModel,
     /// Draft-length bound following live acceptance.
@@ -215,6 +217,7 @@ impl Session {
             system: None,
             conversation: Conversation::new(None),
             drafter: None,
+            heads: None,
             cost: CostModel::default(),
             length: DraftLength::new(4, MAX_BATCH - 1),
             scratch: Scratch::default(),
@@ -291,6 +294,17 @@ impl Session {
         self.drafter.as_ref().and_then(|(_, d)| d.describe())
     }
 
+    /// Use `heads` for strategy `heads` (instead of the file beside the model); checked against
+    /// the model.
+    pub fn set_heads(&mut self, heads: DraftHeads) -> Result<()> {
+        heads.check_for(&self.model)?;
+        self.heads = Some(Arc::new(heads));
+        if self.drafter.as_ref().is_some_and(|(s, _)| *s == Strategy::Heads) {
+            self.drafter = None;
+        }
+        Ok(())
+    }
+
     /// Ready the drafter of `strategy`.
     fn prepare(&mut self, strategy: Strategy) -> Result<()> {
         strategy.check()?;
@@ -313,6 +327,14 @@ impl Session {
                 Strategy::Lookahead => Box::new(LookaheadDrafter::new(self.cache.capacity())),
                 Strategy::Auto => {
                     Box::new(AutoDrafter::new(self.model.config().n_layers, self.cache.capacity())?)
+                }
+                Strategy::Heads => {
+                    let heads = match &self.heads {
+                        Some(h) => h.clone(),
+                        None => Arc::new(DraftHeads::load_for(&self.model)?),
+                    };
+                    self.heads = Some(heads.clone());
+                    Box::new(HeadsDrafter::new(&self.model, heads)?)
                 }
                 other => return other.check(),
             };

@@ -234,6 +234,17 @@ impl<'a> View<'a> {
         WeightMatrix::new(info.ty, self.file.tensor_data(info), m.rows, m.n)
     }
 
+    /// The first `rows` rows of `m` (at most `m.rows`), borrowed from the map.
+    pub fn mat_rows(&self, m: &Mat, rows: usize) -> Result<WeightMatrix<'a>> {
+        let info = self.file.tensors().get(m.tensor).ok_or_else(|| Error::internal("tensor index"))?;
+        let row_bytes = info.ty.row_bytes(m.n as u64).ok_or_else(|| Error::internal("row bytes"))? as usize;
+        let data = self.file.tensor_data(info);
+        let data = (rows <= m.rows).then(|| data.get(..row_bytes * rows)).flatten();
+        let data =
+            data.ok_or_else(|| Error::invalid(format!("{rows} rows asked of a {}-row matrix", m.rows)))?;
+        WeightMatrix::new(info.ty, data, rows, m.n)
+    }
+
     /// The vector `v`, borrowed from the map or from its shifted copy.
     pub fn vector<'v>(&self, v: &'v Vector) -> Result<&'v [f32]>
     where
