@@ -29,10 +29,10 @@ pub fn heads_path(model_path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Where `tune` writes its profile for the model at `model_path`: `<model file>.tune.toml`.
+/// Where `tune` writes its profile for the model at `model_path`: `<model file>.tune.json`.
 pub fn profile_path(model_path: &Path) -> PathBuf {
     let mut p = model_path.as_os_str().to_owned();
-    p.push(".tune.toml");
+    p.push(".tune.json");
     PathBuf::from(p)
 }
 
