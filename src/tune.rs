@@ -104,9 +104,15 @@ pub struct TuneReport {
     pub plain_tokens_per_s: f64,
     pub heads_tokens_per_s: f64,
     pub speedup: f64,
+    /// Decode tokens/s drafting chains and token trees, and the width chosen (1: chain).
+    pub chain_tokens_per_s: f64,
+    pub tree_tokens_per_s: f64,
+    pub width: usize,
     /// With the heads: tokens per forward pass and the share of drafted tokens accepted.
     pub heads_tokens_per_pass: f64,
     pub heads_acceptance: f64,
+    /// With the heads: the share of decode time spent drafting (running the heads).
+    pub heads_draft_share: f64,
     /// Whether the heads' output equalled plain decoding's on every measurement prompt.
     pub greedy_equal: bool,
     /// Seconds per stage, and in all.
@@ -296,9 +302,33 @@ impl Stage for Train {
     }
 }
 
-/// Decode a few held-out calibration prompts plain and with the heads; compare speed and
-/// check the outputs are equal.
+/// Decode a few held-out calibration prompts plain and with the heads drafting chains and token
+/// trees; keep the faster way of drafting, compare speed, check the outputs are equal.
 pub struct Measure;
+
+/// Totals of one way of decoding over the measurement prompts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    tokens: usize,
+    decode_s: f64,
+    passes: f64,
+    drafted: usize,
+    accepted: usize,
+    draft_s: f64,
+}
+
+impl Totals {
+    fn tokens_per_s(&self) -> f64 {
+        if self.decode_s > 0.0 {
+            self.tokens as f64 / self.decode_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Tree width tried beside the chain.
+const TREE_WIDTH: usize = 3;
 
 impl Stage for Measure {
     fn name(&self) -> &'static str {
@@ -306,8 +336,7 @@ impl Stage for Measure {
     }
 
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
-        let heads = t.heads.clone().ok_or_else(|| Error::internal("no heads trained"))?;
-        t.session.set_heads(heads)?;
+        let mut heads = t.heads.clone().ok_or_else(|| Error::internal("no heads trained"))?;
         let every = TrainConfig::default().holdout_every.max(1);
         let prompts: Vec<String> = t
             .suite
@@ -318,39 +347,61 @@ impl Stage for Measure {
             .take(t.opts.measure_prompts)
             .map(|p| p.text.clone())
             .collect();
-        let mut bar = Bar::new("measure", prompts.len() * 2, t.opts.quiet);
-        let (mut sums, mut equal) = ([(0usize, 0f64, 0usize, 0usize, 0usize); 2], true);
+        // Plain, the chain, the tree: interleaved per prompt so a noisy machine slows all alike.
+        let widths = [0, 1, TREE_WIDTH];
+        let mut bar = Bar::new("measure", prompts.len() * widths.len(), t.opts.quiet);
+        let mut totals = [Totals::default(); 3];
+        let mut equal = true;
         for (i, text) in prompts.iter().enumerate() {
-            let mut outs: [Vec<TokenId>; 2] = Default::default();
-            for (s, strategy) in [Strategy::Plain, Strategy::Heads].into_iter().enumerate() {
+            let mut plain: Vec<TokenId> = Vec::new();
+            for (w, &width) in widths.iter().enumerate() {
+                let strategy = if width == 0 { Strategy::Plain } else { Strategy::Heads };
+                if width > 0 {
+                    heads.width = width;
+                    t.session.set_heads(heads.clone())?;
+                }
                 t.session.reset();
                 let st = t.session.chat(text, &greedy(128, strategy), &mut |_| Flow::Continue)?.1;
-                outs[s] = t.session.tokens().collect();
-                let e = &mut sums[s];
-                e.0 += st.generated_tokens.saturating_sub(1);
-                e.1 += st.decode_s;
+                let tokens: Vec<TokenId> = t.session.tokens().collect();
+                if width == 0 {
+                    plain = tokens;
+                } else {
+                    equal &= tokens == plain;
+                }
+                let e = &mut totals[w];
+                e.tokens += st.generated_tokens.saturating_sub(1);
+                e.decode_s += st.decode_s;
                 // Passes that produced tokens (the prefill's last one gave the first token).
-                e.2 += (st.generated_tokens as f64 / st.mean_accepted_per_pass.max(1e-9)).round() as usize;
-                e.3 += st.drafted_tokens;
-                e.4 += st.accepted_tokens;
-                bar.update(2 * i + s + 1, strategy.name());
+                e.passes += st.generated_tokens as f64 / st.mean_accepted_per_pass.max(1e-9) - 1.0;
+                e.drafted += st.drafted_tokens;
+                e.accepted += st.accepted_tokens;
+                e.draft_s += st.draft_s;
+                bar.update(widths.len() * i + w + 1, strategy.name());
             }
-            equal &= outs[0] == outs[1];
         }
-        let tps = |e: &(usize, f64, usize, usize, usize)| if e.1 > 0.0 { e.0 as f64 / e.1 } else { 0.0 };
+        let best = if totals[2].tokens_per_s() > totals[1].tokens_per_s() { 2 } else { 1 };
+        heads.width = widths[best];
+        t.heads = Some(heads);
+        let (p, h) = (totals[0], totals[best]);
         let r = &mut t.report;
-        r.plain_tokens_per_s = tps(&sums[0]);
-        r.heads_tokens_per_s = tps(&sums[1]);
-        r.speedup =
-            if r.plain_tokens_per_s > 0.0 { r.heads_tokens_per_s / r.plain_tokens_per_s } else { 0.0 };
-        let h = &sums[1];
-        r.heads_acceptance = if h.3 > 0 { h.4 as f64 / h.3 as f64 } else { 0.0 };
-        r.heads_tokens_per_pass = if h.2 > 0 { (h.0 + prompts.len()) as f64 / h.2 as f64 } else { 0.0 };
-        // (`h.0` counts decode tokens after the first; with it, tokens per producing pass.)
+        r.plain_tokens_per_s = p.tokens_per_s();
+        r.heads_tokens_per_s = h.tokens_per_s();
+        r.chain_tokens_per_s = totals[1].tokens_per_s();
+        r.tree_tokens_per_s = totals[2].tokens_per_s();
+        r.width = widths[best];
+        r.speedup = if p.tokens_per_s() > 0.0 { h.tokens_per_s() / p.tokens_per_s() } else { 0.0 };
+        r.heads_acceptance = if h.drafted > 0 { h.accepted as f64 / h.drafted as f64 } else { 0.0 };
+        r.heads_tokens_per_pass = if h.passes > 0.0 { h.tokens as f64 / h.passes } else { 0.0 };
         r.greedy_equal = equal;
+        r.heads_draft_share = if h.decode_s > 0.0 { h.draft_s / h.decode_s } else { 0.0 };
         bar.finish(&format!(
-            "plain {:.1} tok/s, heads {:.1} tok/s ({:.2}×), outputs equal: {equal}",
-            r.plain_tokens_per_s, r.heads_tokens_per_s, r.speedup
+            "plain {:.1} tok/s, chain {:.1}, tree {:.1}: heads {:.2}× with the {} ({:.0}% drafting), outputs equal: {equal}",
+            r.plain_tokens_per_s,
+            r.chain_tokens_per_s,
+            r.tree_tokens_per_s,
+            r.speedup,
+            if best == 1 { "chain" } else { "tree" },
+            100.0 * r.heads_draft_share
         ));
         Ok(())
     }

@@ -70,9 +70,10 @@ fn trained_heads(spec: &SyntheticSpec, k: usize, budget: Duration) -> (DraftHead
 fn artifact_round_trips_and_is_refused_for_another_model_or_when_damaged() {
     let spec = SyntheticSpec::llama(1);
     let model = Model::from_file(file(&spec)).unwrap();
-    let mut heads = DraftHeads::init(model_identity(&model), model.config().dim, 2, 16, 100, 9);
+    let mut heads = DraftHeads::init(model_identity(&model), model.config().dim, 2, 16, 100, 9, true);
     heads.w2.iter_mut().enumerate().for_each(|(i, w)| *w = i as f32 * 1e-3);
     heads.alpha_top1 = vec![0.5, 0.25];
+    heads.width = 3;
     let bytes = heads.to_bytes();
     let back = DraftHeads::from_bytes(&bytes).unwrap();
     assert_eq!(back, heads);
@@ -97,7 +98,7 @@ fn artifact_round_trips_and_is_refused_for_another_model_or_when_damaged() {
     // Wrong width.
     let mut wide = heads.clone();
     wide.dim += 32;
-    wide.w1 = vec![0.0; wide.k * wide.rank * wide.dim];
+    wide.w1 = vec![0.0; wide.k * wide.rank * wide.inputs()];
     wide.w2 = vec![0.0; wide.k * wide.rank * wide.dim];
     let e = DraftHeads::from_bytes(&wide.to_bytes()).unwrap().check_for(&model).unwrap_err();
     assert!(e.to_string().contains("width"), "{e}");
@@ -130,6 +131,7 @@ fn training_learns_a_learnable_task() {
         let c = i % 8;
         data.hidden.extend(centres[c].iter().map(|&x| x + 0.05 * uniform()));
         data.targets.extend([10 + c as u32 * 3, 40 + c as u32]);
+        data.pending.push(c as u32);
         data.sequence.push((i % 10) as u32);
     }
     let cfg = TrainConfig {
@@ -142,6 +144,9 @@ fn training_learns_a_learnable_task() {
         lr: 1e-2,
         holdout_every: 10,
         budget: Duration::from_secs(120),
+        token_input: false,
+        weight_decay: 0.0,
+        distill: false,
     };
     let (heads, rep) = train::train(&model, &data, &cfg, &mut |_, _, _| {}).unwrap();
     assert_eq!(rep.steps, rep.planned_steps);
@@ -157,7 +162,7 @@ fn training_learns_a_learnable_task() {
 
 #[test]
 fn heads_greedy_emits_plain_tokens() {
-    let mut drafted = 0;
+    let mut drafted = [0; 3];
     for spec in [SyntheticSpec::llama(1), SyntheticSpec::llama(5), SyntheticSpec::gemma3(3)] {
         let (heads, rep) = trained_heads(&spec, 3, Duration::from_secs(60));
         assert!(rep.steps > 0);
@@ -169,15 +174,20 @@ fn heads_greedy_emits_plain_tokens() {
             GenerateParams { max_tokens: 4, sampling: SamplingParams::greedy(), strategy: Strategy::Heads };
         let e = with.generate("x", &p, &mut |_| Flow::Continue).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
-        with.set_heads(heads).unwrap();
         // A cost curve that makes every draft look worth it, so the heads draft every step.
         with.set_cost_model(CostModel::frozen(0.0));
-        for prompt in PROMPTS.iter().chain(&["a new prompt, never seen in training"]) {
-            let (pt, _) = gen(&mut plain, prompt, 80, Strategy::Plain);
-            let (ht, st) = gen(&mut with, prompt, 80, Strategy::Heads);
-            assert_eq!(pt, ht, "{} / {prompt:?}", spec.arch);
-            drafted += st.drafted_tokens;
+        // A chain of the heads' top tokens, and token trees of their top candidates.
+        for width in [1, 2, 3] {
+            let mut h = heads.clone();
+            h.width = width;
+            with.set_heads(h).unwrap();
+            for prompt in PROMPTS.iter().chain(&["a new prompt, never seen in training"]) {
+                let (pt, _) = gen(&mut plain, prompt, 80, Strategy::Plain);
+                let (ht, st) = gen(&mut with, prompt, 80, Strategy::Heads);
+                assert_eq!(pt, ht, "{} width {width} / {prompt:?}", spec.arch);
+                drafted[width - 1] += st.drafted_tokens;
+            }
         }
     }
-    assert!(drafted > 100, "the heads drafted {drafted} tokens");
+    assert!(drafted.iter().all(|&d| d > 100), "the heads drafted {drafted:?} tokens");
 }

@@ -44,13 +44,21 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         println!("head {} (token +{}): held-out α top-1 {a1:.3}, top-3 {a3:.3}; {loss}", k + 1, k + 2);
     }
     println!(
-        "decode: plain {:.1} tok/s, heads {:.1} tok/s ({:.2}x), {:.2} tokens/pass, acceptance {:.2}, outputs equal: {}",
+        "decode: plain {:.1} tok/s, heads {:.1} tok/s ({:.2}x, {:.1}% of the time drafting), {:.2} tokens/pass, \
+         acceptance {:.2}, outputs equal: {}",
         r.plain_tokens_per_s,
         r.heads_tokens_per_s,
         r.speedup,
+        100.0 * r.heads_draft_share,
         r.heads_tokens_per_pass,
         r.heads_acceptance,
         r.greedy_equal
+    );
+    println!(
+        "drafting: chain {:.1} tok/s, tree (width 3) {:.1} tok/s: chose {}",
+        r.chain_tokens_per_s,
+        r.tree_tokens_per_s,
+        if r.width > 1 { format!("the tree (width {})", r.width) } else { "the chain".into() }
     );
     let stages: Vec<String> = r.stage_seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect();
     println!("time: {:.0} s ({})", r.total_seconds, stages.join(", "));

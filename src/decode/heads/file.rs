@@ -3,8 +3,9 @@
 //! so heads are never used with another model, and is checked whole on load.
 //!
 //! Layout, little-endian: magic `EDGEHEAD`, version `u32`, the model identity (32 bytes), `dim`,
-//! `K`, `rank`, `V` (`u32` each), seed `u64`, held-out top-1 and top-3 agreement (`K` `f32`
-//! each), then `W1` `(K, rank, dim)` and `W2` `(K, dim, rank)` as `f32`.
+//! `K`, `rank`, `V`, flags (bit 0: token input; bits 8–15: draft width) (`u32` each), seed `u64`, held-out top-1 and
+//! top-3 agreement (`K` `f32` each), then `W1` `(K, rank, inputs·dim)` and `W2` `(K, dim, rank)`
+//! as `f32`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use super::DraftHeads;
 const MAGIC: &[u8; 8] = b"EDGEHEAD";
 const VERSION: u32 = 1;
 /// Bytes before the per-head figures.
-const HEADER: usize = 8 + 4 + 32 + 4 * 4 + 8;
+const HEADER: usize = 8 + 4 + 32 + 5 * 4 + 8;
 /// Largest dimension a file may declare (guards the size arithmetic).
 const MAX_DIM: usize = 1 << 16;
 
@@ -67,7 +68,8 @@ impl DraftHeads {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&self.identity);
-        for v in [self.dim, self.k, self.rank, self.vocab] {
+        let flags = usize::from(self.token_input) | (self.width.min(255) << 8);
+        for v in [self.dim, self.k, self.rank, self.vocab, flags] {
             out.extend_from_slice(&(v as u32).to_le_bytes());
         }
         out.extend_from_slice(&self.seed.to_le_bytes());
@@ -92,16 +94,22 @@ impl DraftHeads {
         }
         let mut identity = [0u8; 32];
         identity.copy_from_slice(&bytes[12..44]);
-        let [dim, k, rank, vocab] = [44, 48, 52, 56].map(|at| u32_at(at) as usize);
+        let [dim, k, rank, vocab, flags] = [44, 48, 52, 56, 60].map(|at| u32_at(at) as usize);
+        if flags & !0xff01 != 0 || (flags >> 8) == 0 {
+            return Err(Error::format(format!("draft-heads file with unknown flags {flags:#x}")));
+        }
+        let token_input = flags & 1 == 1;
+        let width = flags >> 8;
         let mut seed = [0u8; 8];
-        seed.copy_from_slice(&bytes[60..68]);
+        seed.copy_from_slice(&bytes[64..72]);
         let seed = u64::from_le_bytes(seed);
         if [dim, k, rank].iter().any(|&d| d == 0 || d > MAX_DIM) || vocab == 0 || vocab > 1 << 24 {
             return Err(Error::format(format!(
                 "draft-heads file with impossible shape: dim {dim}, K {k}, rank {rank}, V {vocab}"
             )));
         }
-        let floats = 2 * k + 2 * k * rank * dim;
+        let n_in = dim * (1 + usize::from(token_input));
+        let floats = 2 * k + k * rank * n_in + k * dim * rank;
         let want = HEADER + 4 * floats;
         if bytes.len() != want {
             return Err(Error::format(format!(
@@ -113,12 +121,25 @@ impl DraftHeads {
         let mut take = |n: usize| -> Vec<f32> { vals.by_ref().take(n).collect() };
         let alpha_top1 = take(k);
         let alpha_top3 = take(k);
-        let w1 = take(k * rank * dim);
+        let w1 = take(k * rank * n_in);
         let w2 = take(k * dim * rank);
         if w1.iter().chain(&w2).any(|v| !v.is_finite()) {
             return Err(Error::format("draft-heads file holds non-finite weights"));
         }
-        Ok(DraftHeads { identity, dim, k, rank, vocab, seed, alpha_top1, alpha_top3, w1, w2 })
+        Ok(DraftHeads {
+            identity,
+            dim,
+            k,
+            rank,
+            vocab,
+            seed,
+            token_input,
+            width,
+            alpha_top1,
+            alpha_top3,
+            w1,
+            w2,
+        })
     }
 
     /// Write the artifact to `path` (through a temporary file and a rename).

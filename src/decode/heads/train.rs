@@ -38,6 +38,13 @@ pub struct TrainConfig {
     pub holdout_every: usize,
     /// Stop after this long (the heads trained so far are kept).
     pub budget: Duration,
+    /// Whether the heads also read the pending token's embedding.
+    pub token_input: bool,
+    /// Decoupled weight decay (AdamW) per step, times the learning rate.
+    pub weight_decay: f32,
+    /// Train on the model's own distribution at the target position (self-distillation, soft
+    /// targets) instead of its greedy token alone.
+    pub distill: bool,
 }
 
 impl Default for TrainConfig {
@@ -49,9 +56,12 @@ impl Default for TrainConfig {
             seed: 0,
             epochs: 4,
             batch: 256,
-            lr: 2e-3,
+            lr: 3e-3,
             holdout_every: 10,
             budget: Duration::from_secs(240),
+            token_input: true,
+            weight_decay: 0.0,
+            distill: true,
         }
     }
 }
@@ -72,6 +82,9 @@ pub struct TrainReport {
     /// as misses).
     pub alpha_top1: Vec<f32>,
     pub alpha_top3: Vec<f32>,
+    /// Top-1 agreement per head on (up to 2,000) training samples: far above the held-out
+    /// figure means the heads memorised their data.
+    pub train_top1: Vec<f32>,
     /// Seconds spent.
     pub seconds: f64,
 }
@@ -87,6 +100,8 @@ pub struct Dataset {
     pub hidden: Vec<f32>,
     /// `(n, k)`: token `t + 1 + j` for head `j = 1 ..= k` (`u32::MAX` past the end).
     pub targets: Vec<u32>,
+    /// `(n)`: token `t + 1`, the pending token when drafting from this state.
+    pub pending: Vec<u32>,
     /// `(n)`: the sequence each sample came from.
     pub sequence: Vec<u32>,
     sequences: u32,
@@ -144,6 +159,7 @@ impl Dataset {
                 let h = ws.hidden(i).ok_or_else(|| Error::internal("the pass kept no hidden state"))?;
                 self.hidden.extend_from_slice(h);
                 self.targets.extend((1..=self.k).map(|j| tokens.get(p + 1 + j).copied().unwrap_or(NONE)));
+                self.pending.push(tokens[p + 1]);
                 self.sequence.push(seq);
             }
         }
@@ -169,6 +185,19 @@ pub fn output_rows_f32(model: &Model, v: usize) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Softmax of `row` in place; returns the log of the normaliser (relative to the max).
+fn softmax(row: &mut [f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0f32;
+    row.iter_mut().for_each(|x| {
+        *x = (*x - max).exp();
+        sum += *x;
+    });
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+    sum.ln()
+}
+
 /// Adam state of one parameter tensor.
 struct Adam {
     m: Vec<f32>,
@@ -180,19 +209,21 @@ impl Adam {
         Adam { m: vec![0.0; n], v: vec![0.0; n] }
     }
 
-    fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, t: i32) {
+    fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, t: i32, wd: f32) {
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         for (((w, &g), m), v) in w.iter_mut().zip(g).zip(&mut self.m).zip(&mut self.v) {
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *w -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+            *w -= lr * ((*m / c1) / ((*v / c2).sqrt() + eps) + wd * *w);
         }
     }
 }
 
 /// Buffers of one minibatch through one head.
 struct Pass {
+    /// Head inputs `(B, inputs)`: `h`, or `[h; e]`.
+    x: Vec<f32>,
     h: Vec<f32>,
     z: Vec<f32>,
     a: Vec<f32>,
@@ -201,8 +232,9 @@ struct Pass {
 }
 
 impl Pass {
-    fn new(batch: usize, dim: usize, rank: usize, v: usize) -> Pass {
+    fn new(batch: usize, dim: usize, n_in: usize, rank: usize, v: usize) -> Pass {
         Pass {
+            x: vec![0.0; batch * n_in],
             h: vec![0.0; batch * dim],
             z: vec![0.0; batch * rank],
             a: vec![0.0; batch * rank],
@@ -211,14 +243,35 @@ impl Pass {
         }
     }
 
-    /// Forward `b` rows (already in `h`) through head `j`: fills `z`, `a`, `hp`, `logits`.
+    /// Load samples `idx` of `data` as the minibatch's inputs (`x` and `h`).
+    fn load(
+        &mut self,
+        model: &Model,
+        heads: &DraftHeads,
+        data: &Dataset,
+        idx: impl Iterator<Item = usize>,
+    ) -> Result<()> {
+        let (dim, n_in) = (heads.dim, heads.inputs());
+        for (r, i) in idx.enumerate() {
+            let h = &data.hidden[i * dim..(i + 1) * dim];
+            self.h[r * dim..(r + 1) * dim].copy_from_slice(h);
+            let x = &mut self.x[r * n_in..(r + 1) * n_in];
+            x[..dim].copy_from_slice(h);
+            if heads.token_input {
+                super::token_embedding(model, data.pending[i], &mut x[dim..])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward `b` rows (already loaded) through head `j`: fills `z`, `a`, `hp`, `logits`.
     fn forward(&mut self, heads: &DraftHeads, j: usize, e: &[f32], b: usize) {
-        let (dim, rank, v) = (heads.dim, heads.rank, heads.vocab);
-        let w1 = &heads.w1[j * rank * dim..(j + 1) * rank * dim];
+        let (dim, rank, v, n_in) = (heads.dim, heads.rank, heads.vocab, heads.inputs());
+        let w1 = &heads.w1[j * rank * n_in..(j + 1) * rank * n_in];
         let w2 = &heads.w2[j * dim * rank..(j + 1) * dim * rank];
         let (h, z, a, hp) =
             (&self.h[..b * dim], &mut self.z[..b * rank], &mut self.a[..b * rank], &mut self.hp[..b * dim]);
-        matmul_nt(h, w1, dim, z, rank);
+        matmul_nt(&self.x[..b * n_in], w1, n_in, z, rank);
         a.iter_mut().zip(z.iter()).for_each(|(a, &z)| *a = silu(z));
         matmul_nt(a, w2, rank, hp, dim);
         hp.iter_mut().zip(h).for_each(|(o, &x)| *o += x);
@@ -254,9 +307,14 @@ pub fn train(
     let mut et = vec![0f32; v * dim];
     transpose(&e, v, dim, &mut et);
 
-    let mut heads = DraftHeads::init(model_identity(model), dim, k, rank, v, cfg.seed);
-    let mut opt: Vec<(Adam, Adam)> = (0..k).map(|_| (Adam::new(rank * dim), Adam::new(dim * rank))).collect();
-    let mut pass = Pass::new(batch, dim, rank, v);
+    if data.pending.len() != data.len() {
+        return Err(Error::invalid("the dataset has no pending tokens"));
+    }
+    let mut heads = DraftHeads::init(model_identity(model), dim, k, rank, v, cfg.seed, cfg.token_input);
+    let n_in = heads.inputs();
+    let mut opt: Vec<(Adam, Adam)> =
+        (0..k).map(|_| (Adam::new(rank * n_in), Adam::new(dim * rank))).collect();
+    let mut pass = Pass::new(batch, dim, n_in, rank, v);
     let (mut g_hp, mut g_hpt, mut at, mut g_a, mut w2t) = (
         vec![0f32; batch * dim],
         vec![0f32; batch * dim],
@@ -264,9 +322,12 @@ pub fn train(
         vec![0f32; batch * rank],
         vec![0f32; dim * rank],
     );
-    let (mut g_zt, mut ht) = (vec![0f32; batch * rank], vec![0f32; batch * dim]);
-    let (mut g_w1, mut g_w2) = (vec![0f32; rank * dim], vec![0f32; dim * rank]);
+    let (mut g_zt, mut xt) = (vec![0f32; batch * rank], vec![0f32; batch * n_in]);
+    let (mut g_w1, mut g_w2) = (vec![0f32; rank * n_in], vec![0f32; dim * rank]);
     let mut rows: Vec<(usize, u32)> = Vec::with_capacity(batch);
+    // Distillation targets: teacher hidden states `(B, dim)` and their distributions `(B, V)`.
+    let (mut q_h, mut q) =
+        if cfg.distill { (vec![0f32; batch * dim], vec![0f32; batch * v]) } else { (Vec::new(), Vec::new()) };
 
     let per_epoch = train_idx.len().div_ceil(batch) * k;
     let planned = per_epoch * cfg.epochs.max(1);
@@ -293,34 +354,52 @@ pub fn train(
                     break 'epochs;
                 }
                 rows.clear();
+                // With distillation the target is the model's own distribution at the row that
+                // predicted the target token (sample `i + j + 1` of the same sequence).
+                let teacher = |i: usize| {
+                    let t = i + j + 1;
+                    (t < data.len() && data.sequence[t] == data.sequence[i]).then_some(t)
+                };
                 rows.extend(
                     chunk
                         .iter()
                         .map(|&i| (i, data.targets[i * data.k + j]))
-                        .filter(|&(_, y)| (y as usize) < v),
+                        .filter(|&(i, y)| (y as usize) < v && (!cfg.distill || teacher(i).is_some())),
                 );
                 let b = rows.len();
                 if b == 0 {
                     continue;
                 }
-                for (r, &(i, _)) in rows.iter().enumerate() {
-                    pass.h[r * dim..(r + 1) * dim].copy_from_slice(&data.hidden[i * dim..(i + 1) * dim]);
-                }
+                pass.load(model, &heads, data, rows.iter().map(|&(i, _)| i))?;
                 pass.forward(&heads, j, &e, b);
-                // Softmax cross-entropy; the logits become the gradient (p − onehot) / b.
+                if cfg.distill {
+                    for (r, &(i, _)) in rows.iter().enumerate() {
+                        let t = teacher(i).ok_or_else(|| Error::internal("teacher row"))?;
+                        q_h[r * dim..(r + 1) * dim].copy_from_slice(&data.hidden[t * dim..(t + 1) * dim]);
+                    }
+                    matmul_nt(&q_h[..b * dim], &e, dim, &mut q[..b * v], v);
+                    for row in q[..b * v].chunks_exact_mut(v) {
+                        softmax(row);
+                    }
+                }
+                // Softmax cross-entropy; the logits become the gradient (p − target) / b.
                 let mut loss = 0f64;
                 for (r, &(_, y)) in rows.iter().enumerate() {
                     let row = &mut pass.logits[r * v..(r + 1) * v];
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut sum = 0f32;
-                    row.iter_mut().for_each(|x| {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    });
-                    loss -= ((row[y as usize] / sum).max(1e-30) as f64).ln();
-                    let inv = 1.0 / (sum * b as f32);
-                    row.iter_mut().for_each(|x| *x *= inv);
-                    row[y as usize] -= 1.0 / b as f32;
+                    let log_sum = softmax(row);
+                    let scale = 1.0 / b as f32;
+                    if cfg.distill {
+                        let qr = &q[r * v..(r + 1) * v];
+                        for (x, &t) in row.iter_mut().zip(qr) {
+                            loss -= (t * (x.max(1e-30)).ln()) as f64;
+                            *x = (*x - t) * scale;
+                        }
+                    } else {
+                        loss -= (row[y as usize].max(1e-30) as f64).ln();
+                        row.iter_mut().for_each(|x| *x *= scale);
+                        row[y as usize] -= scale;
+                    }
+                    let _ = log_sum;
                 }
                 let loss = (loss / b as f64) as f32;
                 // Backward: dh' = G · E, then through W2, SiLU and W1.
@@ -338,16 +417,22 @@ pub fn train(
                     *g *= s * (1.0 + z * (1.0 - s));
                 }
                 transpose(g_a, b, rank, &mut g_zt[..b * rank]);
-                transpose(&pass.h[..b * dim], b, dim, &mut ht[..b * dim]);
-                matmul_nt(&g_zt[..b * rank], &ht[..b * dim], b, &mut g_w1, dim);
+                transpose(&pass.x[..b * n_in], b, n_in, &mut xt[..b * n_in]);
+                matmul_nt(&g_zt[..b * rank], &xt[..b * n_in], b, &mut g_w1, n_in);
                 step += 1;
                 let progress_frac = step as f32 / planned as f32;
                 let lr =
                     cfg.lr * (0.1 + 0.45 * (1.0 + (std::f32::consts::PI * progress_frac.min(1.0)).cos()));
                 let t = (step / k.max(1) + 1) as i32;
                 let (o1, o2) = &mut opt[j];
-                o1.step(&mut heads.w1[j * rank * dim..(j + 1) * rank * dim], &g_w1, lr, t);
-                o2.step(&mut heads.w2[j * dim * rank..(j + 1) * dim * rank], &g_w2, lr, t);
+                o1.step(
+                    &mut heads.w1[j * rank * n_in..(j + 1) * rank * n_in],
+                    &g_w1,
+                    lr,
+                    t,
+                    cfg.weight_decay,
+                );
+                o2.step(&mut heads.w2[j * dim * rank..(j + 1) * dim * rank], &g_w2, lr, t, cfg.weight_decay);
                 sums[j].0 += loss as f64;
                 sums[j].1 += 1;
                 progress(step, planned, loss);
@@ -362,17 +447,20 @@ pub fn train(
         }
     }
     report.steps = step;
-    let (a1, a3) = evaluate(&heads, data, &heldout, &e, &mut pass)?;
+    let (a1, a3) = evaluate(model, &heads, data, &heldout, &e, &mut pass)?;
     heads.alpha_top1 = a1.clone();
     heads.alpha_top3 = a3.clone();
     report.alpha_top1 = a1;
     report.alpha_top3 = a3;
+    let seen = &train_idx[..train_idx.len().min(2000)];
+    report.train_top1 = evaluate(model, &heads, data, seen, &e, &mut pass)?.0;
     report.seconds = t0.elapsed().as_secs_f64();
     Ok((heads, report))
 }
 
 /// Top-1 and top-3 agreement of every head with the targets of the samples `idx`.
 fn evaluate(
+    model: &Model,
     heads: &DraftHeads,
     data: &Dataset,
     idx: &[usize],
@@ -383,9 +471,7 @@ fn evaluate(
     let batch = pass.h.len() / dim;
     let (mut top1, mut top3, mut total) = (vec![0usize; k], vec![0usize; k], vec![0usize; k]);
     for chunk in idx.chunks(batch) {
-        for (r, &i) in chunk.iter().enumerate() {
-            pass.h[r * dim..(r + 1) * dim].copy_from_slice(&data.hidden[i * dim..(i + 1) * dim]);
-        }
+        pass.load(model, heads, data, chunk.iter().copied())?;
         for j in 0..k {
             pass.forward(heads, j, e, chunk.len());
             for (r, &i) in chunk.iter().enumerate() {
