@@ -240,7 +240,7 @@ impl Stage for Collect {
         let until = t.by(0.4);
         let mut tokens: Vec<TokenId> = Vec::new();
         for (i, p) in t.suite.prompts.clone().iter().enumerate() {
-            if t.elapsed() > until && data.len() > 0 {
+            if t.elapsed() > until && !data.is_empty() {
                 break;
             }
             t.session.reset();

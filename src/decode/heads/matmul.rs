@@ -20,7 +20,7 @@ const KC: usize = 512;
 /// # Panics
 /// When the lengths do not match the shapes (training code passes buffers it sized itself).
 pub fn matmul_nt(a: &[f32], b: &[f32], k: usize, c: &mut [f32], n: usize) {
-    assert!(k > 0 && a.len() % k == 0 && b.len() == n * k, "matmul_nt: shapes");
+    assert!(k > 0 && a.len().is_multiple_of(k) && b.len() == n * k, "matmul_nt: shapes");
     let m = a.len() / k;
     assert_eq!(c.len(), m * n, "matmul_nt: output shape");
     let simd = simd_available();

@@ -244,9 +244,9 @@ impl HeadsDrafter {
         let (mut reach, mut expected) = (1.0f32, 1.0f32);
         let mut best = (0, 1.0f32);
         let mut tokens = [0 as TokenId; MAX_BATCH];
-        for j in 0..k {
+        for (j, slot) in tokens.iter_mut().enumerate().take(k) {
             let [(tok, p)] = top_n::<1>(&self.logits[j * v..(j + 1) * v]);
-            tokens[j] = tok as TokenId;
+            *slot = tok as TokenId;
             self.last_p.push(p);
             reach *= (p * self.calibration(j)).min(0.99);
             expected += reach;
@@ -265,10 +265,10 @@ impl HeadsDrafter {
     fn tree(&mut self, input: &DraftInput<'_>, k: usize, width: usize, out: &mut Draft) {
         let v = self.heads.vocab;
         let mut cand = [[(0usize, 0f32); MAX_WIDTH]; MAX_BATCH];
-        for j in 0..k {
+        for (j, row) in cand.iter_mut().enumerate().take(k) {
             let top = top_n::<MAX_WIDTH>(&self.logits[j * v..(j + 1) * v]);
             let c = self.calibration(j);
-            for (slot, &(tok, p)) in cand[j].iter_mut().zip(&top).take(width) {
+            for (slot, &(tok, p)) in row.iter_mut().zip(&top).take(width) {
                 *slot = (tok, (p * c).min(0.99));
             }
             // Checked depths learn from the sum over the depth's candidates.
@@ -297,10 +297,10 @@ impl HeadsDrafter {
             rows += 1;
             deepest = deepest.max(path.len());
             if path.len() < k {
-                for c in 0..width {
+                for (c, &(_, q)) in cand[path.len()].iter().enumerate().take(width) {
                     let mut next = path.clone();
                     next.push(c as u8);
-                    frontier.push((p * cand[path.len()][c].1, next));
+                    frontier.push((p * q, next));
                 }
             }
         }
@@ -317,7 +317,8 @@ impl Drafter for HeadsDrafter {
         let Some(h) = input.hidden else { return Ok(()) };
         let heads = &*self.heads;
         let (dim, v) = (heads.dim, heads.vocab);
-        let k = heads.k.min(input.max);
+        // A chain is bounded by the adaptive draft length, a tree (weighed row by row) by the pass.
+        let k = heads.k.min(if heads.width > 1 { input.room } else { input.max });
         if k == 0 || h.len() != dim {
             return Ok(());
         }

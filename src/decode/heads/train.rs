@@ -339,7 +339,7 @@ pub fn train(
         last_loss: vec![0.0; k],
         ..Default::default()
     };
-    let mut rng = Rng::new(cfg.seed ^ 0x5eed_0f_4ead5);
+    let mut rng = Rng::new(cfg.seed ^ 0x05ee_d0f4_ead5);
     let mut step = 0usize;
     'epochs: for epoch in 0..cfg.epochs.max(1) {
         // Fisher–Yates with the seeded generator: the same order for the same seed.
