@@ -169,6 +169,11 @@ pub struct HeadsDrafter {
     logits: Vec<f32>,
     /// Drafting steps so far.
     passes: usize,
+    /// Steps left to skip without running the heads, and the current back-off: after a step
+    /// where the heads' draft did not pay, they rest for 1, 2, 4, then 8 steps, so a text they
+    /// cannot predict costs little more than plain decoding.
+    skip: u32,
+    backoff: u32,
     /// The heads' top-1 probabilities of the tokens of the last draft.
     last_p: Vec<f32>,
     /// Per depth, decayed sums of the predicted acceptance of drafted tokens that were checked
@@ -200,6 +205,8 @@ impl HeadsDrafter {
             hits: vec![0.0; k],
             heads,
             passes: 0,
+            skip: 0,
+            backoff: 0,
         })
     }
 
@@ -227,6 +234,9 @@ fn top_n<const N: usize>(row: &[f32]) -> [(usize, f32); N] {
     let denom: f32 = row.iter().map(|&v| (v - max).exp()).sum();
     best.map(|(i, v)| (i, if denom > 0.0 { (v - max).exp() / denom } else { 0.0 }))
 }
+
+/// Longest rest of the heads after drafts that did not pay, in steps.
+const MAX_BACKOFF: u32 = 8;
 
 /// Most candidates per head in a token tree.
 const MAX_WIDTH: usize = 4;
@@ -315,6 +325,10 @@ impl Drafter for HeadsDrafter {
 
     fn draft(&mut self, input: &mut DraftInput<'_>, out: &mut Draft) -> Result<()> {
         let Some(h) = input.hidden else { return Ok(()) };
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok(());
+        }
         let heads = &*self.heads;
         let (dim, v) = (heads.dim, heads.vocab);
         // A chain is bounded by the adaptive draft length, a tree (weighed row by row) by the pass.
@@ -340,6 +354,8 @@ impl Drafter for HeadsDrafter {
         } else {
             self.tree(input, k, heads.width.min(MAX_WIDTH), out);
         }
+        self.backoff = if out.tokens.is_empty() { (2 * self.backoff).clamp(1, MAX_BACKOFF) } else { 0 };
+        self.skip = self.backoff;
         self.passes += 1;
         Ok(())
     }
@@ -353,7 +369,10 @@ impl Drafter for HeadsDrafter {
         }
     }
 
-    fn reset(&mut self) {}
+    fn reset(&mut self) {
+        self.skip = 0;
+        self.backoff = 0;
+    }
 
     fn describe(&self) -> Option<String> {
         let h = &self.heads;
