@@ -185,8 +185,8 @@ pub fn output_rows_f32(model: &Model, v: usize) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// Softmax of `row` in place; returns the log of the normaliser (relative to the max).
-fn softmax(row: &mut [f32]) -> f32 {
+/// Softmax of `row` in place.
+fn softmax(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let mut sum = 0f32;
     row.iter_mut().for_each(|x| {
@@ -195,7 +195,6 @@ fn softmax(row: &mut [f32]) -> f32 {
     });
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|x| *x *= inv);
-    sum.ln()
 }
 
 /// Adam state of one parameter tensor.
@@ -386,7 +385,7 @@ pub fn train(
                 let mut loss = 0f64;
                 for (r, &(_, y)) in rows.iter().enumerate() {
                     let row = &mut pass.logits[r * v..(r + 1) * v];
-                    let log_sum = softmax(row);
+                    softmax(row);
                     let scale = 1.0 / b as f32;
                     if cfg.distill {
                         let qr = &q[r * v..(r + 1) * v];
@@ -399,7 +398,6 @@ pub fn train(
                         row.iter_mut().for_each(|x| *x *= scale);
                         row[y as usize] -= scale;
                     }
-                    let _ = log_sum;
                 }
                 let loss = (loss / b as f64) as f32;
                 // Backward: dh' = G · E, then through W2, SiLU and W1.
