@@ -24,5 +24,6 @@ pub mod reference;
 pub mod sampling;
 pub mod session;
 pub mod tokenizer;
+pub mod tune;
 
 pub use error::{Error, ErrorKind, Result};

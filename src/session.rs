@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::chat::{ChatTemplate, Conversation};
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
 use crate::decode::{
-    AutoDrafter, CostModel, DecodeStats, DraftLength, Drafter, LookaheadDrafter, LookupDrafter, LookupParams,
-    SelfSpecDrafter, SelfSpecParams, Strategy,
+    AutoDrafter, CostModel, DecodeStats, DraftHeads, DraftLength, Drafter, HeadsDrafter, LookaheadDrafter,
+    LookupDrafter, LookupParams, SelfSpecDrafter, SelfSpecParams, Strategy,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
@@ -161,6 +161,8 @@ pub struct Session {
     conversation: Conversation,
     /// The drafter of the last speculative strategy used (kept: it learns as it goes).
     drafter: Option<(Strategy, Box<dyn Drafter>)>,
+    /// The draft heads of strategy `heads` (loaded from beside the model on first use, or set).
+    heads: Option<Arc<DraftHeads>>,
     /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
     cost: CostModel,
     /// Draft-length bound following live acceptance.
@@ -215,6 +217,7 @@ impl Session {
             system: None,
             conversation: Conversation::new(None),
             drafter: None,
+            heads: None,
             cost: CostModel::default(),
             length: DraftLength::new(4, MAX_BATCH - 1),
             scratch: Scratch::default(),
@@ -291,6 +294,17 @@ impl Session {
         self.drafter.as_ref().and_then(|(_, d)| d.describe())
     }
 
+    /// Use `heads` for strategy `heads` (instead of the file beside the model); checked against
+    /// the model.
+    pub fn set_heads(&mut self, heads: DraftHeads) -> Result<()> {
+        heads.check_for(&self.model)?;
+        self.heads = Some(Arc::new(heads));
+        if self.drafter.as_ref().is_some_and(|(s, _)| *s == Strategy::Heads) {
+            self.drafter = None;
+        }
+        Ok(())
+    }
+
     /// Ready the drafter of `strategy`.
     fn prepare(&mut self, strategy: Strategy) -> Result<()> {
         strategy.check()?;
@@ -311,14 +325,53 @@ impl Session {
                     Box::new(SelfSpecDrafter::new(strategy.name(), p))
                 }
                 Strategy::Lookahead => Box::new(LookaheadDrafter::new(self.cache.capacity())?),
-                Strategy::Auto => {
-                    Box::new(AutoDrafter::new(self.model.config().n_layers, self.cache.capacity())?)
+                Strategy::Auto => Box::new(self.tuned_auto()?),
+                Strategy::Heads => {
+                    let heads = match &self.heads {
+                        Some(h) => h.clone(),
+                        None => Arc::new(DraftHeads::load_for(&self.model)?),
+                    };
+                    self.heads = Some(heads.clone());
+                    Box::new(HeadsDrafter::new(&self.model, heads)?)
                 }
                 other => return other.check(),
             };
             self.drafter = Some((strategy, d));
         }
         Ok(())
+    }
+
+    /// `auto` as `edgespec tune` left it for this model (its profile beside the model file): the
+    /// draft heads where they measured faster than plain decoding, the self-derived drafter's
+    /// best configuration where the search found one that pays and none where it found none;
+    /// the untuned defaults without a profile.
+    fn tuned_auto(&mut self) -> Result<AutoDrafter> {
+        let ctx = self.cache.capacity();
+        let n_layers = self.model.config().n_layers;
+        let Some(profile) = self.model.file().path().and_then(crate::tune::load_profile) else {
+            return AutoDrafter::new(n_layers, ctx);
+        };
+        let heads = if profile.speedup > 1.0 {
+            if self.heads.is_none() {
+                // Heads that no longer load (another model now at that path): without them.
+                self.heads = DraftHeads::load_for(&self.model).ok().map(Arc::new);
+            }
+            self.heads.clone().map(|h| HeadsDrafter::new(&self.model, h)).transpose()?
+        } else {
+            None
+        };
+        let self_spec = if profile.self_spec_pays {
+            let llc = crate::decode::self_spec_search::last_level_cache_bytes();
+            crate::decode::self_spec_search::candidates(&self.model, llc)?
+                .into_iter()
+                .find(|c| c.name == profile.self_spec_best)
+                .map(|c| c.params)
+        } else if profile.self_spec_variants > 0 {
+            None
+        } else {
+            Some(SelfSpecParams::layer_skip(n_layers)?)
+        };
+        AutoDrafter::tuned(ctx, heads, self_spec)
     }
 
     /// The logits after the last token in the cache (the distribution the next token is drawn

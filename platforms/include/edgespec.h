@@ -131,6 +131,10 @@ enum EdgespecStrategy
    * Chosen per step from live acceptance and cost.
    */
   EDGESPEC_STRATEGY_AUTO = 5,
+  /**
+   * Self-distilled draft heads (trained by `edgespec tune`).
+   */
+  EDGESPEC_STRATEGY_HEADS = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

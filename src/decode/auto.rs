@@ -1,17 +1,18 @@
 //! `auto`: per step, the drafter most likely to pay. Prompt lookup first — when the context has
-//! a match whose length has been reliable, its draft is nearly free; otherwise the self-derived
-//! drafter, which itself drafts only while its measured acceptance and its measured cost per
-//! draft step say a draft pays; otherwise a plain pass.
+//! a match whose length has been reliable, its draft is nearly free; otherwise the model's own
+//! draft heads, where `edgespec tune` trained them and measured that they pay on this machine;
+//! otherwise the self-derived drafter (its tuned configuration where `tune`'s search found one
+//! that pays, none where it found that none does, the cost-gated default before any tuning),
+//! which itself drafts only while its measured acceptance and cost per draft step say a draft
+//! pays; otherwise a plain pass.
 //!
 //! Lookup proposes a token tree: besides the longest match's continuation, those of shorter
 //! matches elsewhere in the context where the measured pass cost says the extra rows pay
 //! ([`LookupDrafter::propose_tree`]).
-//!
-//! Status: the self-derived part is the fixed default layer-skip configuration (no tuned
-//! profile or draft heads yet), so on SmolLM2 `auto` behaves like `lookup` for now.
 
 use crate::error::Result;
 
+use super::heads::HeadsDrafter;
 use super::lookup::{LookupDrafter, LookupParams};
 use super::self_spec::{SelfSpecDrafter, SelfSpecParams};
 use super::{Draft, DraftInput, Drafter};
@@ -20,14 +21,16 @@ use super::{Draft, DraftInput, Drafter};
 enum Source {
     None,
     Lookup,
+    Heads,
     SelfSpec,
 }
 
-/// Prompt lookup, else the self-derived drafter.
+/// Prompt lookup, else the draft heads, else the self-derived drafter.
 #[derive(Debug)]
 pub struct AutoDrafter {
     lookup: LookupDrafter,
-    self_spec: SelfSpecDrafter,
+    heads: Option<HeadsDrafter>,
+    self_spec: Option<SelfSpecDrafter>,
     last: Source,
     /// Whether lookup proposes token trees (several matches) rather than one chain.
     tree: bool,
@@ -39,7 +42,24 @@ impl AutoDrafter {
     pub fn new(n_layers: usize, ctx: usize) -> Result<AutoDrafter> {
         Ok(AutoDrafter {
             lookup: LookupDrafter::new(LookupParams::default(), ctx)?,
-            self_spec: SelfSpecDrafter::new("self-spec", SelfSpecParams::layer_skip(n_layers)?),
+            heads: None,
+            self_spec: Some(SelfSpecDrafter::new("self-spec", SelfSpecParams::layer_skip(n_layers)?)),
+            last: Source::None,
+            tree: true,
+        })
+    }
+
+    /// [`AutoDrafter::new`] with what tuning chose: `heads` to try after lookup, and the
+    /// self-derived drafter's configuration (`None`: do not draft from the model itself).
+    pub fn tuned(
+        ctx: usize,
+        heads: Option<HeadsDrafter>,
+        self_spec: Option<SelfSpecParams>,
+    ) -> Result<AutoDrafter> {
+        Ok(AutoDrafter {
+            lookup: LookupDrafter::new(LookupParams::default(), ctx)?,
+            heads,
+            self_spec: self_spec.map(|p| SelfSpecDrafter::new("self-spec", p)),
             last: Source::None,
             tree: true,
         })
@@ -68,9 +88,18 @@ impl Drafter for AutoDrafter {
             self.last = Source::Lookup;
             return Ok(());
         }
-        self.self_spec.draft(input, out)?;
-        if !out.tokens.is_empty() {
-            self.last = Source::SelfSpec;
+        if let Some(h) = &mut self.heads {
+            h.draft(input, out)?;
+            if !out.tokens.is_empty() {
+                self.last = Source::Heads;
+                return Ok(());
+            }
+        }
+        if let Some(d) = &mut self.self_spec {
+            d.draft(input, out)?;
+            if !out.tokens.is_empty() {
+                self.last = Source::SelfSpec;
+            }
         }
         Ok(())
     }
@@ -78,7 +107,16 @@ impl Drafter for AutoDrafter {
     fn feedback(&mut self, drafted: usize, accepted: usize) {
         match self.last {
             Source::Lookup => self.lookup.learn(drafted, accepted),
-            Source::SelfSpec => self.self_spec.feedback(drafted, accepted),
+            Source::Heads => {
+                if let Some(h) = &mut self.heads {
+                    h.feedback(drafted, accepted);
+                }
+            }
+            Source::SelfSpec => {
+                if let Some(d) = &mut self.self_spec {
+                    d.feedback(drafted, accepted);
+                }
+            }
             Source::None => {}
         }
         self.last = Source::None;
@@ -86,7 +124,12 @@ impl Drafter for AutoDrafter {
 
     fn reset(&mut self) {
         self.lookup.reset();
-        self.self_spec.reset();
+        if let Some(h) = &mut self.heads {
+            h.reset();
+        }
+        if let Some(d) = &mut self.self_spec {
+            d.reset();
+        }
         self.last = Source::None;
     }
 }

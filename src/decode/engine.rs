@@ -93,6 +93,10 @@ pub struct Scratch {
     /// A tree walk's current rows (copies of one context) and their matching children.
     rows: Vec<usize>,
     next: Vec<usize>,
+    /// The final hidden state that predicted the pending token, `(dim)` ...
+    hidden: Vec<f32>,
+    /// ... valid when the pending token sits at this position.
+    hidden_at: Option<usize>,
 }
 
 impl Default for Scratch {
@@ -103,6 +107,8 @@ impl Default for Scratch {
             path: Vec::with_capacity(MAX_BATCH),
             rows: Vec::with_capacity(MAX_BATCH),
             next: Vec::with_capacity(MAX_BATCH),
+            hidden: Vec::new(),
+            hidden_at: None,
         }
     }
 }
@@ -110,6 +116,10 @@ impl Default for Scratch {
 /// Run the loop until `max_tokens` tokens are emitted (counting from 0), the context is full, or
 /// `emit` ends it. Without a drafter (or with draft length 0) this is plain decoding. Every pass
 /// is timed into `cost`, which bounds the draft length.
+///
+/// When nothing is pending, the workspace's last pass must be the one that produced `t.logits`
+/// (the prompt's prefill): its last hidden row is what drafters get as [`DraftInput::hidden`]
+/// for the first step.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     t: &mut Target<'_>,
@@ -136,6 +146,13 @@ pub fn run(
             return Ok(LoopEnd::ContextFull);
         }
         let tok = sampler.sample(t.logits, t.history)?;
+        keep_hidden(
+            &mut scratch.hidden,
+            &mut scratch.hidden_at,
+            t.ws,
+            t.ws.hidden_rows().checked_sub(1),
+            t.history.len(),
+        );
         *t.pending = Some(tok);
         stats.generated += 1;
         match emit(tok)? {
@@ -165,6 +182,7 @@ pub fn run(
         if let Some(d) = drafter.as_deref_mut() {
             if room > 0 {
                 let t0 = Instant::now();
+                let hidden = (scratch.hidden_at == Some(base)).then_some(&scratch.hidden[..]);
                 let mut input = DraftInput {
                     context: t.history,
                     max,
@@ -173,6 +191,7 @@ pub fn run(
                     model: t.model,
                     ws: t.ws,
                     cache: t.cache,
+                    hidden,
                 };
                 let drafted = d.draft(&mut input, &mut scratch.draft);
                 stats.draft_s += t0.elapsed().as_secs_f64();
@@ -298,6 +317,7 @@ pub fn run(
             t.cache.truncate(t.history.len())?;
         }
         t.logits.copy_from_slice(&logits[row * vocab..(row + 1) * vocab]);
+        keep_hidden(&mut scratch.hidden, &mut scratch.hidden_at, t.ws, Some(row), t.history.len());
         stats.accepted += accepted;
         if k > 0 {
             // A tree's draft length is its longest branch.
@@ -309,5 +329,24 @@ pub fn run(
         if let Some(e) = end {
             return Ok(e);
         }
+    }
+}
+
+/// Keep the hidden state of `row` of the workspace's last pass as the one that predicted the
+/// token pending at position `at` (forget it when the pass did not keep that row).
+fn keep_hidden(
+    hidden: &mut Vec<f32>,
+    hidden_at: &mut Option<usize>,
+    ws: &Workspace,
+    row: Option<usize>,
+    at: usize,
+) {
+    match row.and_then(|r| ws.hidden(r)) {
+        Some(h) => {
+            hidden.clear();
+            hidden.extend_from_slice(h);
+            *hidden_at = Some(at);
+        }
+        None => *hidden_at = None,
     }
 }

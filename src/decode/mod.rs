@@ -10,6 +10,7 @@
 pub mod adaptive;
 pub mod auto;
 pub mod engine;
+pub mod heads;
 pub mod lookahead;
 pub mod lookup;
 pub mod self_spec;
@@ -28,6 +29,7 @@ use crate::tokenizer::TokenId;
 pub use adaptive::{CostModel, DraftLength};
 pub use auto::AutoDrafter;
 pub use engine::DecodeStats;
+pub use heads::{DraftHeads, HeadsDrafter};
 pub use lookahead::LookaheadDrafter;
 pub use lookup::{LookupDrafter, LookupParams};
 pub use self_spec::{SelfSpecDrafter, SelfSpecParams};
@@ -50,17 +52,21 @@ pub enum Strategy {
     /// Choose per step: prompt lookup when it has a reliable match, else the self-derived
     /// drafter when its measured acceptance and cost say it pays, else a plain pass.
     Auto,
+    /// Self-distilled draft heads (Medusa-style, trained by `edgespec tune`) on the model's
+    /// final hidden state propose the next tokens.
+    Heads,
 }
 
 impl Strategy {
     /// Every strategy, in the order of the CLI contract.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 7] = [
         Strategy::Plain,
         Strategy::Lookup,
         Strategy::SelfSpec,
         Strategy::EarlyExit,
         Strategy::Lookahead,
         Strategy::Auto,
+        Strategy::Heads,
     ];
 
     /// The name used on the command line, in statistics and in the C ABI.
@@ -72,6 +78,7 @@ impl Strategy {
             Strategy::EarlyExit => "early-exit",
             Strategy::Lookahead => "lookahead",
             Strategy::Auto => "auto",
+            Strategy::Heads => "heads",
         }
     }
 
@@ -196,6 +203,10 @@ pub struct DraftInput<'a> {
     /// Its KV cache, holding the context except the pending token. A drafter that runs the
     /// model writes its own rows for the positions it drafts; verification overwrites them.
     pub cache: &'a mut KvCache,
+    /// The model's final hidden state (after the final norm: the head's input), `(dim)`, at the
+    /// row that predicted the pending token (after a verify pass the row of the last accepted
+    /// token, after a prefill the prompt's last row); `None` when the engine does not have it.
+    pub hidden: Option<&'a [f32]>,
 }
 
 /// A source of drafted tokens, driven by the engine: asked for up to `max` tokens continuing

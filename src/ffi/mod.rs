@@ -107,6 +107,8 @@ pub enum EdgespecStrategy {
     Lookahead = 4,
     /// Chosen per step from live acceptance and cost.
     Auto = 5,
+    /// Self-distilled draft heads (trained by `edgespec tune`).
+    Heads = 6,
 }
 
 /// Why a generation ended (`EdgespecStats::stop_reason`).

@@ -42,6 +42,7 @@ fn strategy_ids_follow_the_library_list() {
         (EdgespecStrategy::EarlyExit, "early-exit"),
         (EdgespecStrategy::Lookahead, "lookahead"),
         (EdgespecStrategy::Auto, "auto"),
+        (EdgespecStrategy::Heads, "heads"),
     ];
     assert!(edgespec_strategy_count() as usize >= named.len(), "strategies are only ever appended");
     for (id, name) in named {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
-use crate::kernels::{matvec, ops, KernelPool, QuantizedActs};
+use crate::kernels::{matvec, ops, KernelPool, QuantizedActs, WeightMatrix};
 
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
@@ -160,8 +160,10 @@ impl Model {
             ));
         }
         cache.truncate(plan.start)?;
+        ws.hidden_rows = 0;
         let Workspace { pool, bufs, extra, .. } = ws;
         let rows = pool.install(|| self.run(pool, bufs, extra, cache, tokens, plan))?;
+        ws.hidden_rows = rows;
         cache.set_len(end)?;
         Ok(&ws.bufs.logits[..rows * self.config.vocab_size])
     }
@@ -292,6 +294,16 @@ impl Model {
             logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
         }
         Ok(rows)
+    }
+
+    /// The first `rows` rows of the output head (`rows ≤ vocab`), borrowed from the map: the
+    /// logits of the `rows` lowest token ids (a reduced-vocabulary head for drafters).
+    pub fn output_rows(&self, rows: usize) -> Result<WeightMatrix<'_>> {
+        let out = &self.weights.output;
+        if rows == 0 || rows > out.rows {
+            return Err(Error::invalid(format!("{rows} head rows asked of a head with {}", out.rows)));
+        }
+        View { file: &self.file }.mat_rows(out, rows)
     }
 
     /// The RoPE base of sliding-window layers when it differs from the global one: the file's
@@ -466,6 +478,8 @@ pub struct Workspace {
     extra: HeadExtra,
     shape: (usize, usize, usize, usize, usize, usize, usize),
     bufs: Buffers,
+    /// Rows of the last pass whose head input (final-normed hidden state) is in `bufs.proj`.
+    hidden_rows: usize,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -501,7 +515,14 @@ impl Workspace {
             logits: vec![0.0; bb * c.vocab_size],
             acts: QuantizedActs::with_capacity(widest, bb),
         };
-        Ok(Workspace { pool, ctx, extra: HeadExtra::new(c.vocab_size), shape: shape_of(c), bufs })
+        Ok(Workspace {
+            pool,
+            ctx,
+            extra: HeadExtra::new(c.vocab_size),
+            shape: shape_of(c),
+            bufs,
+            hidden_rows: 0,
+        })
     }
 
     /// The thread pool.
@@ -519,6 +540,19 @@ impl Workspace {
     /// Longest context the buffers serve.
     pub fn ctx(&self) -> usize {
         self.ctx
+    }
+
+    /// The final hidden state (after the final norm: the head's input), `(dim)`, of row `row` of
+    /// the rows the last forward pass computed logits for (in the order of its logits); `None`
+    /// past them, or when the pass produced none.
+    pub fn hidden(&self, row: usize) -> Option<&[f32]> {
+        let dim = self.shape.0;
+        (row < self.hidden_rows).then(|| self.bufs.proj.get(row * dim..(row + 1) * dim)).flatten()
+    }
+
+    /// How many rows [`Workspace::hidden`] holds.
+    pub fn hidden_rows(&self) -> usize {
+        self.hidden_rows
     }
 
     fn matches(&self, c: &ModelConfig) -> bool {

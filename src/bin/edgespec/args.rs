@@ -24,6 +24,43 @@ pub enum Command {
     Chat(ChatArgs),
     /// Decode a prompt suite under each strategy: tokens/s, speedup over plain, acceptance.
     Bench(BenchArgs),
+    /// Derive drafters from the model on this machine: train its draft heads (strategy `heads`)
+    /// on its own replies to calibration prompts, measure them, save them beside the model.
+    Tune(TuneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// A catalog name (pulled on first use) or a path to a .gguf file.
+    #[arg(short = 'm', long = "model", default_value = "smollm2-135m")]
+    pub model: String,
+    /// Time budget in seconds for the whole run.
+    #[arg(long, default_value_t = 420)]
+    pub budget: u64,
+    /// Seed of the heads' training (same seed and data: same heads).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of draft heads (tokens drafted per step at most).
+    #[arg(long = "heads", default_value_t = 3)]
+    pub heads: usize,
+    /// Reduced vocabulary of the heads (the lowest token ids).
+    #[arg(long, default_value_t = 8192)]
+    pub vocab: usize,
+    /// Width of each head's SiLU block.
+    #[arg(long, default_value_t = 128)]
+    pub rank: usize,
+    /// Tokens generated per calibration prompt at most.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 192)]
+    pub n_predict: usize,
+    /// Calibration prompts: a suite file (see benches/prompts/calibration.toml, built in).
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Kernel threads (default: the number of physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +162,8 @@ pub enum Strategy {
     Lookahead,
     /// Choose per step.
     Auto,
+    /// Self-distilled draft heads (train them first with `edgespec tune`).
+    Heads,
 }
 
 /// Options every generating command shares.
@@ -226,6 +265,7 @@ impl Strategy {
             Strategy::EarlyExit => S::EarlyExit,
             Strategy::Lookahead => S::Lookahead,
             Strategy::Auto => S::Auto,
+            Strategy::Heads => S::Heads,
         };
         s.check()?;
         Ok(s)

@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod chat;
 mod run;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::chat(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Tune(a) => tune::tune(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

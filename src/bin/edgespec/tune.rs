@@ -1,0 +1,67 @@
+//! `edgespec tune`: train the model's draft heads within a time budget and report what was
+//! measured (progress on stderr, the summary on stdout).
+
+use std::time::Duration;
+
+use edgespec::bench::Suite;
+use edgespec::catalog;
+use edgespec::tune::{self, TuneOptions};
+use edgespec::{Error, Result};
+
+use crate::args::TuneArgs;
+
+pub fn tune(a: TuneArgs) -> Result<()> {
+    if a.threads == Some(0) {
+        return Err(Error::invalid("--threads must be at least 1"));
+    }
+    if a.heads == 0 || a.rank == 0 || a.vocab == 0 || a.budget == 0 || a.n_predict == 0 {
+        return Err(Error::invalid("--heads, --rank, --vocab, --budget and -n must be at least 1"));
+    }
+    let path = catalog::resolve_model(&a.model)?;
+    let mut opts = TuneOptions::new(path);
+    opts.budget = Duration::from_secs(a.budget);
+    opts.seed = a.seed;
+    opts.heads = a.heads;
+    opts.vocab = a.vocab;
+    opts.rank = a.rank;
+    opts.max_tokens = a.n_predict;
+    opts.threads = a.threads;
+    opts.quiet = a.quiet;
+    opts.suite = a.suite.as_deref().map(Suite::load).transpose()?;
+    let r = tune::tune(opts)?;
+    println!("model: {}", r.model);
+    println!("heads: K {} rank {} V {} seed {}", r.heads, r.rank, r.vocab, r.seed);
+    println!(
+        "data: {} replies, {} training / {} held-out positions; {} of {} planned steps",
+        r.sequences, r.train_samples, r.heldout_samples, r.steps, r.planned_steps
+    );
+    for (k, (a1, a3)) in r.alpha_top1.iter().zip(&r.alpha_top3).enumerate() {
+        let loss = (r.first_loss.get(k), r.last_loss.get(k));
+        let loss = match loss {
+            (Some(f), Some(l)) => format!("loss {f:.3} -> {l:.3}"),
+            _ => String::new(),
+        };
+        println!("head {} (token +{}): held-out α top-1 {a1:.3}, top-3 {a3:.3}; {loss}", k + 1, k + 2);
+    }
+    println!(
+        "decode: plain {:.1} tok/s, heads {:.1} tok/s ({:.2}x, {:.1}% of the time drafting), {:.2} tokens/pass, \
+         acceptance {:.2}, outputs equal: {}",
+        r.plain_tokens_per_s,
+        r.heads_tokens_per_s,
+        r.speedup,
+        100.0 * r.heads_draft_share,
+        r.heads_tokens_per_pass,
+        r.heads_acceptance,
+        r.greedy_equal
+    );
+    println!(
+        "drafting: chain {:.1} tok/s, tree (width 3) {:.1} tok/s: chose {}",
+        r.chain_tokens_per_s,
+        r.tree_tokens_per_s,
+        if r.width > 1 { format!("the tree (width {})", r.width) } else { "the chain".into() }
+    );
+    let stages: Vec<String> = r.stage_seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect();
+    println!("time: {:.0} s ({})", r.total_seconds, stages.join(", "));
+    println!("saved: {}\nprofile: {}", r.heads_file, r.profile_file);
+    Ok(())
+}
