@@ -26,6 +26,7 @@ use crate::kernels::KernelPool;
 use crate::model::{KvCache, KvType, Model, Workspace, MAX_BATCH};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TokenId, Tokenizer};
+use crate::tune::PAYS_MARGIN;
 
 /// Context length used when none is asked for and the model's own is longer.
 pub const DEFAULT_CTX: usize = 4096;
@@ -351,7 +352,9 @@ impl Session {
         let Some(profile) = self.model.file().path().and_then(crate::tune::load_profile) else {
             return AutoDrafter::new(n_layers, ctx);
         };
-        let heads = if profile.speedup > 1.0 {
+        // The same margin as the self-spec search's: tune measures on a few prompts, and a
+        // shared machine's speed drifts by several percent.
+        let heads = if profile.speedup > 1.0 + PAYS_MARGIN {
             if self.heads.is_none() {
                 // Heads that no longer load (another model now at that path): without them.
                 self.heads = DraftHeads::load_for(&self.model).ok().map(Arc::new);

@@ -456,7 +456,7 @@ impl Stage for SelfSpecSearch {
             r.self_spec_best = b.name.clone();
             r.self_spec_best_speedup = b.speedup;
         }
-        r.self_spec_pays = report.best_paying(0.05).is_some();
+        r.self_spec_pays = report.best_paying(PAYS_MARGIN).is_some();
         r.self_spec_table = report.to_markdown();
         bar.finish(&format!(
             "{} variants, best {} ({:.2}× plain){}",
@@ -468,6 +468,9 @@ impl Stage for SelfSpecSearch {
         Ok(())
     }
 }
+
+/// How much faster than plain decoding a tuned drafter must have measured for `auto` to use it.
+pub const PAYS_MARGIN: f64 = 0.05;
 
 /// The profile `tune` saved beside the model at `model_path`, if there is one that parses.
 pub fn load_profile(model_path: &Path) -> Option<TuneReport> {
