@@ -342,14 +342,20 @@ impl Session {
         Ok(())
     }
 
-    /// `auto` as `edgespec tune` left it for this model (its profile beside the model file): the
-    /// draft heads where they measured faster than plain decoding, the self-derived drafter's
-    /// best configuration where the search found one that pays and none where it found none;
-    /// the untuned defaults without a profile.
+    /// `auto` as `edgespec tune` left it for this model (its profile beside the model file, else
+    /// the one shipped for a catalog model): the draft heads where they measured faster than
+    /// plain decoding (and their file is there), the self-derived drafter's best configuration
+    /// where the search found one that pays and none where it found none; the untuned defaults
+    /// without a profile.
     fn tuned_auto(&mut self) -> Result<AutoDrafter> {
         let ctx = self.cache.capacity();
         let n_layers = self.model.config().n_layers;
-        let Some(profile) = self.model.file().path().and_then(crate::tune::load_profile) else {
+        let path = self.model.file().path();
+        let shipped = || {
+            let name = path?.file_name()?.to_str()?;
+            crate::tune::shipped_profile(name)
+        };
+        let Some(profile) = path.and_then(crate::tune::load_profile).or_else(shipped) else {
             return AutoDrafter::new(n_layers, ctx);
         };
         // The same margin as the self-spec search's: tune measures on a few prompts, and a

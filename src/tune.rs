@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::kernels::KernelPool;
 use crate::model::{KvType, Model, Workspace};
 use crate::sampling::SamplingParams;
-use crate::session::{Flow, GenerateParams, Session, SessionOptions};
+use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use crate::tokenizer::TokenId;
 
 /// The built-in calibration prompts (none of the bench suite's).
@@ -225,6 +225,16 @@ pub fn tune(opts: TuneOptions) -> Result<TuneReport> {
     Ok(t.report)
 }
 
+/// The model's reply to `text`: through its chat template, or the text as it is where the
+/// model has none (a base model such as the catalog's Gemma 3), as `edgespec bench` does.
+fn reply(s: &mut Session, text: &str, p: &GenerateParams) -> Result<GenerationStats> {
+    if s.chat_template().is_some() {
+        Ok(s.chat(text, p, &mut |_| Flow::Continue)?.1)
+    } else {
+        s.generate(text, p, &mut |_| Flow::Continue)
+    }
+}
+
 fn greedy(max_tokens: usize, strategy: Strategy) -> GenerateParams {
     GenerateParams { max_tokens, sampling: SamplingParams::greedy(), strategy }
 }
@@ -252,10 +262,7 @@ impl Stage for Collect {
                 break;
             }
             t.session.reset();
-            let stats = t
-                .session
-                .chat(&p.text, &greedy(t.opts.max_tokens, Strategy::Plain), &mut |_| Flow::Continue)?
-                .1;
+            let stats = reply(&mut t.session, &p.text, &greedy(t.opts.max_tokens, Strategy::Plain))?;
             tokens.clear();
             tokens.extend(t.session.tokens());
             let first = stats.prompt_tokens.saturating_sub(1);
@@ -369,7 +376,7 @@ impl Stage for Measure {
                     t.session.set_heads(heads.clone())?;
                 }
                 t.session.reset();
-                let st = t.session.chat(text, &greedy(128, strategy), &mut |_| Flow::Continue)?.1;
+                let st = reply(&mut t.session, text, &greedy(128, strategy))?;
                 let tokens: Vec<TokenId> = t.session.tokens().collect();
                 if width == 0 {
                     plain = tokens;
@@ -471,6 +478,22 @@ impl Stage for SelfSpecSearch {
 
 /// How much faster than plain decoding a tuned drafter must have measured for `auto` to use it.
 pub const PAYS_MARGIN: f64 = 0.05;
+
+/// Profiles `edgespec tune` wrote for the catalog's models on the reference machine (a 2-core
+/// x86-64, see `models/profiles/`): settings and measurements, no weights. They stand in for a
+/// local profile until `tune` runs here.
+const SHIPPED: [&str; 2] = [
+    include_str!("../models/profiles/smollm2-135m.tune.json"),
+    include_str!("../models/profiles/gemma3-270m.tune.json"),
+];
+
+/// The shipped profile of the model file named `file_name`, if the catalog has one.
+pub fn shipped_profile(file_name: &str) -> Option<TuneReport> {
+    SHIPPED
+        .iter()
+        .filter_map(|text| serde_json::from_str::<TuneReport>(text).ok())
+        .find(|p| p.model == file_name)
+}
 
 /// The profile `tune` saved beside the model at `model_path`, if there is one that parses.
 pub fn load_profile(model_path: &Path) -> Option<TuneReport> {
@@ -603,6 +626,10 @@ mod tests {
         let old = load_profile(&model).unwrap();
         assert!(!old.self_spec_pays && old.self_spec_variants == 0 && old.heads == 3);
         std::fs::write(profile_path(&model), "not json").unwrap();
+        // The shipped profiles parse and name their model files.
+        let smollm2 = shipped_profile("SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
+        assert!(smollm2.self_spec_variants > 0 && smollm2.alpha_top1.len() == smollm2.heads);
+        assert!(shipped_profile("nothing.gguf").is_none());
         assert!(load_profile(&model).is_none());
         std::fs::remove_dir_all(&dir).ok();
     }
