@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::bench::Suite;
-use crate::decode::heads::{heads_path, profile_path, train, Dataset, DraftHeads, TrainConfig};
+use crate::decode::heads::{heads_path, profile_path, train, Dataset, DraftHeads, TrainConfig, TrainReport};
 use crate::decode::Strategy;
 use crate::error::{Error, Result};
 use crate::kernels::KernelPool;
@@ -88,19 +88,11 @@ pub struct TuneReport {
     pub seed: u64,
     /// How drafts are cut: by the expected gain under the measured verify cost.
     pub draft_rule: String,
-    /// Calibration sequences used and the samples they gave (train / held out).
+    /// Calibration sequences used.
     pub sequences: usize,
-    pub train_samples: usize,
-    pub heldout_samples: usize,
-    /// Minibatch steps run and planned.
-    pub steps: usize,
-    pub planned_steps: usize,
-    /// Mean training loss per head in the first and the last epoch.
-    pub first_loss: Vec<f32>,
-    pub last_loss: Vec<f32>,
-    /// Held-out top-1 / top-3 agreement per head.
-    pub alpha_top1: Vec<f32>,
-    pub alpha_top3: Vec<f32>,
+    /// What training measured: samples, steps, losses, held-out α per head.
+    #[serde(flatten)]
+    pub train: TrainReport,
     /// Decode tokens/s on the measurement prompts, plain and with the heads, and their ratio.
     pub plain_tokens_per_s: f64,
     pub heads_tokens_per_s: f64,
@@ -303,15 +295,7 @@ impl Stage for Train {
         let a: Vec<String> =
             rep.alpha_top1.iter().zip(&rep.alpha_top3).map(|(a, b)| format!("{a:.3}/{b:.3}")).collect();
         bar.finish(&format!("{} steps; held-out α top-1/top-3 per head: {}", rep.steps, a.join(", ")));
-        let r = &mut t.report;
-        r.train_samples = rep.train_samples;
-        r.heldout_samples = rep.heldout_samples;
-        r.steps = rep.steps;
-        r.planned_steps = rep.planned_steps;
-        r.first_loss = rep.first_loss;
-        r.last_loss = rep.last_loss;
-        r.alpha_top1 = rep.alpha_top1;
-        r.alpha_top3 = rep.alpha_top3;
+        t.report.train = rep;
         t.heads = Some(heads);
         Ok(())
     }
@@ -613,14 +597,14 @@ mod tests {
             self_spec_variants: 12,
             self_spec_best: "exit E=4".into(),
             self_spec_pays: true,
-            alpha_top1: vec![0.12, 0.06],
+            train: TrainReport { alpha_top1: vec![0.12, 0.06], ..Default::default() },
             ..Default::default()
         };
         std::fs::write(profile_path(&model), serde_json::to_string(&r).unwrap()).unwrap();
         let back = load_profile(&model).unwrap();
         assert_eq!(back.self_spec_best, "exit E=4");
         assert!(back.self_spec_pays && back.self_spec_variants == 12 && back.speedup == 1.07);
-        assert_eq!(back.alpha_top1, [0.12, 0.06]);
+        assert_eq!(back.train.alpha_top1, [0.12, 0.06]);
         // A profile from before the self-spec search: those fields take their defaults.
         std::fs::write(profile_path(&model), r#"{"speedup": 0.97, "heads": 3}"#).unwrap();
         let old = load_profile(&model).unwrap();
@@ -628,7 +612,7 @@ mod tests {
         std::fs::write(profile_path(&model), "not json").unwrap();
         // The shipped profiles parse and name their model files.
         let smollm2 = shipped_profile("SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
-        assert!(smollm2.self_spec_variants > 0 && smollm2.alpha_top1.len() == smollm2.heads);
+        assert!(smollm2.self_spec_variants > 0 && smollm2.train.alpha_top1.len() == smollm2.heads);
         assert!(shipped_profile("nothing.gguf").is_none());
         assert!(load_profile(&model).is_none());
         std::fs::remove_dir_all(&dir).ok();

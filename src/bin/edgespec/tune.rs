@@ -33,10 +33,10 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     println!("heads: K {} rank {} V {} seed {}", r.heads, r.rank, r.vocab, r.seed);
     println!(
         "data: {} replies, {} training / {} held-out positions; {} of {} planned steps",
-        r.sequences, r.train_samples, r.heldout_samples, r.steps, r.planned_steps
+        r.sequences, r.train.train_samples, r.train.heldout_samples, r.train.steps, r.train.planned_steps
     );
-    for (k, (a1, a3)) in r.alpha_top1.iter().zip(&r.alpha_top3).enumerate() {
-        let loss = (r.first_loss.get(k), r.last_loss.get(k));
+    for (k, (a1, a3)) in r.train.alpha_top1.iter().zip(&r.train.alpha_top3).enumerate() {
+        let loss = (r.train.first_loss.get(k), r.train.last_loss.get(k));
         let loss = match loss {
             (Some(f), Some(l)) => format!("loss {f:.3} -> {l:.3}"),
             _ => String::new(),

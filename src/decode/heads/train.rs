@@ -67,7 +67,8 @@ impl Default for TrainConfig {
 }
 
 /// What training reports.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TrainReport {
     /// Training samples and held-out samples.
     pub train_samples: usize,
