@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::chat::{ChatTemplate, Conversation};
+use crate::decode::corpus::Corpus;
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
 use crate::decode::{
     AutoDrafter, CostModel, DecodeStats, DraftHeads, DraftLength, Drafter, HeadsDrafter, LookaheadDrafter,
@@ -164,6 +165,8 @@ pub struct Session {
     drafter: Option<(Strategy, Box<dyn Drafter>)>,
     /// The draft heads of strategy `heads` (loaded from beside the model on first use, or set).
     heads: Option<Arc<DraftHeads>>,
+    /// The model's own generations for `auto`'s lookup (saved by `edgespec tune` beside the model).
+    corpus: Option<Arc<Corpus>>,
     /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
     cost: CostModel,
     /// Draft-length bound following live acceptance.
@@ -219,6 +222,7 @@ impl Session {
             conversation: Conversation::new(None),
             drafter: None,
             heads: None,
+            corpus: None,
             cost: CostModel::default(),
             length: DraftLength::new(4, MAX_BATCH - 1),
             scratch: Scratch::default(),
@@ -358,6 +362,10 @@ impl Session {
         let Some(profile) = path.and_then(crate::tune::load_profile).or_else(shipped) else {
             return AutoDrafter::new(n_layers, ctx);
         };
+        if self.corpus.is_none() {
+            // A corpus that does not load (missing, or another model's): without it.
+            self.corpus = Corpus::load_for(&self.model).ok().map(Arc::new);
+        }
         // The same margin as the self-spec search's: tune measures on a few prompts, and a
         // shared machine's speed drifts by several percent.
         let heads = if profile.speedup > 1.0 + PAYS_MARGIN {
@@ -380,7 +388,7 @@ impl Session {
         } else {
             Some(SelfSpecParams::layer_skip(n_layers)?)
         };
-        AutoDrafter::tuned(ctx, heads, self_spec)
+        AutoDrafter::tuned(ctx, self.corpus.clone(), heads, self_spec)
     }
 
     /// The logits after the last token in the cache (the distribution the next token is drawn

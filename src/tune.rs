@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::bench::Suite;
-use crate::decode::heads::{heads_path, profile_path, train, Dataset, DraftHeads, TrainConfig, TrainReport};
+use crate::decode::corpus::{corpus_path, Corpus};
+use crate::decode::heads::{
+    heads_path, model_identity, profile_path, train, Dataset, DraftHeads, TrainConfig, TrainReport,
+};
 use crate::decode::Strategy;
 use crate::error::{Error, Result};
 use crate::kernels::KernelPool;
@@ -60,7 +63,7 @@ impl TuneOptions {
     pub fn new(model: impl Into<PathBuf>) -> TuneOptions {
         TuneOptions {
             model: model.into(),
-            budget: Duration::from_secs(420),
+            budget: Duration::from_secs(600),
             seed: 0,
             heads: 3,
             vocab: 8192,
@@ -118,7 +121,11 @@ pub struct TuneReport {
     pub self_spec_best_speedup: f64,
     pub self_spec_pays: bool,
     pub self_spec_table: String,
-    /// Where the heads and the profile were written.
+    /// Tokens in the corpus of the model's replies (what `auto`'s lookup drafts from where the
+    /// context has no match).
+    pub corpus_tokens: usize,
+    /// Where the heads, the corpus and the profile were written.
+    pub corpus_file: String,
     pub heads_file: String,
     pub profile_file: String,
 }
@@ -135,6 +142,9 @@ pub struct Tuner {
     pub suite: Suite,
     /// Collected training data.
     pub data: Option<Dataset>,
+    /// The model's greedy replies to the calibration prompts (with the few tokens before each),
+    /// saved as its [`Corpus`].
+    pub replies: Vec<Vec<TokenId>>,
     /// Trained heads.
     pub heads: Option<DraftHeads>,
     /// The report so far.
@@ -177,7 +187,17 @@ impl Tuner {
             draft_rule: "expected-gain (product of the heads' top-1 probabilities vs the verify cost)".into(),
             ..Default::default()
         };
-        Ok(Tuner { opts, session, model, suite, data: None, heads: None, report, start: Instant::now() })
+        Ok(Tuner {
+            opts,
+            session,
+            model,
+            suite,
+            data: None,
+            replies: Vec::new(),
+            heads: None,
+            report,
+            start: Instant::now(),
+        })
     }
 
     /// Seconds since tuning started.
@@ -259,6 +279,8 @@ impl Stage for Collect {
             tokens.extend(t.session.tokens());
             let first = stats.prompt_tokens.saturating_sub(1);
             data.add_sequence(&t.model, &mut ws, &mut cache, &tokens, first)?;
+            // From a few tokens before the reply: its opening follows the template's tokens.
+            t.replies.push(tokens[first.saturating_sub(CORPUS_LEAD)..].to_vec());
             t.report.sequences += 1;
             bar.update(i + 1, &format!("{} samples", data.len()));
         }
@@ -485,7 +507,10 @@ pub fn load_profile(model_path: &Path) -> Option<TuneReport> {
     serde_json::from_str(&text).ok()
 }
 
-/// Save the heads and the profile.
+/// Tokens before each reply kept in the corpus.
+const CORPUS_LEAD: usize = 3;
+
+/// Save the heads, the corpus of the model's replies and the profile.
 pub struct Save;
 
 impl Stage for Save {
@@ -495,8 +520,12 @@ impl Stage for Save {
 
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         let heads = t.heads.as_ref().ok_or_else(|| Error::internal("no heads trained"))?;
-        let (hp, pp) = out_paths(&t.opts.model, t.opts.out_dir.as_deref());
+        let (hp, pp, cp) = out_paths(&t.opts.model, t.opts.out_dir.as_deref());
         heads.save(&hp)?;
+        let corpus = Corpus::new(model_identity(&t.model), t.replies.iter().map(|r| &r[..]));
+        corpus.save(&cp)?;
+        t.report.corpus_tokens = corpus.len();
+        t.report.corpus_file = cp.display().to_string();
         t.report.heads_file = hp.display().to_string();
         t.report.profile_file = pp.display().to_string();
         t.report.total_seconds = t.elapsed();
@@ -506,14 +535,12 @@ impl Stage for Save {
     }
 }
 
-fn out_paths(model: &Path, dir: Option<&Path>) -> (PathBuf, PathBuf) {
-    match dir {
-        Some(d) => {
-            let name = model.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("model"));
-            (heads_path(&d.join(&name)), profile_path(&d.join(&name)))
-        }
-        None => (heads_path(model), profile_path(model)),
-    }
+fn out_paths(model: &Path, dir: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
+    let at = match dir {
+        Some(d) => d.join(model.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("model"))),
+        None => model.to_path_buf(),
+    };
+    (heads_path(&at), profile_path(&at), corpus_path(&at))
 }
 
 /// A progress bar on stderr (redrawn on a terminal; a line per quarter otherwise).

@@ -309,3 +309,44 @@ fn a_failing_drafter_leaves_a_consistent_context() {
     let (t, ..) = gen(&mut s, " x", &params(10, SamplingParams::greedy(), Strategy::Lookup));
     assert!(t.len() > tokens.len());
 }
+
+#[test]
+fn a_reply_the_corpus_holds_is_drafted_from_it_and_the_output_stays_plain() {
+    use edgespec::decode::corpus::Corpus;
+    use edgespec::decode::{AutoDrafter, CostModel};
+    // Sampled (sample-and-match keeps plain sampling's tokens for a seed): a tiny random
+    // model's greedy reply soon repeats itself, which the context alone drafts.
+    let spec = SyntheticSpec::llama(11);
+    let sp =
+        SamplingParams { temperature: 8.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 5, ..Default::default() };
+    let p = params(48, sp, Strategy::Plain);
+    let mut s = session(&spec, 256);
+    let (plain, _, st) = gen(&mut s, "qwerty uiop", &p);
+    let prompt_len = st.prompt_tokens;
+    assert!(plain.len() >= prompt_len + 40, "the reply should not end early");
+    // Another reply and this one's: the corpus `tune` would save had it seen this prompt.
+    s.reset();
+    let (other, ..) = gen(&mut s, "asdf", &p);
+    let identity = edgespec::decode::heads::model_identity(s.model());
+    let corpus = Arc::new(Corpus::new(identity, [&other[..], &plain[prompt_len - 1..]]));
+    let run = |corpus: Option<Arc<Corpus>>| {
+        let mut s = session(&spec, 256);
+        s.set_cost_model(CostModel::linear(0.05));
+        let mut d = AutoDrafter::tuned(256, corpus, None, None).unwrap();
+        let st = s.generate_with("qwerty uiop", &p, &mut d, &mut |_| Flow::Continue).unwrap();
+        (s.tokens().collect::<Vec<_>>(), st)
+    };
+    let (with, st_with) = run(Some(corpus));
+    let (without, st_without) = run(None);
+    assert_eq!(with, plain, "drafting from the corpus changed the output");
+    assert_eq!(without, plain);
+    assert!(
+        st_with.accepted_tokens >= 24 && st_with.accepted_tokens > 2 * st_without.accepted_tokens,
+        "with the corpus {} of {} drafted tokens accepted in {} passes; without {} of {}",
+        st_with.accepted_tokens,
+        st_with.drafted_tokens,
+        st_with.forward_passes,
+        st_without.accepted_tokens,
+        st_without.drafted_tokens
+    );
+}

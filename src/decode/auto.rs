@@ -10,8 +10,11 @@
 //! matches elsewhere in the context where the measured pass cost says the extra rows pay
 //! ([`LookupDrafter::propose_tree`]).
 
+use std::sync::Arc;
+
 use crate::error::Result;
 
+use super::corpus::Corpus;
 use super::heads::HeadsDrafter;
 use super::lookup::{LookupDrafter, LookupParams};
 use super::self_spec::{SelfSpecDrafter, SelfSpecParams};
@@ -49,15 +52,17 @@ impl AutoDrafter {
         })
     }
 
-    /// [`AutoDrafter::new`] with what tuning chose: `heads` to try after lookup, and the
+    /// [`AutoDrafter::new`] with what tuning chose: the model's own generations for lookup to
+    /// draft from where the context has no match, `heads` to try after lookup, and the
     /// self-derived drafter's configuration (`None`: do not draft from the model itself).
     pub fn tuned(
         ctx: usize,
+        corpus: Option<Arc<Corpus>>,
         heads: Option<HeadsDrafter>,
         self_spec: Option<SelfSpecParams>,
     ) -> Result<AutoDrafter> {
         Ok(AutoDrafter {
-            lookup: LookupDrafter::new(LookupParams::default(), ctx)?,
+            lookup: LookupDrafter::new(LookupParams::default(), ctx)?.with_corpus(corpus),
             heads,
             self_spec: self_spec.map(|p| SelfSpecDrafter::new("self-spec", p)),
             last: Source::None,

@@ -16,10 +16,13 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::tokenizer::TokenId;
 
 use super::adaptive::CostModel;
+use super::corpus::Corpus;
 use super::tree::TreeValue;
 use super::{Draft, DraftInput, Drafter};
 
@@ -56,7 +59,7 @@ impl Default for LookupParams {
 
 /// A hasher for keys that are already well mixed u64 values.
 #[derive(Default)]
-struct IdentityHasher(u64);
+pub(crate) struct IdentityHasher(u64);
 
 impl Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
@@ -72,11 +75,12 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type Index = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+/// n-gram key → a position (of what followed the n-gram).
+pub(crate) type Index = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
 
 /// The key of an n-gram: its tokens and its length, mixed (collisions are checked against the
 /// tokens themselves before a match is used).
-fn key(gram: &[TokenId]) -> u64 {
+pub(crate) fn gram_key(gram: &[TokenId]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ gram.len() as u64;
     for &t in gram {
         h = (h ^ u64::from(t)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -88,6 +92,20 @@ fn key(gram: &[TokenId]) -> u64 {
 /// Most n-gram lengths the drafter tracks.
 const MAX_N: usize = 8;
 
+/// Where a match was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Earlier in the context (prompt lookup).
+    Context = 0,
+    /// In the model's own generations ([`Corpus`]).
+    Corpus = 1,
+}
+
+/// How much lower the prior acceptance of a corpus match is than that of a context match of
+/// the same length: a phrase the model used elsewhere continues the same way less often than
+/// one it is copying.
+const CORPUS_PRIOR_OFFSET: f32 = 0.15;
+
 /// The prompt-lookup drafter.
 #[derive(Debug)]
 pub struct LookupDrafter {
@@ -96,11 +114,14 @@ pub struct LookupDrafter {
     index: Index,
     /// The context indexed so far (to append to it and to notice a rewritten context).
     seen: Vec<TokenId>,
-    /// Per match length `n`: discounted accepted tokens and rejections.
-    accepted: [f32; MAX_N + 1],
-    rejected: [f32; MAX_N + 1],
-    /// Match length of the draft awaiting feedback.
+    /// The model's own generations, consulted where the context has no better match.
+    corpus: Option<Arc<Corpus>>,
+    /// Per source ([`Source`]) and match length `n`: discounted accepted tokens and rejections.
+    accepted: [[f32; MAX_N + 1]; 2],
+    rejected: [[f32; MAX_N + 1]; 2],
+    /// Match length and source of the draft awaiting feedback.
     last_n: usize,
+    last_src: Source,
     /// Where the continuation of that match starts in the context, and its drafted length.
     last_j: usize,
     last_gamma: usize,
@@ -122,28 +143,61 @@ impl LookupDrafter {
             params,
             index: Index::with_capacity_and_hasher(ctx.saturating_mul(grams), Default::default()),
             seen: Vec::with_capacity(ctx),
-            accepted: [0.0; MAX_N + 1],
-            rejected: [0.0; MAX_N + 1],
+            corpus: None,
+            accepted: [[0.0; MAX_N + 1]; 2],
+            rejected: [[0.0; MAX_N + 1]; 2],
             last_n: 0,
+            last_src: Source::Context,
             last_j: 0,
             last_gamma: 0,
         })
     }
 
-    /// Estimated per-token acceptance of a match of length `n`.
+    /// Also draft from `corpus` (the model's own generations) where the context has no match
+    /// expected to be right as often.
+    pub fn with_corpus(mut self, corpus: Option<Arc<Corpus>>) -> LookupDrafter {
+        self.corpus = corpus.filter(|c| !c.is_empty());
+        self
+    }
+
+    /// Estimated per-token acceptance of a context match of length `n`.
     pub fn acceptance(&self, n: usize) -> f32 {
+        self.acceptance_in(Source::Context, n)
+    }
+
+    fn acceptance_in(&self, src: Source, n: usize) -> f32 {
         let p = &self.params;
+        let s = src as usize;
+        let n_min = if src == Source::Corpus { super::corpus::N_MIN } else { p.n_min };
         // The prior of a length follows what the next shorter one measured, when it measured
         // anything: longer matches are more reliable, but not more than the text allows.
         let shorter =
-            n.checked_sub(1).filter(|&m| m >= p.n_min && self.accepted[m] + self.rejected[m] >= 1.0);
+            n.checked_sub(1).filter(|&m| m >= n_min && self.accepted[s][m] + self.rejected[s][m] >= 1.0);
         let prior = match shorter {
-            Some(m) => self.acceptance(m) + p.prior_step,
-            None => p.prior_base + p.prior_step * (n.saturating_sub(1)) as f32,
+            Some(m) => self.acceptance_in(src, m) + p.prior_step,
+            None => {
+                let offset = if src == Source::Corpus { CORPUS_PRIOR_OFFSET } else { 0.0 };
+                p.prior_base + p.prior_step * (n.saturating_sub(1)) as f32 - offset
+            }
         }
         .min(0.9);
-        let (a, r) = (self.accepted[n], self.rejected[n]);
+        let (a, r) = (self.accepted[s][n], self.rejected[s][n]);
         (a + prior * p.prior_weight) / (a + r + p.prior_weight)
+    }
+
+    /// The longest context match: its length and where its continuation starts.
+    fn context_match(&self, context: &[TokenId]) -> Option<(usize, usize)> {
+        let len = context.len();
+        for n in (self.params.n_min..=self.params.n_max.min(len)).rev() {
+            let gram = &context[len - n..];
+            let Some(&j) = self.index.get(&gram_key(gram)) else { continue };
+            let j = j as usize;
+            if j < n || j >= len || context[j - n..j] != *gram {
+                continue;
+            }
+            return Some((n, j));
+        }
+        None
     }
 
     /// Bring the index up to date with `context`, from scratch if it is not a continuation of
@@ -160,7 +214,7 @@ impl LookupDrafter {
             // The n-grams ending just before the new token now have a continuation: it.
             let j = self.seen.len() - 1;
             for g in self.params.n_min..=self.params.n_max.min(j) {
-                self.index.insert(key(&self.seen[j - g..j]), j as u32);
+                self.index.insert(gram_key(&self.seen[j - g..j]), j as u32);
             }
         }
     }
@@ -194,32 +248,34 @@ impl LookupDrafter {
         self.last_gamma = 0;
     }
 
-    /// Propose up to `max` tokens continuing `context` into `out`.
+    /// Propose up to `max` tokens continuing `context` into `out`: the continuation of the
+    /// longest context match, or of the corpus's longest match where that is expected to be
+    /// right more often.
     pub fn propose(&mut self, context: &[TokenId], max: usize, cost: &CostModel, out: &mut Draft) {
         self.last_n = 0;
         self.last_gamma = 0;
         self.sync(context);
-        let len = context.len();
         if max == 0 {
             return;
         }
-        for n in (self.params.n_min..=self.params.n_max.min(len)).rev() {
-            let gram = &context[len - n..];
-            let Some(&j) = self.index.get(&key(gram)) else { continue };
-            let j = j as usize;
-            if j < n || j >= len || context[j - n..j] != *gram {
-                continue;
-            }
-            let available = len - j;
-            let (gamma, _) = cost.best_gamma(self.acceptance(n), max.min(available));
-            if gamma > 0 {
-                out.tokens.extend_from_slice(&context[j..j + gamma]);
-                self.last_n = n;
-                self.last_j = j;
-                self.last_gamma = gamma;
-            }
-            // The longest match decides; shorter ones are less reliable still.
-            return;
+        let from_context = self.context_match(context);
+        let corpus = self.corpus.clone();
+        let from_corpus = corpus.as_deref().and_then(|c| c.continuation(context, self.params.n_max.max(2)));
+        let a_context = from_context.map_or(-1.0, |(n, _)| self.acceptance_in(Source::Context, n));
+        let a_corpus = from_corpus.map_or(-1.0, |(n, _)| self.acceptance_in(Source::Corpus, n));
+        // The longest match of the better source decides; shorter ones are less reliable still.
+        let (src, n, a, cont) = match (from_context, from_corpus) {
+            (Some((n, j)), _) if a_context >= a_corpus => (Source::Context, n, a_context, &context[j..]),
+            (_, Some((n, cont))) => (Source::Corpus, n, a_corpus, cont),
+            _ => return,
+        };
+        let (gamma, _) = cost.best_gamma(a, max.min(cont.len()));
+        if gamma > 0 {
+            out.tokens.extend_from_slice(&cont[..gamma]);
+            self.last_n = n;
+            self.last_src = src;
+            self.last_j = if src == Source::Context { context.len() - cont.len() } else { usize::MAX };
+            self.last_gamma = gamma;
         }
     }
 
@@ -237,19 +293,24 @@ impl LookupDrafter {
         out: &mut Draft,
     ) {
         self.propose(context, max, cost, out);
-        let (n_p, gamma_p) = (self.last_n, out.tokens.len());
+        let (n_p, gamma_p, src_p) = (self.last_n, out.tokens.len(), self.last_src);
         if n_p == 0 || gamma_p == 0 {
             return;
         }
-        let a_p = self.acceptance(n_p);
+        let a_p = self.acceptance_in(src_p, n_p);
         let mut value = TreeValue::new();
         value.add(gamma_p, CostModel::expected_tokens(a_p, gamma_p) - 1.0, a_p);
         let len = context.len();
         let mut used = [usize::MAX; MAX_N + 1];
-        used[n_p] = self.last_j;
-        for n in (self.params.n_min..n_p).rev() {
+        let n_top = if src_p == Source::Context {
+            used[n_p] = self.last_j;
+            n_p - 1
+        } else {
+            self.params.n_max
+        };
+        for n in (self.params.n_min..=n_top.min(len)).rev() {
             let gram = &context[len - n..];
-            let Some(&j) = self.index.get(&key(gram)) else { continue };
+            let Some(&j) = self.index.get(&gram_key(gram)) else { continue };
             let j = j as usize;
             if j < n || j >= len || context[j - n..j] != *gram || used.contains(&j) {
                 continue;
@@ -260,6 +321,19 @@ impl LookupDrafter {
             if let Some((l, gain)) = value.best_branch(a, budget, cost) {
                 let added = out.add_branch(&context[j..j + l], room);
                 value.add(added, gain, a);
+            }
+        }
+        if src_p == Source::Context {
+            let corpus = self.corpus.clone();
+            if let Some((n, cont)) =
+                corpus.as_deref().and_then(|c| c.continuation(context, self.params.n_max))
+            {
+                let a = self.acceptance_in(Source::Corpus, n);
+                let budget = room.saturating_sub(out.tokens.len()).min(cont.len());
+                if let Some((l, gain)) = value.best_branch(a, budget, cost) {
+                    let added = out.add_branch(&cont[..l], room);
+                    value.add(added, gain, a);
+                }
             }
         }
     }
@@ -277,12 +351,13 @@ impl LookupDrafter {
             return;
         }
         let f = self.params.forget;
-        for v in self.accepted.iter_mut().chain(self.rejected.iter_mut()) {
+        for v in self.accepted.iter_mut().chain(self.rejected.iter_mut()).flatten() {
             *v *= f;
         }
-        self.accepted[n] += accepted as f32;
+        let s = self.last_src as usize;
+        self.accepted[s][n] += accepted as f32;
         if accepted < drafted {
-            self.rejected[n] += 1.0;
+            self.rejected[s][n] += 1.0;
         }
         self.last_n = 0;
     }
@@ -366,5 +441,41 @@ mod tests {
         }
         assert!(out.tokens.is_empty(), "always rejected: stop drafting");
         assert!(d.acceptance(1) < 0.2, "{}", d.acceptance(1));
+    }
+
+    #[test]
+    fn the_corpus_drafts_where_the_context_has_no_match_and_learns_on_its_own() {
+        let corpus = Arc::new(Corpus::new([0; 32], [&[40, 41, 42, 43, 44][..]]));
+        let mut d = drafter().with_corpus(Some(corpus));
+        let mut out = Draft::default();
+        // Nothing in the context continues "41 42"; the corpus does.
+        let ctx = [7, 8, 41, 42];
+        d.propose(&ctx, 2, &CHEAP, &mut out);
+        assert_eq!(out.tokens, [43, 44]);
+        // A longer context match wins over a corpus match of the same reliability or less.
+        out.clear();
+        let ctx = [41, 42, 9, 9, 7, 41, 42];
+        d.propose(&ctx, 2, &CHEAP, &mut out);
+        assert_eq!(out.tokens, [9, 9]);
+        // Rejections of corpus drafts lower the corpus's estimate, not the context's.
+        let before = d.acceptance(2);
+        let ctx = [7, 8, 41, 42];
+        for _ in 0..20 {
+            out.clear();
+            d.propose(&ctx, 2, &CostModel::linear(0.15), &mut out);
+            if out.tokens.is_empty() {
+                break;
+            }
+            assert_eq!(out.tokens[0], 43);
+            d.learn(out.tokens.len(), 0);
+        }
+        assert!(out.tokens.is_empty(), "always rejected: stop drafting from the corpus");
+        assert_eq!(d.acceptance(2), before);
+        // As a tree branch beside a context match.
+        out.clear();
+        let ctx = [42, 5, 5, 0, 41, 42];
+        let mut d = drafter().with_corpus(Some(Arc::new(Corpus::new([0; 32], [&[41, 42, 43, 44][..]]))));
+        d.propose_tree(&ctx, 4, 12, &CHEAP, &mut out);
+        assert!(out.is_tree() && out.tokens.contains(&43), "{:?}", out.tokens);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod adaptive;
 pub mod auto;
+pub mod corpus;
 pub mod engine;
 pub mod heads;
 pub mod lookahead;

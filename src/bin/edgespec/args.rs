@@ -35,7 +35,7 @@ pub struct TuneArgs {
     #[arg(short = 'm', long = "model", default_value = "smollm2-135m")]
     pub model: String,
     /// Time budget in seconds for the whole run.
-    #[arg(long, default_value_t = 420)]
+    #[arg(long, default_value_t = 600)]
     pub budget: u64,
     /// Seed of the heads' training (same seed and data: same heads).
     #[arg(long, default_value_t = 0)]
