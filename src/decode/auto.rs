@@ -127,6 +127,10 @@ impl Drafter for AutoDrafter {
         self.last = Source::None;
     }
 
+    fn steers_length(&self) -> bool {
+        !(self.last == Source::Lookup && self.lookup.last_from_corpus())
+    }
+
     fn reset(&mut self) {
         self.lookup.reset();
         if let Some(h) = &mut self.heads {

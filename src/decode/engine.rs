@@ -321,7 +321,9 @@ pub fn run(
         stats.accepted += accepted;
         if k > 0 {
             // A tree's draft length is its longest branch.
-            length.update(shape.map_or(k, |s| s.depth()), accepted);
+            if drafter.as_deref().is_none_or(|d| d.steers_length()) {
+                length.update(shape.map_or(k, |s| s.depth()), accepted);
+            }
             if let Some(d) = drafter.as_deref_mut() {
                 d.feedback(k, accepted);
             }

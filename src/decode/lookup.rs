@@ -160,6 +160,11 @@ impl LookupDrafter {
         self
     }
 
+    /// Whether the draft awaiting feedback came from the corpus.
+    pub fn last_from_corpus(&self) -> bool {
+        self.last_n > 0 && self.last_src == Source::Corpus
+    }
+
     /// Estimated per-token acceptance of a context match of length `n`.
     pub fn acceptance(&self, n: usize) -> f32 {
         self.acceptance_in(Source::Context, n)
@@ -279,8 +284,9 @@ impl LookupDrafter {
         }
     }
 
-    /// [`propose`](Self::propose) as a token tree: the longest match's continuation (up to `max`
-    /// tokens), plus the continuations of shorter matches found elsewhere in the context, each
+    /// [`propose`](Self::propose) as a token tree: the chosen match's continuation (up to `max`
+    /// tokens), plus the continuations of shorter context matches found elsewhere in the context
+    /// (of any context match, when the corpus's was chosen), each
     /// added (as a branch under the pending token, sharing any common prefix) only when its
     /// expected tokens — it helps only where the branches before it fail — pay for its rows at
     /// the measured cost; `room` bounds the whole tree.
@@ -321,19 +327,6 @@ impl LookupDrafter {
             if let Some((l, gain)) = value.best_branch(a, budget, cost) {
                 let added = out.add_branch(&context[j..j + l], room);
                 value.add(added, gain, a);
-            }
-        }
-        if src_p == Source::Context {
-            let corpus = self.corpus.clone();
-            if let Some((n, cont)) =
-                corpus.as_deref().and_then(|c| c.continuation(context, self.params.n_max))
-            {
-                let a = self.acceptance_in(Source::Corpus, n);
-                let budget = room.saturating_sub(out.tokens.len()).min(cont.len());
-                if let Some((l, gain)) = value.best_branch(a, budget, cost) {
-                    let added = out.add_branch(&cont[..l], room);
-                    value.add(added, gain, a);
-                }
             }
         }
     }
@@ -471,11 +464,5 @@ mod tests {
         }
         assert!(out.tokens.is_empty(), "always rejected: stop drafting from the corpus");
         assert_eq!(d.acceptance(2), before);
-        // As a tree branch beside a context match.
-        out.clear();
-        let ctx = [42, 5, 5, 0, 41, 42];
-        let mut d = drafter().with_corpus(Some(Arc::new(Corpus::new([0; 32], [&[41, 42, 43, 44][..]]))));
-        d.propose_tree(&ctx, 4, 12, &CHEAP, &mut out);
-        assert!(out.is_tree() && out.tokens.contains(&43), "{:?}", out.tokens);
     }
 }

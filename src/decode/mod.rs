@@ -227,6 +227,14 @@ pub trait Drafter: Send {
         let _ = (drafted, accepted);
     }
 
+    /// Whether the fate of the last draft moves the engine's draft-length bound (asked after
+    /// verification, before [`feedback`](Drafter::feedback)). `false` for drafts from a source
+    /// whose acceptance the drafter tracks apart and sizes itself (auto's corpus drafts), so that
+    /// its misses do not cut the length of the drafts that copy the context.
+    fn steers_length(&self) -> bool {
+        true
+    }
+
     /// Right after the pass over `[pending, draft..]`: its logits, `(1 + draft.tokens.len(),
     /// vocab)` (row 0 after the pending token, row `i + 1` after drafted token `i`, in the tree
     /// context of a tree draft). Lookahead reads its Jacobi window's next guesses here.

@@ -62,6 +62,9 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     );
     let stages: Vec<String> = r.stage_seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect();
     println!("time: {:.0} s ({})", r.total_seconds, stages.join(", "));
-    println!("saved: {}\nprofile: {}", r.heads_file, r.profile_file);
+    println!(
+        "saved: {}\ncorpus: {} tokens of the model's replies ({})\nprofile: {}",
+        r.heads_file, r.corpus_tokens, r.corpus_file, r.profile_file
+    );
     Ok(())
 }
