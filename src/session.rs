@@ -123,6 +123,9 @@ pub struct GenerationStats {
     /// Generated tokens per forward pass that produced tokens (the prefill's last pass counts,
     /// as it yields the first token): 1 for plain decoding, more when drafts are accepted.
     pub mean_accepted_per_pass: f64,
+    /// Decode passes by the number of tokens they scored (index `b`; index 0 unused): with a
+    /// cost curve `rel(b)`, what the passes cost in single-token passes.
+    pub passes_by_batch: [u32; MAX_BATCH + 1],
     /// Peak resident memory of the process so far, if the OS tells.
     pub peak_rss_bytes: Option<u64>,
     /// Why the generation ended.
@@ -576,6 +579,7 @@ impl Session {
             draft_s: ds.draft_s,
             verify_s: ds.verify_s,
             mean_accepted_per_pass: generated as f64 / producing as f64,
+            passes_by_batch: ds.passes_by_batch,
             peak_rss_bytes: peak_rss_bytes(),
             stop,
             context_used: self.context_used(),

@@ -65,6 +65,8 @@ pub struct DecodeStats {
     pub draft_s: f64,
     /// Seconds in forward passes.
     pub verify_s: f64,
+    /// Decode passes by the number of tokens they scored (index `b`, `1 ..= MAX_BATCH`).
+    pub passes_by_batch: [u32; MAX_BATCH + 1],
 }
 
 /// The model side of decoding, lent by the session.
@@ -248,6 +250,9 @@ pub fn run(
         cost.observe(scratch.batch.len(), took);
         stats.verify_s += took;
         stats.passes += 1;
+        if let Some(n) = stats.passes_by_batch.get_mut(scratch.batch.len()) {
+            *n += 1;
+        }
         stats.drafted += k;
         if k > 0 {
             if let Some(d) = drafter.as_deref_mut() {
