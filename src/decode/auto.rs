@@ -128,7 +128,10 @@ impl Drafter for AutoDrafter {
     }
 
     fn steers_length(&self) -> bool {
-        !(self.last == Source::Lookup && self.lookup.last_from_corpus())
+        // Only context matches: the corpus, the heads and the self-derived drafter size their
+        // drafts from their own acceptance, and their misses must not cut the long copies that
+        // lookup's bound grows for.
+        self.last == Source::Lookup && !self.lookup.last_from_corpus()
     }
 
     fn reset(&mut self) {
