@@ -334,10 +334,11 @@ fn a_reply_the_corpus_holds_is_drafted_from_it_and_the_output_stays_plain() {
         s.set_cost_model(CostModel::linear(0.05));
         let mut d = AutoDrafter::tuned(256, corpus, None, None).unwrap();
         let st = s.generate_with("qwerty uiop", &p, &mut d, &mut |_| Flow::Continue).unwrap();
-        (s.tokens().collect::<Vec<_>>(), st)
+        (s.tokens().collect::<Vec<_>>(), st, d.describe().unwrap_or_default())
     };
-    let (with, st_with) = run(Some(corpus));
-    let (without, st_without) = run(None);
+    let (with, st_with, said) = run(Some(corpus));
+    let (without, st_without, _) = run(None);
+    assert!(said.contains("corpus"), "auto's statistics name the corpus's drafts: {said}");
     assert_eq!(with, plain, "drafting from the corpus changed the output");
     assert_eq!(without, plain);
     assert!(

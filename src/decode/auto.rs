@@ -37,7 +37,12 @@ pub struct AutoDrafter {
     last: Source,
     /// Whether lookup proposes token trees (several matches) rather than one chain.
     tree: bool,
+    /// Per source (context, corpus, heads, self-spec): drafts, drafted tokens, accepted tokens.
+    tally: [[u32; 3]; 4],
 }
+
+/// Names of the tallied sources, in [`AutoDrafter::tally`]'s order.
+const TALLY: [&str; 4] = ["context", "corpus", "heads", "self-spec"];
 
 impl AutoDrafter {
     /// For a model of `n_layers` layers and a context of `ctx` tokens; lookup candidates are
@@ -49,6 +54,7 @@ impl AutoDrafter {
             self_spec: Some(SelfSpecDrafter::new("self-spec", SelfSpecParams::layer_skip(n_layers)?)),
             last: Source::None,
             tree: true,
+            tally: [[0; 3]; 4],
         })
     }
 
@@ -67,6 +73,7 @@ impl AutoDrafter {
             self_spec: self_spec.map(|p| SelfSpecDrafter::new("self-spec", p)),
             last: Source::None,
             tree: true,
+            tally: [[0; 3]; 4],
         })
     }
 
@@ -110,6 +117,18 @@ impl Drafter for AutoDrafter {
     }
 
     fn feedback(&mut self, drafted: usize, accepted: usize) {
+        let i = match self.last {
+            Source::Lookup if self.lookup.last_from_corpus() => Some(1),
+            Source::Lookup => Some(0),
+            Source::Heads => Some(2),
+            Source::SelfSpec => Some(3),
+            Source::None => None,
+        };
+        if let Some(t) = i.map(|i| &mut self.tally[i]) {
+            t[0] += 1;
+            t[1] += drafted as u32;
+            t[2] += accepted as u32;
+        }
         match self.last {
             Source::Lookup => self.lookup.learn(drafted, accepted),
             Source::Heads => {
@@ -125,6 +144,16 @@ impl Drafter for AutoDrafter {
             Source::None => {}
         }
         self.last = Source::None;
+    }
+
+    fn describe(&self) -> Option<String> {
+        let parts: Vec<String> = TALLY
+            .iter()
+            .zip(&self.tally)
+            .filter(|(_, t)| t[0] > 0)
+            .map(|(name, t)| format!("{name} {} drafts, {} of {} tokens accepted", t[0], t[2], t[1]))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 
     fn steers_length(&self) -> bool {
