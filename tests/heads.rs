@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgespec::decode::corpus::{corpus_path, Corpus};
 use edgespec::decode::heads::{heads_path, model_identity, train, Dataset, DraftHeads, TrainConfig};
 use edgespec::decode::{CostModel, Strategy};
 use edgespec::error::ErrorKind;
@@ -90,6 +91,20 @@ fn artifact_round_trips_and_is_refused_for_another_model_or_when_damaged() {
     assert!(missing.to_string().contains("edgespec tune"), "{missing}");
     heads.save(&heads_path(&path)).unwrap();
     assert_eq!(DraftHeads::load_for(&from_path).unwrap(), heads);
+    // The corpus tune saves beside them: found, and refused for another model.
+    let missing = Corpus::load_for(&from_path).unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    let corpus = Corpus::new(model_identity(&from_path), [&[5u32, 6, 7, 8][..]]);
+    corpus.save(&corpus_path(&path)).unwrap();
+    let back = Corpus::load_for(&from_path).unwrap();
+    assert_eq!(back.continuation(&[5, 6], 4), Some((2, &[7, 8][..])));
+    let stranger = Corpus::new(
+        model_identity(&Model::from_file(file(&SyntheticSpec::llama(2))).unwrap()),
+        [&[5u32, 6, 7][..]],
+    );
+    stranger.save(&corpus_path(&path)).unwrap();
+    let e = Corpus::load_for(&from_path).unwrap_err();
+    assert!(e.to_string().contains("another model"), "{e}");
 
     // Another model (other weights, same shapes).
     let other = Model::from_file(file(&SyntheticSpec::llama(2))).unwrap();

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tokenizer::TokenId;
 
+use super::heads::file::{read_artifact, write_artifact};
 use super::heads::model_identity;
 use super::lookup::{gram_key, Index};
 
@@ -168,24 +169,12 @@ impl Corpus {
 
     /// Write the artifact to `path` (through a temporary file and a rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("corpus.tmp");
-        std::fs::write(&tmp, self.to_bytes())
-            .map_err(|e| Error::io(format!("writing corpus {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+        write_artifact(path, &self.to_bytes(), "corpus")
     }
 
     /// Read the artifact at `path` and check that it came from `model`.
     pub fn load(path: &Path, model: &Model) -> Result<Corpus> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!(
-                    "no corpus for this model ({} is missing); run `edgespec tune -m MODEL` first",
-                    path.display()
-                ))
-            } else {
-                Error::io(format!("reading corpus {}", path.display()), e)
-            }
-        })?;
+        let bytes = read_artifact(path, "corpus")?;
         let corpus =
             Corpus::from_bytes(&bytes, model.config().vocab_size).map_err(|e| e.context(path.display()))?;
         if corpus.identity != model_identity(model) {

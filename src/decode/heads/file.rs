@@ -144,24 +144,12 @@ impl DraftHeads {
 
     /// Write the artifact to `path` (through a temporary file and a rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("heads.tmp");
-        std::fs::write(&tmp, self.to_bytes())
-            .map_err(|e| Error::io(format!("writing draft heads {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+        write_artifact(path, &self.to_bytes(), "draft heads")
     }
 
     /// Read the artifact at `path` and check it against `model`.
     pub fn load(path: &Path, model: &Model) -> Result<DraftHeads> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!(
-                    "no draft heads for this model ({} is missing); run `edgespec tune -m MODEL` first",
-                    path.display()
-                ))
-            } else {
-                Error::io(format!("reading draft heads {}", path.display()), e)
-            }
-        })?;
+        let bytes = read_artifact(path, "draft heads")?;
         let heads = DraftHeads::from_bytes(&bytes).map_err(|e| e.context(path.display()))?;
         heads.check_for(model).map_err(|e| e.context(path.display()))?;
         Ok(heads)
@@ -174,4 +162,28 @@ impl DraftHeads {
         })?;
         DraftHeads::load(&heads_path(path), model)
     }
+}
+
+/// Write a derived artifact (`what`: "draft heads", "corpus") to `path` through a temporary
+/// file beside it and a rename, so a reader never sees half a file.
+pub(crate) fn write_artifact(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(format!("writing {what} {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+}
+
+/// Read a derived artifact that `edgespec tune` writes; a missing one says to run it.
+pub(crate) fn read_artifact(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::not_found(format!(
+                "no {what} for this model ({} is missing); run `edgespec tune -m MODEL` first",
+                path.display()
+            ))
+        } else {
+            Error::io(format!("reading {what} {}", path.display()), e)
+        }
+    })
 }
