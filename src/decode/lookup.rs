@@ -12,10 +12,12 @@
 //! costs on this machine ([`CostModel`]): the drafter proposes the number of tokens with the best
 //! expected speed, which is zero — a plain pass — when drafting does not pay. That keeps prompts
 //! with nothing to copy at plain decoding's speed.
+//!
+//! With a [`Corpus`] (`auto`, after `edgespec tune`), the model's own earlier replies are a second
+//! place to find a match, with its own acceptance statistics.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
