@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tokenizer::TokenId;
 
-use super::heads::file::{read_artifact, write_artifact};
+use super::heads::file::{artifact_identity, artifact_prefix, read_artifact, write_artifact};
 use super::heads::model_identity;
 use super::lookup::{gram_key, Index};
 
@@ -128,9 +128,7 @@ impl Corpus {
     /// The artifact's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + 4 * self.tokens.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&self.identity);
+        artifact_prefix(&mut out, MAGIC, VERSION, &self.identity);
         out.extend_from_slice(&(self.tokens.len() as u32).to_le_bytes());
         for t in &self.tokens {
             out.extend_from_slice(&t.to_le_bytes());
@@ -140,18 +138,8 @@ impl Corpus {
 
     /// Parse an artifact; every token must be below `vocab` (or a separator).
     pub fn from_bytes(bytes: &[u8], vocab: usize) -> Result<Corpus> {
-        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err(Error::format("not a corpus file (bad magic or too short)"));
-        }
+        let identity = artifact_identity(bytes, HEADER, MAGIC, VERSION, "corpus")?;
         let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let version = u32_at(8);
-        if version != VERSION {
-            return Err(Error::format(format!(
-                "corpus file version {version}; this build reads version {VERSION} (run `edgespec tune` again)"
-            )));
-        }
-        let mut identity = [0u8; 32];
-        identity.copy_from_slice(&bytes[12..44]);
         let n = u32_at(44) as usize;
         if bytes.len() != HEADER + 4 * n {
             return Err(Error::format(format!(

@@ -65,9 +65,7 @@ impl DraftHeads {
     /// The artifact's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + 4 * (2 * self.k + self.w1.len() + self.w2.len()));
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&self.identity);
+        artifact_prefix(&mut out, MAGIC, VERSION, &self.identity);
         let flags = usize::from(self.token_input) | (self.width.min(255) << 8);
         for v in [self.dim, self.k, self.rank, self.vocab, flags] {
             out.extend_from_slice(&(v as u32).to_le_bytes());
@@ -82,18 +80,8 @@ impl DraftHeads {
     /// Parse an artifact (shape and size checked; the model is checked by
     /// [`DraftHeads::check_for`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<DraftHeads> {
-        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
-            return Err(Error::format("not a draft-heads file (bad magic or too short)"));
-        }
+        let identity = artifact_identity(bytes, HEADER, MAGIC, VERSION, "draft-heads")?;
         let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let version = u32_at(8);
-        if version != VERSION {
-            return Err(Error::format(format!(
-                "draft-heads file version {version}; this build reads version {VERSION} (run `edgespec tune` again)"
-            )));
-        }
-        let mut identity = [0u8; 32];
-        identity.copy_from_slice(&bytes[12..44]);
         let [dim, k, rank, vocab, flags] = [44, 48, 52, 56, 60].map(|at| u32_at(at) as usize);
         if flags & !0xff01 != 0 || (flags >> 8) == 0 {
             return Err(Error::format(format!("draft-heads file with unknown flags {flags:#x}")));
@@ -186,4 +174,33 @@ pub(crate) fn read_artifact(path: &Path, what: &str) -> Result<Vec<u8>> {
             Error::io(format!("reading {what} {}", path.display()), e)
         }
     })
+}
+
+/// The start every tune artifact shares: magic (8 bytes), version (`u32`), model identity.
+pub(crate) fn artifact_prefix(out: &mut Vec<u8>, magic: &[u8; 8], version: u32, identity: &[u8; 32]) {
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(identity);
+}
+
+/// Check an artifact's magic, length (at least `header` bytes) and version; its model identity.
+pub(crate) fn artifact_identity(
+    bytes: &[u8],
+    header: usize,
+    magic: &[u8; 8],
+    version: u32,
+    what: &str,
+) -> Result<[u8; 32]> {
+    if bytes.len() < header.max(44) || &bytes[..8] != magic {
+        return Err(Error::format(format!("not a {what} file (bad magic or too short)")));
+    }
+    let found = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if found != version {
+        return Err(Error::format(format!(
+            "{what} file version {found}; this build reads version {version} (run `edgespec tune` again)"
+        )));
+    }
+    let mut identity = [0u8; 32];
+    identity.copy_from_slice(&bytes[12..44]);
+    Ok(identity)
 }
