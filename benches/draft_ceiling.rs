@@ -1,7 +1,8 @@
 //! What each drafting strategy could give on the prompt suite at a given verify-pass cost,
 //! without timing noise: the cost model is frozen at `rel(b) = 1 + slope·(b − 1)` (so draft
-//! lengths depend on acceptance alone), and the speedup is modeled as generated tokens over
-//! `Σ rel(b)` of the passes, i.e. `passes + slope · drafted rows`. With `--slopes 0` it is the
+//! lengths depend on acceptance alone), and the speedup is modeled as decoded tokens over
+//! `Σ rel(b)` of the decode passes, i.e. `passes + slope · drafted rows` (the prompt's passes
+//! and the first token, which comes from them, are left out, as in `edgespec bench`). With `--slopes 0` it is the
 //! ceiling a strategy reaches when verifying any number of tokens costs as much as one. With
 //! `--curve` (the measured `rel(b)` at a few `b`, e.g. from `benches/forward_cost.rs`) every run
 //! is scored with that curve, and `curve` among the slopes lets the drafters decide with it too:
@@ -87,12 +88,13 @@ fn main() -> edgespec::Result<()> {
                         println!("  {slope} {strategy} {}: {what}", p.name);
                     }
                 }
-                let decode_passes: u32 = st.passes_by_batch.iter().sum();
-                let cost = (st.forward_passes - decode_passes as usize) as f64
-                    + (1..st.passes_by_batch.len())
-                        .map(|b| f64::from(st.passes_by_batch[b]) * f64::from(score.rel(b)))
-                        .sum::<f64>();
-                rows.push((p.kind, p.name.clone(), st.generated_tokens as f64 / cost.max(1.0)));
+                // Decoding only, as `edgespec bench` times it: the prompt's passes cost every
+                // strategy the same, and the first token comes from the prompt's last pass.
+                let cost = (1..st.passes_by_batch.len())
+                    .map(|b| f64::from(st.passes_by_batch[b]) * f64::from(score.rel(b)))
+                    .sum::<f64>();
+                let decoded = st.generated_tokens.saturating_sub(1) as f64;
+                rows.push((p.kind, p.name.clone(), decoded / cost.max(1.0)));
             }
             for kind in [PromptKind::Grounded, PromptKind::Open] {
                 let mut v: Vec<&(PromptKind, String, f64)> = rows.iter().filter(|r| r.0 == kind).collect();
