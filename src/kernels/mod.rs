@@ -146,6 +146,12 @@ pub struct Kernels {
     pub(crate) f32_to_f16: unsafe fn(src: &[f32], dst: &mut [f16]),
     /// f16 → f32 (equal lengths).
     pub(crate) f16_to_f32: unsafe fn(src: &[f16], dst: &mut [f32]),
+    /// `gate_i = silu(gate_i)·up_i` (equal lengths).
+    pub(crate) silu_mul: unsafe fn(gate: &mut [f32], up: &[f32]),
+    /// `gate_i = gelu(gate_i)·up_i` (equal lengths).
+    pub(crate) gelu_mul: unsafe fn(gate: &mut [f32], up: &[f32]),
+    /// `x_i = exp(x_i − shift)`.
+    pub(crate) exp_sub: unsafe fn(x: &mut [f32], shift: f32),
 }
 
 static SCALAR: Kernels = Kernels {
@@ -171,6 +177,9 @@ static SCALAR: Kernels = Kernels {
     axpy_f16_rows: scalar::axpy_f16_rows,
     f32_to_f16: scalar::f32_to_f16,
     f16_to_f32: scalar::f16_to_f32_row,
+    silu_mul: scalar::silu_mul,
+    gelu_mul: scalar::gelu_mul,
+    exp_sub: ops::exp_sub,
 };
 
 /// Name of the environment variable that overrides kernel selection.
@@ -380,6 +389,34 @@ impl Kernels {
         // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
         unsafe { (self.f32_to_f16)(src, dst) };
         Ok(())
+    }
+
+    /// SwiGLU's gating, `gate_i = silu(gate_i)·up_i`: bitwise [`ops::silu_mul`] on every table.
+    pub fn silu_mul(&self, gate: &mut [f32], up: &[f32]) -> Result<()> {
+        if gate.len() != up.len() {
+            return Err(Error::invalid(format!("silu_mul of {} and {} values", gate.len(), up.len())));
+        }
+        // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.silu_mul)(gate, up) };
+        Ok(())
+    }
+
+    /// GeGLU's gating, `gate_i = gelu(gate_i)·up_i`: bitwise [`ops::gelu_mul`] on every table.
+    pub fn gelu_mul(&self, gate: &mut [f32], up: &[f32]) -> Result<()> {
+        if gate.len() != up.len() {
+            return Err(Error::invalid(format!("gelu_mul of {} and {} values", gate.len(), up.len())));
+        }
+        // SAFETY: equal lengths checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.gelu_mul)(gate, up) };
+        Ok(())
+    }
+
+    /// Softmax in place: bitwise [`ops::softmax`] on every table.
+    pub fn softmax(&self, x: &mut [f32]) {
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        // SAFETY: any length is valid; CPU features guaranteed by construction of the table.
+        unsafe { (self.exp_sub)(x, max) };
+        ops::normalize(x);
     }
 
     /// Convert f16 to f32.

@@ -1,11 +1,18 @@
 //! The element-wise and per-vector ops of a forward pass: RMSNorm, RoPE, softmax, SiLU, GELU,
 //! add and multiply.
 //!
-//! They cost O(hidden size) per token against the mat-vecs' O(weights), so they are plain Rust
+//! They cost O(hidden size) per token against the mat-vecs' O(weights), so most are plain Rust
 //! (the compiler vectorises the simple loops), written to follow GGML's arithmetic where it
 //! matters for matching llama.cpp: RMSNorm and softmax accumulate their sums in f64, RoPE angles
 //! are built by repeated multiplication in f32. Each works on one vector (one token), so a batch
 //! of tokens gives bitwise the same results as tokens one at a time.
+//!
+//! The exponential is the exception: `libm`'s `expf` cannot be vectorised, and SiLU over the MLP's
+//! 1536 values plus the attention softmax made it 10% of a pass over 8 tokens. [`exp`] is a
+//! polynomial built from plain multiplies and adds (no fused multiply-add, whose rounding the
+//! portable fallback could only match by a slow library call), so the SIMD tables
+//! ([`Kernels::silu_mul`](super::Kernels::silu_mul) and friends) compute bitwise the same values
+//! as the functions here, on every instruction set.
 
 use crate::error::{Error, Result};
 
@@ -101,21 +108,65 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: Rop
 /// Softmax in place: `x_i = exp(x_i − max) / Σ exp(x_j − max)`, the sum in f64.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
+    exp_sub(x, max);
+    normalize(x);
+}
+
+/// `x_i /= Σx` with the sum accumulated in f64 in order (softmax's second half).
+pub(crate) fn normalize(x: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;
     }
 }
 
+/// `x_i = exp(x_i − shift)` (softmax's numerators, with `shift` the maximum).
+pub fn exp_sub(x: &mut [f32], shift: f32) {
+    x.iter_mut().for_each(|v| *v = exp(*v - shift));
+}
+
+/// Constants of [`exp`], shared with the SIMD versions so every table computes the same bits.
+pub(crate) mod exp_consts {
+    /// Inputs are clamped to `[LO, HI]`: `e^LO` is the smallest normal f32 (below it the result
+    /// is that rather than a subnormal or 0), `e^HI` stays finite.
+    pub const LO: f32 = -87.336_54;
+    /// See `LO`.
+    pub const HI: f32 = 88.376_26;
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// 1.5·2²³: adding it rounds a float of magnitude < 2²² to an integer.
+    pub const ROUND: f32 = 12_582_912.0;
+    /// ln 2 split in two so that `n·LN2_HI` is exact for |n| ≤ 128 (Cody and Waite).
+    pub const LN2_HI: f32 = 0.693_359_4;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    /// `e^r ≈ 1 + r + r²·P(r)` on |r| ≤ ln2/2 (Moshier's Cephes `expf` coefficients).
+    pub const P: [f32; 6] = [1.987_569_1e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+}
+
+/// `e^x` within 2 ulp over the f32 range (clamped to `[exp_consts::LO, exp_consts::HI]`): range
+/// reduction `x = n·ln2 + r`, a degree-7 polynomial in `r`, and `2^n` built in the exponent bits.
+/// Only multiplies, adds and subtracts, in a fixed order, so the SIMD versions match it bitwise.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    use exp_consts::*;
+    // Not `clamp`: that keeps a NaN, where the SIMD `max` (and this) give LO.
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(LO).min(HI);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = P[0];
+    for c in &P[1..] {
+        p = p * r + c;
+    }
+    let y = (p * (r * r) + r) + 1.0;
+    // n is an integer in [-126, 127]: 2^n is a normal float with biased exponent n + 127.
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// SiLU: `x / (1 + e^−x)`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp(-x))
 }
 
 /// GELU, tanh approximation: `½x(1 + tanh(z))` with `z = √(2/π)·x·(1 + 0.044715x²)`, computed
@@ -123,10 +174,15 @@ pub fn silu(x: f32) -> f32 {
 /// of a `tanh`, which costs twice as much and dominated Gemma's MLP after the mat-vecs.
 #[inline]
 pub fn gelu(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    const COEF_A: f32 = 0.044715;
+    use gelu_consts::*;
     let z = SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x);
-    x / (1.0 + (-2.0 * z).exp())
+    x / (1.0 + exp(-2.0 * z))
+}
+
+/// Constants of [`gelu`], shared with the SIMD versions.
+pub(crate) mod gelu_consts {
+    pub const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    pub const COEF_A: f32 = 0.044715;
 }
 
 /// `x_i = silu(x_i)` in place.
@@ -209,6 +265,24 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_exact_value() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let got = f64::from(exp(x));
+            let want = f64::from(x).exp();
+            let ulp = f64::from(f32::EPSILON) * want;
+            worst = worst.max((got - want).abs() / ulp);
+            x += 0.0137;
+        }
+        assert!(worst <= 2.0, "worst error {worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        let tiny = exp(-1000.0);
+        assert!(tiny > 0.0 && tiny < 1.2e-38, "{tiny}");
+        assert!(exp(1000.0).is_finite() && exp(1000.0) > 1e38);
     }
 
     #[test]

@@ -149,3 +149,13 @@ pub(crate) fn f16_to_f32_row(src: &[f16], dst: &mut [f32]) {
         *d = f16_to_f32(s.to_bits());
     }
 }
+
+/// `gate_i = silu(gate_i)·up_i` over the common length.
+pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = super::ops::silu(*g) * u);
+}
+
+/// `gate_i = gelu(gate_i)·up_i` over the common length.
+pub(crate) fn gelu_mul(gate: &mut [f32], up: &[f32]) {
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = super::ops::gelu(*g) * u);
+}

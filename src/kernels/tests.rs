@@ -181,3 +181,74 @@ fn attention_row_kernels_equal_one_row_at_a_time_bitwise() {
         assert!(k.axpy_f16_rows(&[1.0; 2], &[f16::ZERO; 5], &mut out).is_err());
     }
 }
+
+/// Values across the ranges the activations see, odd lengths (every SIMD tail), the clamps of
+/// the exponential and both signs of zero.
+fn activation_inputs(len: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let u = (state as f32 / u32::MAX as f32) * 2.0 - 1.0;
+            match i % 7 {
+                0 => u * 120.0, // past both clamps of exp
+                1 => u * 1e-4,
+                2 => -0.0,
+                _ => u * 8.0,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn exponential_ops_are_bitwise_equal_on_every_table() {
+    let scalar = Kernels::scalar();
+    for k in Kernels::available() {
+        for len in [0usize, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 576, 1536 + 5] {
+            let gate = activation_inputs(len, 7 + len as u32);
+            let up = activation_inputs(len, 99 + len as u32);
+            for silu in [true, false] {
+                let (mut want, mut got) = (gate.clone(), gate.clone());
+                if silu {
+                    scalar.silu_mul(&mut want, &up).unwrap();
+                    k.silu_mul(&mut got, &up).unwrap();
+                } else {
+                    scalar.gelu_mul(&mut want, &up).unwrap();
+                    k.gelu_mul(&mut got, &up).unwrap();
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{} silu={silu} len {len}", k.name());
+            }
+            let (mut want, mut got) = (gate.clone(), gate.clone());
+            crate::kernels::ops::softmax(&mut want);
+            k.softmax(&mut got);
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} softmax len {len}",
+                k.name()
+            );
+        }
+        let mut g = vec![1.0f32; 3];
+        assert!(k.silu_mul(&mut g, &[1.0; 2]).is_err() && k.gelu_mul(&mut g, &[1.0; 4]).is_err());
+    }
+}
+
+#[test]
+fn gated_activations_stay_close_to_the_exact_functions() {
+    let x = activation_inputs(4096, 3);
+    for (i, &v) in x.iter().enumerate() {
+        let exact_silu = f64::from(v) / (1.0 + (-f64::from(v)).exp());
+        // GELU's argument is rounded to f32 as the function computes it (its rounding, amplified
+        // by the exponential, is not the exponential's error).
+        let z = 0.797_884_6f32 * v * (1.0 + 0.044715f32 * v * v);
+        let exact_gelu = f64::from(v) / (1.0 + (-2.0 * f64::from(z)).exp());
+        for (got, want) in
+            [(crate::kernels::ops::silu(v), exact_silu), (crate::kernels::ops::gelu(v), exact_gelu)]
+        {
+            let err = (f64::from(got) - want).abs();
+            assert!(err <= 1e-6 * want.abs() + 1e-30, "x[{i}] = {v}: {got} vs {want}");
+        }
+    }
+}

@@ -14,7 +14,7 @@
 //! keep the precise variant everywhere: one set of numerics for every batch.
 
 use crate::error::{Error, Result};
-use crate::kernels::{ops, KernelPool};
+use crate::kernels::KernelPool;
 
 use super::kv_cache::{KvCache, KvRows};
 use super::plan::MAX_BATCH;
@@ -112,7 +112,7 @@ pub(crate) fn attend(
             Some(cap) => s.iter_mut().for_each(|v| *v = cap * (*v * p.scale / cap).tanh()),
             None => s.iter_mut().for_each(|v| *v *= p.scale),
         }
-        ops::softmax(s);
+        kernels.softmax(s);
         o.fill(0.0);
         let mut done = 0;
         for span in spans {

@@ -427,8 +427,8 @@ impl Model {
         matvec(pool, &view.mat(&lw.w_gate)?, &b.acts, gate)?;
         matvec(pool, &view.mat(&lw.w_up)?, &b.acts, up)?;
         match self.arch.activation {
-            Activation::SiluGated => ops::silu_mul(gate, up)?,
-            Activation::GeluTanhGated => ops::gelu_mul(gate, up)?,
+            Activation::SiluGated => kernels.silu_mul(gate, up)?,
+            Activation::GeluTanhGated => kernels.gelu_mul(gate, up)?,
         }
         b.acts.quantize(kernels, gate, ffn, n, &[lw.w_down.act])?;
         matvec(pool, &view.mat(&lw.w_down)?, &b.acts, &mut b.proj[..n * dim])?;

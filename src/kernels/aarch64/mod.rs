@@ -2,6 +2,7 @@
 //! (SDOT) where `is_aarch64_feature_detected!` finds it.
 
 mod neon;
+mod neon_act;
 mod neon_ops;
 
 use super::{Isa, Kernels};
@@ -29,6 +30,9 @@ static NEON: Kernels = Kernels {
     axpy_f16_rows: neon_ops::axpy_f16_rows,
     f32_to_f16: neon_ops::f32_to_f16,
     f16_to_f32: neon_ops::f16_to_f32,
+    silu_mul: neon_act::silu_mul,
+    gelu_mul: neon_act::gelu_mul,
+    exp_sub: neon_act::exp_sub,
 };
 
 static NEON_DOTPROD: Kernels = Kernels {

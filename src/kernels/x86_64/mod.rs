@@ -6,6 +6,7 @@
 //! AVX512-VNNI are there too; otherwise the scalar table runs.
 
 mod avx2;
+mod avx2_act;
 mod avx2_k;
 mod avx2_ops;
 mod vnni;
@@ -35,6 +36,9 @@ static AVX2: Kernels = Kernels {
     axpy_f16_rows: avx2_ops::axpy_f16_rows,
     f32_to_f16: avx2_ops::f32_to_f16,
     f16_to_f32: avx2_ops::f16_to_f32,
+    silu_mul: avx2_act::silu_mul,
+    gelu_mul: avx2_act::gelu_mul,
+    exp_sub: avx2_act::exp_sub,
 };
 
 /// The AVX2 table with VNNI row kernels for the quantized types (the float rows, quantizers and
