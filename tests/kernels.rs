@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use edgespec::gguf::{GgufFile, GgufWriter};
-use edgespec::kernels::{matvec, ActKind, KernelPool, Kernels, QuantizedActs, WeightMatrix};
+use edgespec::kernels::{matvec, matvec_many, ActKind, KernelPool, Kernels, QuantizedActs, WeightMatrix};
 use edgespec::quant::{self, blocks_as_bytes, f32_to_bf16, f32_to_f16, GgmlType};
 use half::f16;
 
@@ -423,6 +423,56 @@ fn batched_matvec_is_batch_and_thread_invariant() {
             }
         }
     }
+}
+
+#[test]
+fn grouped_matvec_equals_one_matvec_per_matrix() {
+    let mut rng = Rng(7);
+    let k = Kernels::get();
+    let n = 192;
+    // A query, key and value projection of different heights and types, like a layer's.
+    let specs = [(GgmlType::Q4_1, 45), (GgmlType::Q8_0, 16), (GgmlType::Q4_0, 7)];
+    let data: Vec<Aligned> =
+        specs.iter().map(|&(ty, rows)| Aligned::new(&random_weights(ty, rows, n, &mut rng))).collect();
+    let ws: Vec<WeightMatrix<'_>> = specs
+        .iter()
+        .zip(&data)
+        .map(|(&(ty, rows), d)| WeightMatrix::new(ty, d.bytes(), rows, n).unwrap())
+        .collect();
+    let refs: Vec<&WeightMatrix<'_>> = ws.iter().collect();
+    for b in [1, 3, 8, 16] {
+        let x = random_acts(n, b, &mut rng);
+        let mut acts = QuantizedActs::with_capacity(n, b);
+        acts.quantize(k, &x, n, b, &[ActKind::Q8]).unwrap();
+        for threads in [1, 2, 3] {
+            for min_work in [0, usize::MAX] {
+                let pool =
+                    KernelPool::with_kernels(Some(threads), k).unwrap().with_min_parallel_work(min_work);
+                let mut want: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.rows() * b]).collect();
+                for (w, out) in ws.iter().zip(want.iter_mut()) {
+                    matvec(&pool, w, &acts, out).unwrap();
+                }
+                let mut got: Vec<Vec<f32>> = ws.iter().map(|w| vec![f32::NAN; w.rows() * b]).collect();
+                let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+                matvec_many(&pool, &refs, &acts, &mut outs).unwrap();
+                for (m, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(bits(g), bits(w), "matrix {m}, b={b}, {threads} threads, min work {min_work}");
+                }
+            }
+        }
+    }
+    let pool = KernelPool::new(Some(2)).unwrap();
+    let x = random_acts(n, 1, &mut rng);
+    let mut acts = QuantizedActs::with_capacity(n, 1);
+    acts.quantize(k, &x, n, 1, &[ActKind::Q8]).unwrap();
+    let mut short = [0f32; 3];
+    let mut ok = [0f32; 45];
+    assert!(
+        matvec_many(&pool, &refs[..2], &acts, &mut [&mut ok[..]]).is_err(),
+        "fewer outputs than matrices"
+    );
+    assert!(matvec_many(&pool, &refs[..1], &acts, &mut [&mut short[..]]).is_err(), "short output");
+    assert!(matvec_many(&pool, &[], &acts, &mut []).is_err(), "an empty group");
 }
 
 #[test]

@@ -131,8 +131,14 @@ pub(crate) struct ActsView<'a> {
 ///   blocks, then elements 16..32 of both, so a pair costs two vector products;
 /// - blocks past the end of the row are zeros.
 pub(crate) fn interleave_q8(qs: &[i8], out: &mut [i8]) {
+    interleave_q8_from(qs, out, 0);
+}
+
+/// [`interleave_q8`] of the groups from `first` on (SIMD versions transpose the whole groups
+/// themselves and leave the rest to this).
+pub(crate) fn interleave_q8_from(qs: &[i8], out: &mut [i8], first: usize) {
     let whole = qs.len() / QK / 8;
-    for (g, dst) in out.chunks_exact_mut(8 * QK).enumerate() {
+    for (g, dst) in out.chunks_exact_mut(8 * QK).enumerate().skip(first) {
         if g < whole {
             for r in 0..8 {
                 for k in 0..8 {
@@ -235,7 +241,7 @@ impl QuantizedActs {
                             (&mut self.q8_d[r.clone()], &mut self.q8_s[r.clone()], &mut self.q8_qsum[r]);
                         let qs = &mut self.q8_qs[j * n..j * n + n];
                         kernels.quantize_q8(col, qs, d, s, qsum);
-                        interleave_q8(qs, &mut self.q8_t[j * stride * QK..(j + 1) * stride * QK]);
+                        kernels.interleave_q8(qs, &mut self.q8_t[j * stride * QK..(j + 1) * stride * QK]);
                         d[nb..].fill(0.0);
                         s[nb..].fill(0.0);
                         qsum[nb..].fill(0);

@@ -156,31 +156,70 @@ impl OutPtr {
 /// columns) is row `r` of `w` dotted with column `j` of `acts`, which must have been quantized for
 /// `w`'s activation kind with `n = w.n()`. `out.len()` must be `acts.b() · w.rows()`.
 pub fn matvec(pool: &KernelPool, w: &WeightMatrix<'_>, acts: &QuantizedActs, out: &mut [f32]) -> Result<()> {
-    let view = acts.view(w.act_kind())?;
-    let (rows, b) = (w.rows(), view.b);
-    if view.n != w.n() {
-        return Err(Error::invalid(format!("activations have {} values, the matrix rows {}", view.n, w.n())));
-    }
-    if out.len() != rows * b {
-        return Err(Error::invalid(format!("mat-vec output holds {}, {rows}×{b} needed", out.len())));
+    matvec_many(pool, &[w], acts, &mut [out])
+}
+
+/// [`matvec`] for several matrices that read the same activations (a layer's query, key and
+/// value projections; its gate and up projections), in one parallel section: one fork and join
+/// instead of one per matrix, and the rows of all of them shared out together, so small matrices
+/// (SmolLM2's 192-row key and value projections) no longer leave a thread idle or pay a fork of
+/// their own. `outs[i]` receives `ws[i] · X` exactly as [`matvec`] would write it.
+pub fn matvec_many(
+    pool: &KernelPool,
+    ws: &[&WeightMatrix<'_>],
+    acts: &QuantizedActs,
+    outs: &mut [&mut [f32]],
+) -> Result<()> {
+    if ws.len() != outs.len() || ws.is_empty() || ws.len() > MAX_GROUP {
+        return Err(Error::invalid(format!(
+            "{} matrices and {} outputs (1..={MAX_GROUP} matrices per group)",
+            ws.len(),
+            outs.len()
+        )));
     }
     let kernels = pool.kernels;
-    let ptr = OutPtr(out.as_mut_ptr());
-    let run = |r0: usize, r1: usize| -> Result<()> {
+    // Per matrix: its activation view, rows, and output pointer.
+    let mut jobs: [Option<(crate::kernels::acts::ActsView<'_>, usize, OutPtr)>; MAX_GROUP] =
+        [None; MAX_GROUP];
+    let (mut work, mut total_rows) = (0usize, 0usize);
+    for (m, (w, out)) in ws.iter().zip(outs.iter_mut()).enumerate() {
+        let view = acts.view(w.act_kind())?;
+        let (rows, b) = (w.rows(), view.b);
+        if view.n != w.n() {
+            return Err(Error::invalid(format!(
+                "activations have {} values, the matrix rows {}",
+                view.n,
+                w.n()
+            )));
+        }
+        if out.len() != rows * b {
+            return Err(Error::invalid(format!("mat-vec output holds {}, {rows}×{b} needed", out.len())));
+        }
+        jobs[m] = Some((view, rows, OutPtr(out.as_mut_ptr())));
+        work += w.bytes() * (1 + b / 2);
+        total_rows += rows;
+    }
+    // Rows `r0..r1` of matrix `m`, a tile at a time through a stack buffer.
+    let run = |m: usize, r0: usize, r1: usize| -> Result<()> {
+        let (Some(w), Some(Some((view, rows, ptr)))) = (ws.get(m), jobs.get(m)) else {
+            return Err(Error::internal("mat-vec task for a matrix that is not in the group"));
+        };
+        let (rows, b, ptr) = (*rows, view.b, *ptr);
         let mut tile = [0f32; TILE_ROWS * super::MAX_COLUMNS];
         let mut t0 = r0;
         while t0 < r1 {
             let t1 = (t0 + TILE_ROWS).min(r1);
             let tile = &mut tile[..(t1 - t0) * b];
-            kernels.dot_rows_checked(w, t0..t1, &view, tile)?;
+            kernels.dot_rows_checked(w, t0..t1, view, tile)?;
             // Column by column: each column's slice of the tile is one contiguous run of `out`
             // (row by row, every store would land `rows` floats from the previous one).
             for j in 0..b {
                 for (r, vals) in tile.chunks_exact(b).enumerate() {
-                    // SAFETY: `j < b` and `t0 + r < rows`, so the index is inside `out`
-                    // (`rows·b` long, checked above); row ranges given to `run` are disjoint, so
-                    // no two calls write the same element, and `out` is exclusively borrowed by
-                    // this function until every call has returned.
+                    // SAFETY: `j < b` and `t0 + r < rows`, so the index is inside this matrix's
+                    // `out` (`rows·b` long, checked above); row ranges given to `run` for one
+                    // matrix are disjoint, so no two calls write the same element, and every
+                    // `out` is exclusively borrowed by this function until every call has
+                    // returned.
                     unsafe { *ptr.at(j * rows + t0 + r) = *vals.get_unchecked(j) };
                 }
             }
@@ -189,17 +228,38 @@ pub fn matvec(pool: &KernelPool, w: &WeightMatrix<'_>, acts: &QuantizedActs, out
         Ok(())
     };
     match &pool.pool {
-        Some(tp) if w.bytes() * (1 + b / 2) >= pool.min_parallel_work => {
+        Some(tp) if work >= pool.min_parallel_work => {
             use rayon::prelude::*;
-            let chunk = chunk_rows(rows, pool.threads);
-            let chunks = rows.div_ceil(chunk);
-            tp.install(|| {
-                (0..chunks).into_par_iter().try_for_each(|c| run(c * chunk, ((c + 1) * chunk).min(rows)))
-            })
+            // Every matrix in chunks of the size one matrix of all the group's rows would get,
+            // large enough that the tasks fit the stack list (each matrix adds at most one
+            // partial chunk).
+            let fit = total_rows.div_ceil(MAX_TASKS - MAX_GROUP).div_ceil(TILE_ROWS) * TILE_ROWS;
+            let chunk = chunk_rows(total_rows, pool.threads).max(fit);
+            let mut tasks = [(0usize, 0usize, 0usize); MAX_TASKS];
+            let mut count = 0;
+            for (m, w) in ws.iter().enumerate() {
+                let rows = w.rows();
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r1 = (r0 + chunk).min(rows);
+                    let slot =
+                        tasks.get_mut(count).ok_or_else(|| Error::internal("too many mat-vec tasks"))?;
+                    *slot = (m, r0, r1);
+                    count += 1;
+                    r0 = r1;
+                }
+            }
+            tp.install(|| tasks[..count].par_iter().try_for_each(|&(m, r0, r1)| run(m, r0, r1)))
         }
-        _ => run(0, rows),
+        _ => (0..ws.len()).try_for_each(|m| run(m, 0, ws[m].rows())),
     }
 }
+
+/// Most matrices [`matvec_many`] takes at once.
+pub const MAX_GROUP: usize = 4;
+
+/// Most parallel tasks of one mat-vec section (kept on the stack: a pass allocates nothing).
+const MAX_TASKS: usize = 256;
 
 /// Rows per parallel task: about four tasks per thread (so a thread slowed by a noisy neighbour
 /// does not hold up the others), whole tiles, and at least one tile.

@@ -49,7 +49,7 @@ use std::sync::OnceLock;
 use half::{bf16, f16};
 
 pub use acts::{ActKind, QuantizedActs, MAX_COLUMNS};
-pub use matvec::{matvec, physical_cores, KernelPool, MIN_PARALLEL_WORK};
+pub use matvec::{matvec, matvec_many, physical_cores, KernelPool, MAX_GROUP, MIN_PARALLEL_WORK};
 pub use weights::WeightMatrix;
 
 use crate::error::{Error, Result};
@@ -152,6 +152,9 @@ pub struct Kernels {
     pub(crate) gelu_mul: unsafe fn(gate: &mut [f32], up: &[f32]),
     /// `x_i = exp(x_i − shift)`.
     pub(crate) exp_sub: unsafe fn(x: &mut [f32], shift: f32),
+    /// One column's Q8 quants into the layout of the eight-block kernels (see
+    /// `acts::interleave_q8`; `out.len() == q8_stride(qs.len())·32`).
+    pub(crate) interleave_q8: unsafe fn(qs: &[i8], out: &mut [i8]),
 }
 
 static SCALAR: Kernels = Kernels {
@@ -180,6 +183,7 @@ static SCALAR: Kernels = Kernels {
     silu_mul: scalar::silu_mul,
     gelu_mul: scalar::gelu_mul,
     exp_sub: ops::exp_sub,
+    interleave_q8: acts::interleave_q8,
 };
 
 /// Name of the environment variable that overrides kernel selection.
@@ -245,6 +249,14 @@ impl Kernels {
             // SAFETY: the shapes are checked just above; the table is only handed out on CPUs
             // with its features.
             unsafe { (self.quantize_q8)(x, qs, d, s, qsum) }
+        }
+    }
+
+    pub(crate) fn interleave_q8(&self, qs: &[i8], out: &mut [i8]) {
+        if qs.len().is_multiple_of(QK) && out.len() == acts::q8_stride(qs.len()) * QK {
+            // SAFETY: the shapes are checked just above; CPU features guaranteed by construction
+            // of the table.
+            unsafe { (self.interleave_q8)(qs, out) }
         }
     }
 
@@ -413,7 +425,7 @@ impl Kernels {
 
     /// Softmax in place: bitwise [`ops::softmax`] on every table.
     pub fn softmax(&self, x: &mut [f32]) {
-        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let max = ops::max(x);
         // SAFETY: any length is valid; CPU features guaranteed by construction of the table.
         unsafe { (self.exp_sub)(x, max) };
         ops::normalize(x);

@@ -31,7 +31,7 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<()> {
     if x.is_empty() {
         return Ok(());
     }
-    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let sum = sum4_f64(x, |v| (v * v) as f64);
     // As GGML rounds: the mean to f32 first, then `+ eps` in f32.
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0 / (mean + eps).sqrt();
@@ -107,14 +107,44 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: Rop
 
 /// Softmax in place: `x_i = exp(x_i − max) / Σ exp(x_j − max)`, the sum in f64.
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    exp_sub(x, max);
+    exp_sub(x, max(x));
     normalize(x);
 }
 
-/// `x_i /= Σx` with the sum accumulated in f64 in order (softmax's second half).
+/// `Σ f(x_i)` in f64 as four running sums (element `i` into sum `i mod 4`) added pairwise at the
+/// end: a fixed order, so every caller and table gets the same bits, with a dependency chain a
+/// quarter as long as one running sum's (RMSNorm's and softmax's sums were latency-bound).
+#[inline]
+fn sum4_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; 4];
+    let mut quads = x.chunks_exact(4);
+    for q in &mut quads {
+        for (a, &v) in acc.iter_mut().zip(q) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(quads.remainder()) {
+        *a += f(v);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// The largest value (−∞ for none), eight running maxima at a time (the maximum does not
+/// depend on the order).
+pub(crate) fn max(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &v) in m.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+}
+
+/// `x_i /= Σx` with the sum accumulated in f64 (softmax's second half).
 pub(crate) fn normalize(x: &mut [f32]) {
-    let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
+    let sum = sum4_f64(x, f64::from);
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;

@@ -145,6 +145,19 @@ fn interleaved_q8_layout_transposes_whole_groups_and_pairs_the_tail() {
             }
         }
     }
+    // Every table lays out every length as the scalar code does (whole groups, partial ones,
+    // padding).
+    for blocks in [1usize, 7, 8, 9, 16, 18, 19, 48, 57] {
+        let n = blocks * QK;
+        let qs: Vec<i8> = (0..n).map(|i| (i * 7 % 255) as i8).collect();
+        let mut want = vec![-1i8; q8_stride(n) * QK];
+        super::acts::interleave_q8(&qs, &mut want);
+        for k in Kernels::available() {
+            let mut got = vec![-1i8; q8_stride(n) * QK];
+            k.interleave_q8(&qs, &mut got);
+            assert_eq!(got, want, "{} with {blocks} blocks", k.name());
+        }
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
-use crate::kernels::{matvec, ops, KernelPool, QuantizedActs, WeightMatrix};
+use crate::kernels::{matvec, matvec_many, ops, KernelPool, QuantizedActs, WeightMatrix};
 
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
@@ -363,9 +363,8 @@ impl Model {
         self.norm_rows(view.vector(&lw.attn_norm)?, &b.x[..n * dim], &mut b.xn[..n * dim], dim)?;
         b.acts.quantize(kernels, &b.xn[..n * dim], dim, n, &lw.qkv_acts)?;
         let (q, k, v) = (&mut b.q[..n * qd], &mut b.k[..n * kd], &mut b.v[..n * vd]);
-        matvec(pool, &view.mat(&lw.wq)?, &b.acts, q)?;
-        matvec(pool, &view.mat(&lw.wk)?, &b.acts, k)?;
-        matvec(pool, &view.mat(&lw.wv)?, &b.acts, v)?;
+        let (wq, wk, wv) = (view.mat(&lw.wq)?, view.mat(&lw.wk)?, view.mat(&lw.wv)?);
+        matvec_many(pool, &[&wq, &wk, &wv], &b.acts, &mut [&mut *q, &mut *k, &mut *v])?;
         for (buf, bias, width) in [(&mut *q, &lw.bq, qd), (&mut *k, &lw.bk, kd), (&mut *v, &lw.bv, vd)] {
             if let Some(bias) = bias {
                 let bias = view.vector(bias)?;
@@ -424,8 +423,8 @@ impl Model {
         self.norm_rows(view.vector(&lw.ffn_norm)?, &b.x[..n * dim], &mut b.xn[..n * dim], dim)?;
         b.acts.quantize(kernels, &b.xn[..n * dim], dim, n, &lw.gate_up_acts)?;
         let (gate, up) = (&mut b.gate[..n * ffn], &mut b.up[..n * ffn]);
-        matvec(pool, &view.mat(&lw.w_gate)?, &b.acts, gate)?;
-        matvec(pool, &view.mat(&lw.w_up)?, &b.acts, up)?;
+        let (wg, wu) = (view.mat(&lw.w_gate)?, view.mat(&lw.w_up)?);
+        matvec_many(pool, &[&wg, &wu], &b.acts, &mut [&mut *gate, &mut *up])?;
         match self.arch.activation {
             Activation::SiluGated => kernels.silu_mul(gate, up)?,
             Activation::GeluTanhGated => kernels.gelu_mul(gate, up)?,

@@ -33,6 +33,8 @@ static NEON: Kernels = Kernels {
     silu_mul: neon_act::silu_mul,
     gelu_mul: neon_act::gelu_mul,
     exp_sub: neon_act::exp_sub,
+    // The NEON kernels read the plain quants; the layout is kept for the shared tests.
+    interleave_q8: crate::kernels::acts::interleave_q8,
 };
 
 static NEON_DOTPROD: Kernels = Kernels {

@@ -205,6 +205,49 @@ pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mu
     }
 }
 
+/// [`crate::kernels::acts::interleave_q8`]: each whole group of eight blocks is an 8×8
+/// transpose of 4-byte words (unpack 32-bit, unpack 64-bit, swap 128-bit halves), the partial
+/// group and the padding through the scalar code.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `qs.len()` a multiple of 32 and `out.len() ==
+/// q8_stride(qs.len())·32`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn interleave_q8(qs: &[i8], out: &mut [i8]) {
+    let whole = (qs.len() / QK / 8).min(out.len() / (8 * QK));
+    for g in 0..whole {
+        let src = qs.as_ptr().add(g * 8 * QK);
+        let r: [__m256i; 8] = std::array::from_fn(|k| _mm256_loadu_si256(src.add(k * QK).cast()));
+        let t: [__m256i; 8] = std::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_epi32(a, b)
+            } else {
+                _mm256_unpackhi_epi32(a, b)
+            }
+        });
+        // u[4h + c]: word c (c = 0..4, and c + 4 in the high half) of rows 4h..4h+4.
+        let u: [__m256i; 8] = std::array::from_fn(|i| {
+            let (h, c) = (i / 4, i % 4);
+            let (a, b) = (t[4 * h + c / 2], t[4 * h + 2 + c / 2]);
+            if c % 2 == 0 {
+                _mm256_unpacklo_epi64(a, b)
+            } else {
+                _mm256_unpackhi_epi64(a, b)
+            }
+        });
+        let dst = out.as_mut_ptr().add(g * 8 * QK);
+        for c in 0..4 {
+            _mm256_storeu_si256(dst.add(32 * c).cast(), _mm256_permute2x128_si256::<0x20>(u[c], u[4 + c]));
+            _mm256_storeu_si256(
+                dst.add(32 * (c + 4)).cast(),
+                _mm256_permute2x128_si256::<0x31>(u[c], u[4 + c]),
+            );
+        }
+    }
+    crate::kernels::acts::interleave_q8_from(qs, out, whole);
+}
+
 /// Q8_K column quantizer (see `Kernels::quantize_q8k`); bit-exact with the scalar one.
 ///
 /// # Safety

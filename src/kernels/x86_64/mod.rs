@@ -39,6 +39,7 @@ static AVX2: Kernels = Kernels {
     silu_mul: avx2_act::silu_mul,
     gelu_mul: avx2_act::gelu_mul,
     exp_sub: avx2_act::exp_sub,
+    interleave_q8: avx2_ops::interleave_q8,
 };
 
 /// The AVX2 table with VNNI row kernels for the quantized types (the float rows, quantizers and
