@@ -1,5 +1,5 @@
 //! `edgespec bench --vs-llama-cpp`: llama.cpp's plain greedy decoding (through
-//! [`crate::reference::LlamaCppModel`], feature `llama-cpp`) on the same prompt tokens, the same
+//! `reference::LlamaCppModel`, feature `llama-cpp`) on the same prompt tokens, the same
 //! GGUF file and the same thread count as ours, the two alternating run by run (the order flips
 //! every repetition), so each ratio comes from one run on one machine state.
 //!

@@ -1,7 +1,7 @@
 //! Token-tree drafts: a drafter may propose several candidate continuations at once (two lookup
 //! matches, the lookahead pool's n-grams, the lookahead window itself) as a tree under the
 //! pending token, verified in one pass with the model's tree mask
-//! ([`TokenTree`](crate::model::TokenTree)).
+//! ([`TokenTree`]).
 //!
 //! Verification walks down the tree: at a node, draw the model's token there exactly as plain
 //! decoding would (argmax, or one sample from p — one draw per emitted token); if a child holds

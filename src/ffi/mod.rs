@@ -5,7 +5,7 @@
 //! library values and back, and holds no inference logic. What it adds is the boundary
 //! discipline a C caller needs:
 //!
-//! - every exported function catches panics ([`guard`]), so no unwind crosses into C; a panic
+//! - every exported function catches panics (`guard`), so no unwind crosses into C; a panic
 //!   becomes `EDGESPEC_STATUS_INTERNAL`;
 //! - every pointer is checked for NULL and every string for UTF-8 before use;
 //! - every fallible function returns an [`EdgespecStatus`] (the stable codes of

@@ -1,6 +1,6 @@
 //! Self-distilled draft heads (Medusa-style): small residual blocks on the model's final hidden
 //! state, one per lookahead offset, trained by `edgespec tune` on the model's own greedy output
-//! ([`train`]) and saved beside the model ([`file`]). Drafting costs a few small f32 mat-vecs
+//! ([`train`]) and saved beside the model ([`file`](mod@file)). Drafting costs a few small f32 mat-vecs
 //! and one batched quantized mat-vec over the first `V` rows of the model's own output matrix,
 //! so several tokens are proposed for a small fraction of a forward pass.
 //!
