@@ -475,13 +475,13 @@ unsafe fn legacy_group8<L: Legacy, D: Dot>(
     blocks: &[L; 8],
     g: usize,
     acts: &ActsView<'_>,
-    acc: &mut [__m256; MAX_COLUMNS],
+    acc: &mut [__m256],
 ) {
     let q = L::decode8(blocks);
     let (dw, mw) = scales8(blocks);
     let stride = acts.q8_stride * QK;
     let a = acts.q8_t.as_ptr().add(g * QK);
-    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+    for (c, acc) in acc.iter_mut().enumerate() {
         legacy_apply::<L>(L::sums8::<D>(&q, a.add(c * stride)), dw, mw, acts, c, g, acc);
     }
 }
@@ -497,7 +497,7 @@ unsafe fn legacy_tail<L: Legacy, D: Dot, const P: usize>(
     blocks: &[L],
     g: usize,
     acts: &ActsView<'_>,
-    acc: &mut [__m256; MAX_COLUMNS],
+    acc: &mut [__m256],
 ) {
     let zero = L::default();
     // Loops rather than closures here and below: a closure would not share the features of
@@ -516,7 +516,7 @@ unsafe fn legacy_tail<L: Legacy, D: Dot, const P: usize>(
     let stride = acts.q8_stride * QK;
     let a = acts.q8_t.as_ptr().add(g * QK);
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+    for (c, acc) in acc.iter_mut().enumerate() {
         let a = a.add(c * stride);
         let mut x = [_mm256_setzero_si256(); 4];
         for (p, q) in q.iter().enumerate() {
@@ -537,19 +537,40 @@ pub(super) unsafe fn rows_legacy<L: Legacy, D: Dot>(
     acts: &ActsView<'_>,
     out: &mut [f32],
 ) {
-    let b = acts.b;
+    // One and two columns (decoding, and all but the shortest verify passes) with their
+    // accumulators in registers; more through a MAX_COLUMNS array cut to `b`.
+    match acts.b {
+        1 => rows_legacy_n::<L, D, 1>(w, nb, acts, out),
+        2 => rows_legacy_n::<L, D, 2>(w, nb, acts, out),
+        _ => rows_legacy_n::<L, D, MAX_COLUMNS>(w, nb, acts, out),
+    }
+}
+
+/// [`rows_legacy`] with an accumulator array of `B ≥ acts.b` registers, of which the first
+/// `acts.b` are used.
+// Always inlined, without features of its own, so that it takes the features (and the
+// `Dot` implementation) of the entry point it is inlined into.
+#[inline(always)]
+unsafe fn rows_legacy_n<L: Legacy, D: Dot, const B: usize>(
+    w: &[L],
+    nb: usize,
+    acts: &ActsView<'_>,
+    out: &mut [f32],
+) {
+    let b = acts.b.min(B);
     let whole = nb / 8 * 8;
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
-        let mut acc = [_mm256_setzero_ps(); MAX_COLUMNS];
+        let mut acc = [_mm256_setzero_ps(); B];
+        let acc = &mut acc[..b];
         let (groups, tail) = row.split_at(whole);
         for (gi, group) in groups.chunks_exact(8).enumerate() {
             prefetch_ahead(group.as_ptr(), 8 * std::mem::size_of::<L>());
             if let Ok(blocks) = <&[L; 8]>::try_from(group) {
-                legacy_group8::<L, D>(blocks, 8 * gi, acts, &mut acc);
+                legacy_group8::<L, D>(blocks, 8 * gi, acts, acc);
             }
         }
-        legacy_tail_any::<L, D>(tail, whole, acts, &mut acc);
-        for (o, a) in out.iter_mut().zip(&acc) {
+        legacy_tail_any::<L, D>(tail, whole, acts, acc);
+        for (o, a) in out.iter_mut().zip(acc.iter()) {
             *o = hsum(*a);
         }
     }
@@ -564,7 +585,7 @@ pub(super) unsafe fn legacy_tail_any<L: Legacy, D: Dot>(
     tail: &[L],
     whole: usize,
     acts: &ActsView<'_>,
-    acc: &mut [__m256; MAX_COLUMNS],
+    acc: &mut [__m256],
 ) {
     match tail.len().div_ceil(2) {
         0 => {}

@@ -213,8 +213,9 @@ unsafe fn rows_legacy2<L: VnniLegacy>(w: &[L], nb: usize, acts: &ActsView<'_>, o
             prefetch_ahead(b1.as_ptr(), 8 * std::mem::size_of::<L>());
             group8x2(b0, b1, g, acts, &mut acc0, &mut acc1);
         }
-        legacy_tail_any::<L, VnniDot>(&r0[whole..], whole, acts, &mut acc0);
-        legacy_tail_any::<L, VnniDot>(&r1[whole..], whole, acts, &mut acc1);
+        let bb = b.min(MAX_COLUMNS);
+        legacy_tail_any::<L, VnniDot>(&r0[whole..], whole, acts, &mut acc0[..bb]);
+        legacy_tail_any::<L, VnniDot>(&r1[whole..], whole, acts, &mut acc1[..bb]);
         let (o0, o1) = out.split_at_mut(b);
         for (o, a) in o0.iter_mut().zip(&acc0) {
             *o = hsum(*a);
