@@ -121,8 +121,8 @@ pub(super) struct Acc {
 }
 
 #[inline(always)]
-unsafe fn zero_acc() -> [Acc; MAX_COLUMNS] {
-    [Acc { lo: vdupq_n_f32(0.0), hi: vdupq_n_f32(0.0) }; MAX_COLUMNS]
+unsafe fn zero_acc<const B: usize>() -> [Acc; B] {
+    [Acc { lo: vdupq_n_f32(0.0), hi: vdupq_n_f32(0.0) }; B]
 }
 
 /// How far ahead of the block being decoded the weights are prefetched.
@@ -287,12 +287,7 @@ unsafe fn legacy_apply4<L: Legacy>(
 
 /// Up to eight blocks starting at block `g` (a multiple of 8) against every column.
 #[inline(always)]
-unsafe fn legacy_group<L: Legacy, D: Dot4>(
-    blocks: &[L],
-    g: usize,
-    acts: &ActsView<'_>,
-    acc: &mut [Acc; MAX_COLUMNS],
-) {
+unsafe fn legacy_group<L: Legacy, D: Dot4>(blocks: &[L], g: usize, acts: &ActsView<'_>, acc: &mut [Acc]) {
     prefetch_ahead(blocks.as_ptr(), std::mem::size_of_val(blocks));
     let cnt = blocks.len().min(8);
     let zero = vdupq_n_s8(0);
@@ -307,7 +302,7 @@ unsafe fn legacy_group<L: Legacy, D: Dot4>(
     let (mlo, mhi) = f16x8(&mh);
     let lo = [q[0], q[1], q[2], q[3]];
     let hi = [q[4], q[5], q[6], q[7]];
-    for (c, acc) in acc.iter_mut().enumerate().take(acts.b) {
+    for (c, acc) in acc.iter_mut().enumerate() {
         let a = acts.q8_qs.as_ptr().add(c * acts.n + g * QK);
         let at = c * acts.q8_stride + g;
         // Blocks beyond `cnt` have zero quants: their sums are 0 and their scales 0, so the
@@ -336,13 +331,31 @@ unsafe fn legacy_group<L: Legacy, D: Dot4>(
 
 #[inline(always)]
 unsafe fn rows_legacy<L: Legacy, D: Dot4>(w: &[L], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
-    let b = acts.b;
+    // One and two columns with their accumulators in registers (as on x86-64, where the
+    // MAX_COLUMNS array chained every group's fmas through memory: measured there, not here).
+    match acts.b {
+        1 => rows_legacy_n::<L, D, 1>(w, nb, acts, out),
+        2 => rows_legacy_n::<L, D, 2>(w, nb, acts, out),
+        _ => rows_legacy_n::<L, D, MAX_COLUMNS>(w, nb, acts, out),
+    }
+}
+
+/// [`rows_legacy`] with `B ≥ acts.b` accumulators, of which the first `acts.b` are used.
+#[inline(always)]
+unsafe fn rows_legacy_n<L: Legacy, D: Dot4, const B: usize>(
+    w: &[L],
+    nb: usize,
+    acts: &ActsView<'_>,
+    out: &mut [f32],
+) {
+    let b = acts.b.min(B);
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
-        let mut acc = zero_acc();
+        let mut acc = zero_acc::<B>();
+        let acc = &mut acc[..b];
         for (gi, group) in row.chunks(8).enumerate() {
-            legacy_group::<L, D>(group, 8 * gi, acts, &mut acc);
+            legacy_group::<L, D>(group, 8 * gi, acts, acc);
         }
-        for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in out.iter_mut().zip(acc.iter()) {
             *o = hsum(a.lo, a.hi);
         }
     }
@@ -536,7 +549,7 @@ unsafe fn rows_k<K: KQuant, D: Dot4>(w: &[K], nb: usize, acts: &ActsView<'_>, ou
     let (b, n) = (acts.b, acts.n);
     let (nk, ng) = (n / QK_K, n / 16);
     for (row, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(b)) {
-        let mut acc = zero_acc();
+        let mut acc = zero_acc::<MAX_COLUMNS>();
         for (i, blk) in row.iter().enumerate() {
             prefetch_ahead(blk, std::mem::size_of::<K>());
             let dec = blk.decode();
