@@ -170,7 +170,7 @@ fn attention_row_kernels_equal_one_row_at_a_time_bitwise() {
     };
     for k in Kernels::available() {
         for n in [1usize, 3, 8, 64, 72, 130, 256] {
-            for m in [0usize, 1, 3, 4, 5, 9, 17] {
+            for m in [0usize, 1, 3, 4, 5, 8, 9, 12, 17, 21] {
                 let rows: Vec<f16> = (0..m * n).map(|_| f16::from_f32(next())).collect();
                 let x: Vec<f32> = (0..n).map(|_| next()).collect();
                 let w: Vec<f32> = (0..m).map(|_| next()).collect();

@@ -346,9 +346,10 @@ pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[f16], y: &mut [f32]) {
     }
 }
 
-/// [`dot_f16_f32`] of `x` with each row of `rows`, four rows at a time: each row's sum is one
-/// chain of fmas (the reference order), so interleaving four independent chains hides their
-/// latency without changing any result.
+/// [`dot_f16_f32`] of `x` with each row of `rows`, eight rows at a time (then four, then one):
+/// each row's sum is one chain of fmas (the reference order), so interleaving eight independent
+/// chains hides their latency without changing any result, and the eight horizontal sums are
+/// one transposed reduction that adds the same pairs as [`hsum`].
 ///
 /// # Safety
 /// AVX2, FMA and F16C must be available; `rows.len() == x.len() · out.len()`.
@@ -359,8 +360,33 @@ pub(crate) unsafe fn dot_f16_rows(rows: &[f16], x: &[f32], out: &mut [f32]) {
         return;
     }
     let full = n / 8 * 8;
-    let mut quads = out.chunks_exact_mut(4);
+    let mut octs = out.chunks_exact_mut(8);
     let mut r = 0;
+    for o in octs.by_ref() {
+        let p = rows.as_ptr().add(r * n);
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        while i < full {
+            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let w = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * n + i).cast()));
+                *acc = _mm256_fmadd_ps(w, xv, *acc);
+            }
+            i += 8;
+        }
+        if full < n {
+            let mut xs = [0f32; 8];
+            xs[..n - full].copy_from_slice(&x[full..n]);
+            let xv = _mm256_loadu_ps(xs.as_ptr());
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let w = load_f16(&rows[(r + k) * n..(r + k + 1) * n], full, n - full);
+                *acc = _mm256_fmadd_ps(w, xv, *acc);
+            }
+        }
+        _mm256_storeu_ps(o.as_mut_ptr(), hsum8(&acc));
+        r += 8;
+    }
+    let mut quads = octs.into_remainder().chunks_exact_mut(4);
     for o in quads.by_ref() {
         let p = rows.as_ptr().add(r * n);
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -431,6 +457,34 @@ pub(crate) unsafe fn axpy_f16_rows(w: &[f32], rows: &[f16], y: &mut [f32]) {
             axpy_f16(wi, &rows[i * n + full64..(i + 1) * n], &mut y[full64..]);
         }
     }
+}
+
+/// [`hsum`] of eight registers at once, lane `k` of the result = `hsum(v[k])` bitwise: the same
+/// three rounds of pairwise adds, on registers holding two or four rows' partial sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum8(v: &[__m256; 8]) -> __m256 {
+    // Round 1, `a_j + a_{j+4}`: rows k and k + 4 share a register (low half k, high half k + 4).
+    // (Loops and helper functions, not closures: a closure would not take this function's
+    // target features.)
+    let mut s = [_mm256_setzero_ps(); 4];
+    for (k, s) in s.iter_mut().enumerate() {
+        let lo = _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]);
+        let hi = _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]);
+        *s = _mm256_add_ps(lo, hi);
+    }
+    // Round 2, `s_0 + s_2` and `s_1 + s_3`: rows (0, 1) and (2, 3) per half.
+    let (t01, t23) = (pair_sums(s[0], s[1]), pair_sums(s[2], s[3]));
+    // Round 3, `t_0 + t_1`, rows in order 0..4 (low half) and 4..8 (high half).
+    _mm256_add_ps(_mm256_shuffle_ps::<0b10_00_10_00>(t01, t23), _mm256_shuffle_ps::<0b11_01_11_01>(t01, t23))
+}
+
+/// Per 128-bit half: `[a_0 + a_2, a_1 + a_3, b_0 + b_2, b_1 + b_3]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pair_sums(a: __m256, b: __m256) -> __m256 {
+    let (a, b) = (_mm256_castps_pd(a), _mm256_castps_pd(b));
+    _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)))
 }
 
 /// f32 → f16, round to nearest even.
