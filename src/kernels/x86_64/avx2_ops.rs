@@ -359,56 +359,15 @@ pub(crate) unsafe fn dot_f16_rows(rows: &[f16], x: &[f32], out: &mut [f32]) {
     if n == 0 || rows.len() != n * out.len() {
         return;
     }
-    let full = n / 8 * 8;
     let mut octs = out.chunks_exact_mut(8);
     let mut r = 0;
     for o in octs.by_ref() {
-        let p = rows.as_ptr().add(r * n);
-        let mut acc = [_mm256_setzero_ps(); 8];
-        let mut i = 0;
-        while i < full {
-            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let w = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * n + i).cast()));
-                *acc = _mm256_fmadd_ps(w, xv, *acc);
-            }
-            i += 8;
-        }
-        if full < n {
-            let mut xs = [0f32; 8];
-            xs[..n - full].copy_from_slice(&x[full..n]);
-            let xv = _mm256_loadu_ps(xs.as_ptr());
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let w = load_f16(&rows[(r + k) * n..(r + k + 1) * n], full, n - full);
-                *acc = _mm256_fmadd_ps(w, xv, *acc);
-            }
-        }
-        _mm256_storeu_ps(o.as_mut_ptr(), hsum8(&acc));
+        _mm256_storeu_ps(o.as_mut_ptr(), hsum8(&dot_chains::<8>(rows, r, x)));
         r += 8;
     }
     let mut quads = octs.into_remainder().chunks_exact_mut(4);
     for o in quads.by_ref() {
-        let p = rows.as_ptr().add(r * n);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i < full {
-            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let w = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * n + i).cast()));
-                *acc = _mm256_fmadd_ps(w, xv, *acc);
-            }
-            i += 8;
-        }
-        if full < n {
-            let mut xs = [0f32; 8];
-            xs[..n - full].copy_from_slice(&x[full..n]);
-            let xv = _mm256_loadu_ps(xs.as_ptr());
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let w = load_f16(&rows[(r + k) * n..(r + k + 1) * n], full, n - full);
-                *acc = _mm256_fmadd_ps(w, xv, *acc);
-            }
-        }
-        for (o, acc) in o.iter_mut().zip(acc) {
+        for (o, acc) in o.iter_mut().zip(dot_chains::<4>(rows, r, x)) {
             *o = hsum(acc);
         }
         r += 4;
@@ -457,6 +416,36 @@ pub(crate) unsafe fn axpy_f16_rows(w: &[f32], rows: &[f16], y: &mut [f32]) {
             axpy_f16(wi, &rows[i * n + full64..(i + 1) * n], &mut y[full64..]);
         }
     }
+}
+
+/// The lane sums of rows `r..r + K` of `rows` (each `x.len()` long) dotted with `x`: one chain of
+/// fmas per row in the reference order of [`dot_f16_f32`], the `K` chains interleaved.
+// Always inlined, without features of its own, so that it takes those of its caller.
+#[inline(always)]
+unsafe fn dot_chains<const K: usize>(rows: &[f16], r: usize, x: &[f32]) -> [__m256; K] {
+    let n = x.len();
+    let full = n / 8 * 8;
+    let p = rows.as_ptr().add(r * n);
+    let mut acc = [_mm256_setzero_ps(); K];
+    let mut i = 0;
+    while i < full {
+        let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+        for (k, acc) in acc.iter_mut().enumerate() {
+            let w = _mm256_cvtph_ps(_mm_loadu_si128(p.add(k * n + i).cast()));
+            *acc = _mm256_fmadd_ps(w, xv, *acc);
+        }
+        i += 8;
+    }
+    if full < n {
+        let mut xs = [0f32; 8];
+        xs[..n - full].copy_from_slice(&x[full..n]);
+        let xv = _mm256_loadu_ps(xs.as_ptr());
+        for (k, acc) in acc.iter_mut().enumerate() {
+            let w = load_f16(&rows[(r + k) * n..(r + k + 1) * n], full, n - full);
+            *acc = _mm256_fmadd_ps(w, xv, *acc);
+        }
+    }
+    acc
 }
 
 /// [`hsum`] of eight registers at once, lane `k` of the result = `hsum(v[k])` bitwise: the same
