@@ -98,6 +98,21 @@ fn activation_quantizers_are_bit_exact_across_isas_and_match_ggml_blocks() {
         assert_eq!(bits(got.k_d_for_tests()), bits(want.k_d_for_tests()), "{}", k.name());
         assert_eq!(got.k_bsums_for_tests(), want.k_bsums_for_tests(), "{}", k.name());
     }
+    // Q8 on columns of 18 blocks: whole groups of eight and a partial one (SIMD quantizers
+    // take eight blocks at a time).
+    let n = 18 * QK;
+    let x = tricky_columns(n);
+    let b = x.len() / n;
+    let mut want = QuantizedActs::new();
+    want.quantize(scalar, &x, n, b, &[ActKind::Q8]).unwrap();
+    for k in Kernels::available() {
+        let mut got = QuantizedActs::new();
+        got.quantize(k, &x, n, b, &[ActKind::Q8]).unwrap();
+        assert_eq!(got.q8_qs_for_tests(), want.q8_qs_for_tests(), "{} n={n}", k.name());
+        assert_eq!(bits(got.q8_d_for_tests()), bits(want.q8_d_for_tests()), "{} n={n}", k.name());
+        assert_eq!(bits(got.q8_s_for_tests()), bits(want.q8_s_for_tests()), "{} n={n}", k.name());
+        assert_eq!(got.q8_qsum_for_tests(), want.q8_qsum_for_tests(), "{} n={n}", k.name());
+    }
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {

@@ -173,7 +173,45 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
 /// `qsum` at least `x.len() / 32` long.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], qsum: &mut [i32]) {
-    for i in 0..x.len() / QK {
+    let nb = x.len() / QK;
+    // Eight blocks at a time: their maxima, scales and sums are one register each (lane k =
+    // block k), so the divisions, f16 roundings and horizontal reductions are done once per eight
+    // blocks instead of once per block (one block at a time, each block's long chain of them set
+    // the pace). Every lane computes exactly what the one-block code does.
+    let whole = nb / 8 * 8;
+    for g in (0..whole).step_by(8) {
+        let mut m = [_mm256_setzero_ps(); 8];
+        for (k, m) in m.iter_mut().enumerate() {
+            let p = x.as_ptr().add(QK * (g + k));
+            *m = _mm256_max_ps(
+                _mm256_max_ps(abs_ps(_mm256_loadu_ps(p)), abs_ps(_mm256_loadu_ps(p.add(8)))),
+                _mm256_max_ps(abs_ps(_mm256_loadu_ps(p.add(16))), abs_ps(_mm256_loadu_ps(p.add(24)))),
+            );
+        }
+        // The maxima are exact whatever the order they are taken in.
+        let amax = hmax8(&m);
+        let scale = _mm256_div_ps(amax, _mm256_set1_ps(127.0));
+        let nonzero = _mm256_cmp_ps(scale, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+        let ids = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0), scale), nonzero);
+        let mut sums = [_mm256_setzero_si256(); 8];
+        for (k, sum) in sums.iter_mut().enumerate() {
+            let p = x.as_ptr().add(QK * (g + k));
+            let id = _mm256_permutevar8x32_ps(ids, _mm256_set1_epi32(k as i32));
+            let mut q = [_mm256_setzero_si256(); 4];
+            for (j, q) in q.iter_mut().enumerate() {
+                *q = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(p.add(8 * j)), id)));
+            }
+            *sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            _mm256_storeu_si256(qs.as_mut_ptr().add(QK * (g + k)).cast(), pack_i8(q));
+        }
+        let total = hsum8_i32(&sums);
+        // Scale and d·Σq through f16 and back (F16C rounds to nearest even, as the scalar
+        // conversion does); Σq (|Σq| ≤ 32·127) converts to f32 exactly.
+        _mm256_storeu_ps(d.as_mut_ptr().add(g), round_f16x8(scale));
+        _mm256_storeu_ps(s.as_mut_ptr().add(g), round_f16x8(_mm256_mul_ps(_mm256_cvtepi32_ps(total), scale)));
+        _mm256_storeu_si256(qsum.as_mut_ptr().add(g).cast(), total);
+    }
+    for i in whole..nb {
         let p = x.as_ptr().add(QK * i);
         let v = [
             _mm256_loadu_ps(p),
@@ -188,11 +226,13 @@ pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mu
         let amax = hmax(m);
         let scale = amax / 127.0;
         let id = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
-        let q = v.map(|v| _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v, id))));
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (q, v) in q.iter_mut().zip(v) {
+            *q = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v, id)));
+        }
         let total = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
         _mm256_storeu_si256(qs.as_mut_ptr().add(QK * i).cast(), pack_i8(q));
-        // Scale and d·Σq through f16 and back, both at once (F16C rounds to nearest even, as
-        // the scalar conversion does).
+        // Scale and d·Σq through f16 and back, both at once.
         let pair = _mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_setr_ps(
             scale,
             total as f32 * scale,
@@ -203,6 +243,52 @@ pub(crate) unsafe fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mu
         *s.get_unchecked_mut(i) = _mm_cvtss_f32(_mm_movehdup_ps(pair));
         *qsum.get_unchecked_mut(i) = total;
     }
+}
+
+/// Eight f32 rounded to f16 and back (to nearest, ties to even).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn round_f16x8(v: __m256) -> __m256 {
+    _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
+}
+
+/// The maximum of each of eight registers, as one register (lane k = `hmax(v[k])`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hmax8(v: &[__m256; 8]) -> __m256 {
+    let mut s = [_mm256_setzero_ps(); 4];
+    for (k, s) in s.iter_mut().enumerate() {
+        let lo = _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]);
+        let hi = _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]);
+        *s = _mm256_max_ps(lo, hi);
+    }
+    let t01 = pair_max(s[0], s[1]);
+    let t23 = pair_max(s[2], s[3]);
+    _mm256_max_ps(_mm256_shuffle_ps::<0b10_00_10_00>(t01, t23), _mm256_shuffle_ps::<0b11_01_11_01>(t01, t23))
+}
+
+/// Per 128-bit half: `[max(a_0, a_2), max(a_1, a_3), max(b_0, b_2), max(b_1, b_3)]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pair_max(a: __m256, b: __m256) -> __m256 {
+    let (a, b) = (_mm256_castps_pd(a), _mm256_castps_pd(b));
+    _mm256_max_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)))
+}
+
+/// The sum of each of eight registers of i32, as one register (lane k = `hsum_i32(v[k])`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum8_i32(v: &[__m256i; 8]) -> __m256i {
+    let mut s = [_mm256_setzero_si256(); 4];
+    for (k, s) in s.iter_mut().enumerate() {
+        let lo = _mm256_permute2x128_si256::<0x20>(v[k], v[k + 4]);
+        let hi = _mm256_permute2x128_si256::<0x31>(v[k], v[k + 4]);
+        *s = _mm256_add_epi32(lo, hi);
+    }
+    // Rows (0, 1) and (2, 3) per half, then one horizontal add: lanes in row order.
+    let t01 = _mm256_add_epi32(_mm256_unpacklo_epi64(s[0], s[1]), _mm256_unpackhi_epi64(s[0], s[1]));
+    let t23 = _mm256_add_epi32(_mm256_unpacklo_epi64(s[2], s[3]), _mm256_unpackhi_epi64(s[2], s[3]));
+    _mm256_hadd_epi32(t01, t23)
 }
 
 /// [`crate::kernels::acts::interleave_q8`]: each whole group of eight blocks is an 8×8
