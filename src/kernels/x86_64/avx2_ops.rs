@@ -252,27 +252,12 @@ unsafe fn round_f16x8(v: __m256) -> __m256 {
     _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
 }
 
-/// The maximum of each of eight registers, as one register (lane k = `hmax(v[k])`).
+/// The maximum of each of eight registers, as one register (lane k = `hmax(v[k])`; maxima are
+/// exact in any order).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn hmax8(v: &[__m256; 8]) -> __m256 {
-    let mut s = [_mm256_setzero_ps(); 4];
-    for (k, s) in s.iter_mut().enumerate() {
-        let lo = _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]);
-        let hi = _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]);
-        *s = _mm256_max_ps(lo, hi);
-    }
-    let t01 = pair_max(s[0], s[1]);
-    let t23 = pair_max(s[2], s[3]);
-    _mm256_max_ps(_mm256_shuffle_ps::<0b10_00_10_00>(t01, t23), _mm256_shuffle_ps::<0b11_01_11_01>(t01, t23))
-}
-
-/// Per 128-bit half: `[max(a_0, a_2), max(a_1, a_3), max(b_0, b_2), max(b_1, b_3)]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn pair_max(a: __m256, b: __m256) -> __m256 {
-    let (a, b) = (_mm256_castps_pd(a), _mm256_castps_pd(b));
-    _mm256_max_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)))
+    reduce8::<true>(v)
 }
 
 /// The sum of each of eight registers of i32, as one register (lane k = `hsum_i32(v[k])`).
@@ -539,27 +524,42 @@ unsafe fn dot_chains<const K: usize>(rows: &[f16], r: usize, x: &[f32]) -> [__m2
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn hsum8(v: &[__m256; 8]) -> __m256 {
-    // Round 1, `a_j + a_{j+4}`: rows k and k + 4 share a register (low half k, high half k + 4).
-    // (Loops and helper functions, not closures: a closure would not take this function's
-    // target features.)
+    reduce8::<false>(v)
+}
+
+/// `max(a, b)` or `a + b`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn op<const MAX: bool>(a: __m256, b: __m256) -> __m256 {
+    if MAX {
+        _mm256_max_ps(a, b)
+    } else {
+        _mm256_add_ps(a, b)
+    }
+}
+
+/// Eight registers reduced each to one lane by `op` (lane k = register k), in the pairing of
+/// [`hsum`]: `((a0 ∘ a4) ∘ (a2 ∘ a6)) ∘ ((a1 ∘ a5) ∘ (a3 ∘ a7))`.
+// (Loops and helper functions, not closures: a closure would not take the target features.)
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn reduce8<const MAX: bool>(v: &[__m256; 8]) -> __m256 {
+    // Round 1, `a_j ∘ a_{j+4}`: rows k and k + 4 share a register (low half k, high half k + 4).
     let mut s = [_mm256_setzero_ps(); 4];
     for (k, s) in s.iter_mut().enumerate() {
         let lo = _mm256_permute2f128_ps::<0x20>(v[k], v[k + 4]);
         let hi = _mm256_permute2f128_ps::<0x31>(v[k], v[k + 4]);
-        *s = _mm256_add_ps(lo, hi);
+        *s = op::<MAX>(lo, hi);
     }
-    // Round 2, `s_0 + s_2` and `s_1 + s_3`: rows (0, 1) and (2, 3) per half.
-    let (t01, t23) = (pair_sums(s[0], s[1]), pair_sums(s[2], s[3]));
-    // Round 3, `t_0 + t_1`, rows in order 0..4 (low half) and 4..8 (high half).
-    _mm256_add_ps(_mm256_shuffle_ps::<0b10_00_10_00>(t01, t23), _mm256_shuffle_ps::<0b11_01_11_01>(t01, t23))
-}
-
-/// Per 128-bit half: `[a_0 + a_2, a_1 + a_3, b_0 + b_2, b_1 + b_3]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn pair_sums(a: __m256, b: __m256) -> __m256 {
-    let (a, b) = (_mm256_castps_pd(a), _mm256_castps_pd(b));
-    _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)))
+    // Round 2, `s_0 ∘ s_2` and `s_1 ∘ s_3`: rows (0, 1) and (2, 3) per half.
+    let mut t = [_mm256_setzero_ps(); 2];
+    for (h, t) in t.iter_mut().enumerate() {
+        let (a, b) = (_mm256_castps_pd(s[2 * h]), _mm256_castps_pd(s[2 * h + 1]));
+        *t =
+            op::<MAX>(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+    }
+    // Round 3, `t_0 ∘ t_1`, rows in order 0..4 (low half) and 4..8 (high half).
+    op::<MAX>(_mm256_shuffle_ps::<0b10_00_10_00>(t[0], t[1]), _mm256_shuffle_ps::<0b11_01_11_01>(t[0], t[1]))
 }
 
 /// f32 → f16, round to nearest even.
