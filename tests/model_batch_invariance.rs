@@ -161,6 +161,42 @@ fn f32_cache_is_batch_invariant_too_and_close_to_f16() {
 }
 
 #[test]
+fn q8_cache_is_batch_invariant_rolls_back_exactly_and_stays_close_to_f16() {
+    let llama32 = SyntheticSpec { head_dim: 32, ..SyntheticSpec::llama(12) };
+    for spec in [llama32, SyntheticSpec::gemma3(12)] {
+        let model = tiny(&spec);
+        let vocab = model.config().vocab_size;
+        let toks = tokens(30, vocab, 5);
+        let (mut ws, mut c8) = session(&model, 2, 64, KvType::Q8_0);
+        assert!(c8.bytes() < model.new_cache(64, KvType::F16).unwrap().bytes() * 55 / 100);
+        let one = logits_in_batches(&model, &mut ws, &mut c8, &toks, 1);
+        for k in [3, 7, 16] {
+            c8.clear();
+            let batched = logits_in_batches(&model, &mut ws, &mut c8, &toks, k);
+            assert_bitwise(&one, &batched, &format!("{}: q8_0 cache, batches of {k}", spec.arch));
+        }
+        // Rolled back over quantized rows, then continued: what a fresh cache gives.
+        c8.truncate(20).unwrap();
+        let after = logits_in_batches(&model, &mut ws, &mut c8, &toks[20..], 4);
+        assert_bitwise(&one[20..], &after, &format!("{}: q8_0 cache after truncate", spec.arch));
+        // Eight bits per cached value move the logits, but not far.
+        let (mut ws, mut c16) = session(&model, 2, 64, KvType::F16);
+        let half = logits_in_batches(&model, &mut ws, &mut c16, &toks, 1);
+        let mut moved = false;
+        for (a, b) in one.iter().zip(&half) {
+            let range = b.iter().fold(f32::MIN, |m, &v| m.max(v)) - b.iter().fold(f32::MAX, |m, &v| m.min(v));
+            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(d < 0.05 * range, "{}: the q8_0 cache moved a logit by {d} (range {range})", spec.arch);
+            moved |= d > 0.0;
+        }
+        assert!(moved, "{}: a q8_0 cache left every logit bitwise at f16's", spec.arch);
+    }
+    // Rows of 16 values are not whole Q8_0 blocks.
+    let err = tiny(&SyntheticSpec::llama(12)).new_cache(16, KvType::Q8_0).unwrap_err();
+    assert!(err.to_string().contains("multiples of 32"), "{err}");
+}
+
+#[test]
 fn errors_instead_of_panics() {
     let model = tiny(&SyntheticSpec::llama(11));
     let (mut ws, mut cache) = session(&model, 1, 8, KvType::F16);

@@ -112,6 +112,13 @@ pub(crate) type QuantizeQ8Fn =
 /// The table's CPU features must be present and the shapes as stated.
 pub(crate) type QuantizeQ8KFn = unsafe fn(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]);
 
+/// Attention scores of a Q8-quantized query (`qs`, block scales `qd`) against Q8_0 rows.
+///
+/// # Safety
+/// The table's CPU features must be present, `qs.len() == 32·qd.len()` and `rows.len() ==
+/// qd.len()·out.len()`.
+pub(crate) type DotQ8RowsFn = unsafe fn(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]);
+
 /// The function pointers of one instruction set. Obtain one through [`Kernels::get`],
 /// [`Kernels::scalar`] or [`Kernels::available`]; tables for instruction sets the CPU lacks are
 /// never handed out, which is what makes calling through them sound.
@@ -142,6 +149,11 @@ pub struct Kernels {
     pub(crate) dot_f16_rows: unsafe fn(rows: &[f16], x: &[f32], out: &mut [f32]),
     /// `axpy_f16(w[i], rows[i·n..][..n], y)` for every row in order (`n = y.len()`).
     pub(crate) axpy_f16_rows: unsafe fn(w: &[f32], rows: &[f16], y: &mut [f32]),
+    /// Scores of a quantized query (`qs`, block scales `qd`) against Q8_0 rows of `qd.len()`
+    /// blocks (`rows.len() == qd.len()·out.len()`).
+    pub(crate) dot_q8_rows: DotQ8RowsFn,
+    /// `y += Σ_i w[i]·rows_i` over Q8_0 rows of `y.len()` values, rows in order.
+    pub(crate) axpy_q8_rows: unsafe fn(w: &[f32], rows: &[BlockQ8_0], y: &mut [f32]),
     /// f32 → f16 (equal lengths).
     pub(crate) f32_to_f16: unsafe fn(src: &[f32], dst: &mut [f16]),
     /// f16 → f32 (equal lengths).
@@ -178,6 +190,8 @@ static SCALAR: Kernels = Kernels {
     axpy_f16: scalar::axpy_f16,
     dot_f16_rows: scalar::dot_f16_rows,
     axpy_f16_rows: scalar::axpy_f16_rows,
+    dot_q8_rows: scalar::dot_q8_rows,
+    axpy_q8_rows: scalar::axpy_q8_rows,
     f32_to_f16: scalar::f32_to_f16,
     f16_to_f32: scalar::f16_to_f32_row,
     silu_mul: scalar::silu_mul,
@@ -390,6 +404,50 @@ impl Kernels {
         }
         // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
         unsafe { (self.axpy_f16_rows)(w, rows, y) };
+        Ok(())
+    }
+
+    /// Attention scores over a Q8_0 KV cache: `out[r]` is the query — quantized to Q8 as
+    /// `qs` (a multiple of 32 values) with block scales `qd` (f16-rounded, as the Q8
+    /// quantizer gives them) — dotted with row `r` of `rows` (`qd.len()` blocks per row): the
+    /// exact integer dot of each block times `d_row · qd`, accumulated by one fused multiply-add
+    /// per block in block order. Quants are what the Q8 quantizer produces (−127..=127): a query
+    /// quant of −128 is refused; a row quant of −128 gives a score that may differ between
+    /// tables (the SIMD sign trick cannot negate it).
+    pub fn dot_q8_rows(&self, rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) -> Result<()> {
+        let nb = qd.len();
+        if nb == 0 || qs.len() != nb * QK || rows.len() != nb * out.len() {
+            return Err(Error::invalid(format!(
+                "{} Q8_0 blocks are not {} rows of a {}-value query with {nb} scales",
+                rows.len(),
+                out.len(),
+                qs.len()
+            )));
+        }
+        if qs.contains(&i8::MIN) {
+            return Err(Error::invalid("a Q8 query quant of -128 (the quantizer never makes one)"));
+        }
+        // SAFETY: shapes checked (any quant values are memory-safe); CPU features guaranteed by
+        // construction of the table.
+        unsafe { (self.dot_q8_rows)(rows, qs, qd, out) };
+        Ok(())
+    }
+
+    /// `y += Σ_i w[i]·rows_i` over the `w.len()` Q8_0 rows of `rows` (each `y.len()` values, a
+    /// multiple of 32; e.g. a head's cached values): per row and block `w[i]·d` once, then one
+    /// fused multiply-add per element, rows in order.
+    pub fn axpy_q8_rows(&self, w: &[f32], rows: &[BlockQ8_0], y: &mut [f32]) -> Result<()> {
+        let nb = y.len() / QK;
+        if nb == 0 || !y.len().is_multiple_of(QK) || rows.len() != nb * w.len() {
+            return Err(Error::invalid(format!(
+                "{} Q8_0 blocks are not {} rows of {} values",
+                rows.len(),
+                w.len(),
+                y.len()
+            )));
+        }
+        // SAFETY: shapes checked; CPU features guaranteed by construction of the table.
+        unsafe { (self.axpy_q8_rows)(w, rows, y) };
         Ok(())
     }
 

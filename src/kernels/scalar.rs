@@ -7,7 +7,7 @@
 use half::{bf16, f16};
 
 use crate::quant::dot::{k_lanes, k_term, legacy_term, KWeight, Lanes8, LegacyWeight};
-use crate::quant::{f16_to_f32, round_f16, BlockQ8_K, QK, QK_K};
+use crate::quant::{f16_to_f32, round_f16, BlockQ8_0, BlockQ8_K, QK, QK_K};
 
 use super::acts::{ActsView, MAX_COLUMNS};
 
@@ -158,4 +158,35 @@ pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
 /// `gate_i = gelu(gate_i)·up_i` over the common length.
 pub(crate) fn gelu_mul(gate: &mut [f32], up: &[f32]) {
     gate.iter_mut().zip(up).for_each(|(g, &u)| *g = super::ops::gelu(*g) * u);
+}
+
+/// Attention scores over a Q8_0 KV cache: `out[r] = Σ_b isum(r, b) · (d_r,b · qd_b)`, one fused
+/// multiply-add per 32-block in block order, where `isum` is the exact integer dot of row `r`'s
+/// block `b` with the quantized query (`qs`, scales `qd`, as [`quantize_q8`] gives them). The
+/// integer sums are exact in any order, so every table matches this bit for bit.
+pub(crate) fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+    let nb = qd.len();
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(nb.max(1))) {
+        let mut acc = 0f32;
+        for ((blk, q), &d) in row.iter().zip(qs.chunks_exact(QK)).zip(qd) {
+            let isum: i32 = blk.qs.iter().zip(q).map(|(&a, &b)| a as i32 * b as i32).sum();
+            acc = (isum as f32).mul_add(f16_to_f32(blk.d) * d, acc);
+        }
+        *o = acc;
+    }
+}
+
+/// The weighted sum of Q8_0 value rows: for each row `r` in order and each of its blocks,
+/// `y_i = fma(w_r · d_r,b, q_i, y_i)` (the row's weight times its block scale rounded to f32 once,
+/// then one fused multiply-add per element).
+pub(crate) fn axpy_q8_rows(w: &[f32], rows: &[BlockQ8_0], y: &mut [f32]) {
+    let nb = y.len() / QK;
+    for (&w, row) in w.iter().zip(rows.chunks_exact(nb.max(1))) {
+        for (blk, y) in row.iter().zip(y.chunks_exact_mut(QK)) {
+            let wd = w * f16_to_f32(blk.d);
+            for (y, &q) in y.iter_mut().zip(&blk.qs) {
+                *y = wd.mul_add(q as f32, *y);
+            }
+        }
+    }
 }

@@ -280,3 +280,110 @@ fn gated_activations_stay_close_to_the_exact_functions() {
         }
     }
 }
+
+/// Q8_0 blocks of `x` (a multiple of 32 values) as the KV cache stores them.
+fn q8_blocks(x: &[f32]) -> Vec<crate::quant::BlockQ8_0> {
+    x.chunks_exact(QK).map(|c| crate::quant::BlockQ8_0::quantize(c.try_into().unwrap())).collect()
+}
+
+/// A query quantized as attention quantizes it for a Q8_0 cache: quants and f16-rounded scales.
+fn q8_query(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    let nb = x.len() / QK;
+    let (mut qs, mut d, mut s, mut qsum) =
+        (vec![0i8; x.len()], vec![0f32; nb], vec![0f32; nb], vec![0i32; nb]);
+    Kernels::scalar().quantize_q8(x, &mut qs, &mut d, &mut s, &mut qsum);
+    (qs, d)
+}
+
+#[test]
+fn q8_cache_kernels_are_bitwise_equal_on_every_table_and_close_to_f32() {
+    use crate::quant::f16_to_f32;
+    let mut state = 5u32;
+    let mut next = move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+    };
+    let scalar = Kernels::scalar();
+    for n in [32usize, 64, 96, 128, 256] {
+        let nb = n / QK;
+        for m in [1usize, 3, 7, 8, 9, 16, 19] {
+            let keys: Vec<f32> = (0..m * n).map(|_| next()).collect();
+            let rows = q8_blocks(&keys);
+            let q: Vec<f32> = (0..n).map(|_| next()).collect();
+            let (qs, qd) = q8_query(&q);
+            let mut want = vec![0f32; m];
+            scalar.dot_q8_rows(&rows, &qs, &qd, &mut want).unwrap();
+            for r in 0..m {
+                // The integer part is exact: the score is Σ_b isum_b·d_k·d_q up to f32 rounding.
+                let exact: f64 = (0..nb)
+                    .map(|b| {
+                        let blk = &rows[r * nb + b];
+                        let isum: i64 =
+                            blk.qs.iter().zip(&qs[b * QK..]).map(|(&a, &c)| a as i64 * c as i64).sum();
+                        isum as f64 * f16_to_f32(blk.d) as f64 * qd[b] as f64
+                    })
+                    .sum();
+                assert!((want[r] as f64 - exact).abs() <= 1e-5 * exact.abs().max(1.0), "n={n} m={m} r={r}");
+                // And the quantized score is close to the f32 one (8 bits on both sides).
+                let f: f32 = keys[r * n..(r + 1) * n].iter().zip(&q).map(|(a, b)| a * b).sum();
+                assert!((want[r] - f).abs() <= 0.02 * n as f32, "n={n} m={m} r={r}: {} vs {f}", want[r]);
+            }
+            let w: Vec<f32> = (0..m).map(|_| next().abs()).collect();
+            let y0: Vec<f32> = (0..n).map(|_| next()).collect();
+            let mut y_want = y0.clone();
+            scalar.axpy_q8_rows(&w, &rows, &mut y_want).unwrap();
+            for (i, &y) in y_want.iter().enumerate() {
+                let (b, e) = (i / QK, i % QK);
+                let exact: f64 = y0[i] as f64
+                    + (0..m)
+                        .map(|r| {
+                            let blk = &rows[r * nb + b];
+                            w[r] as f64 * f16_to_f32(blk.d) as f64 * blk.qs[e] as f64
+                        })
+                        .sum::<f64>();
+                assert!(
+                    (y as f64 - exact).abs() <= 1e-5 * (m as f64 + exact.abs()),
+                    "axpy n={n} m={m} i={i}"
+                );
+            }
+            for k in Kernels::available() {
+                let mut got = vec![0f32; m];
+                k.dot_q8_rows(&rows, &qs, &qd, &mut got).unwrap();
+                assert_eq!(bits(&got), bits(&want), "{} dot_q8_rows n={n} m={m}", k.name());
+                let mut y = y0.clone();
+                k.axpy_q8_rows(&w, &rows, &mut y).unwrap();
+                assert_eq!(bits(&y), bits(&y_want), "{} axpy_q8_rows n={n} m={m}", k.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn q8_cache_scores_do_not_saturate_at_the_extremes() {
+    // Every quant at ±127: the largest i16 pair sums the SIMD paths form (2·127·127).
+    let n = 64;
+    let keys: Vec<f32> = (0..9 * n).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+    let rows = q8_blocks(&keys);
+    let q: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -2.0 } else { 2.0 }).collect();
+    let (qs, qd) = q8_query(&q);
+    assert!(qs.iter().all(|&v| v.abs() == 127) && rows.iter().all(|b| b.qs.iter().all(|&v| v.abs() == 127)));
+    let mut want = vec![0f32; 9];
+    Kernels::scalar().dot_q8_rows(&rows, &qs, &qd, &mut want).unwrap();
+    let exact: f32 = keys[..n].iter().zip(&q).map(|(a, b)| a * b).sum();
+    assert!((want[0] - exact).abs() < 1e-2 * exact.abs(), "{} vs {exact}", want[0]);
+    for k in Kernels::available() {
+        let mut got = vec![0f32; 9];
+        k.dot_q8_rows(&rows, &qs, &qd, &mut got).unwrap();
+        assert_eq!(bits(&got), bits(&want), "{}", k.name());
+        // Shapes and the one quant the quantizer never makes are refused.
+        assert!(k.dot_q8_rows(&rows, &qs[..32], &qd, &mut got).is_err());
+        assert!(k.dot_q8_rows(&rows[..17], &qs, &qd, &mut got).is_err());
+        let mut bad = qs.clone();
+        bad[5] = i8::MIN;
+        assert!(k.dot_q8_rows(&rows, &bad, &qd, &mut got).is_err());
+        let mut y = vec![0f32; 48];
+        assert!(k.axpy_q8_rows(&[1.0; 9], &rows, &mut y).is_err(), "48 values are not whole blocks");
+        let mut y = vec![0f32; n];
+        assert!(k.axpy_q8_rows(&[1.0; 8], &rows, &mut y).is_err(), "9 rows, 8 weights");
+    }
+}

@@ -8,17 +8,20 @@
 //! the cache before any row attends, and a row never looks past its own position).
 //!
 //! Numerics: q stays f32, scores and the value sum are accumulated in f32 over the cached (f16)
-//! keys and values, with a two-pass softmax (sum in f64). llama.cpp's CPU flash attention does
+//! keys and values, with a two-pass softmax (sum in f64). Over a Q8_0 cache the query is
+//! quantized to Q8_0 as the keys are and scored by integer dot products (llama.cpp does the same
+//! with a quantized cache), and the values are summed in f32. llama.cpp's CPU flash attention does
 //! the same for batches of 64 queries or more; for smaller batches and single tokens it rounds q
 //! to f16 and accumulates the values in f16, so its own logits depend on the batch size. We
 //! keep the precise variant everywhere: one set of numerics for every batch.
 
 use crate::error::{Error, Result};
-use crate::kernels::KernelPool;
+use crate::kernels::{KernelPool, Kernels};
 
-use super::kv_cache::{KvCache, KvRows};
+use super::kv_cache::{KvCache, KvRows, KvType, MAX_Q8_ROW};
 use super::plan::MAX_BATCH;
 use super::tree::TokenTree;
+use crate::quant::QK;
 
 /// The shape and numerics of one layer's attention.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +84,11 @@ pub(crate) fn attend(
         let total: usize = spans.iter().map(|r| r.len()).sum();
         let s = s.get_mut(..total).ok_or_else(|| Error::internal("attention scratch too small"))?;
         let qh = &q[(row * nh + head) * hd..][..hd];
+        // A Q8_0 cache scores the query quantized as its keys are (GGML's Q8_0 rounding).
+        let q8 = match cache.kv_type() {
+            KvType::Q8_0 => Some(Q8Query::new(kernels, qh)?),
+            KvType::F16 | KvType::F32 => None,
+        };
         // The span comes in position order as up to two pieces (a sliding-window ring wraps):
         // scores and the value sum visit the same positions in the same order either way.
         // (The cache's rows drive each `zip`, so no score or weight is skipped between pieces.)
@@ -93,6 +101,14 @@ pub(crate) fn attend(
                         let out =
                             s.get_mut(done..done + m).ok_or_else(|| Error::internal("too many keys"))?;
                         kernels.dot_f16_rows(k, qh, out)?;
+                        done += m;
+                    }
+                    KvRows::Q8_0(k) => {
+                        let m = k.len() / (hd / QK).max(1);
+                        let out =
+                            s.get_mut(done..done + m).ok_or_else(|| Error::internal("too many keys"))?;
+                        let q8 = q8.as_ref().ok_or_else(|| Error::internal("Q8_0 keys, no Q8 query"))?;
+                        kernels.dot_q8_rows(k, q8.qs(), q8.d(), out)?;
                         done += m;
                     }
                     KvRows::F32(k) => {
@@ -124,6 +140,12 @@ pub(crate) fn attend(
                         kernels.axpy_f16_rows(w, v, o)?;
                         done += m;
                     }
+                    KvRows::Q8_0(v) => {
+                        let m = v.len() / (hdv / QK).max(1);
+                        let w = s.get(done..done + m).ok_or_else(|| Error::internal("too many values"))?;
+                        kernels.axpy_q8_rows(w, v, o)?;
+                        done += m;
+                    }
                     KvRows::F32(v) => {
                         for vr in v.chunks_exact(hdv) {
                             let w = *s.get(done).ok_or_else(|| Error::internal("too many values"))?;
@@ -136,4 +158,34 @@ pub(crate) fn attend(
         }
         Ok(())
     })
+}
+
+/// A query row quantized to Q8_0 for scoring against a Q8_0 cache.
+struct Q8Query {
+    qs: [i8; MAX_Q8_ROW],
+    d: [f32; MAX_Q8_ROW / QK],
+    n: usize,
+}
+
+impl Q8Query {
+    /// `q` (a multiple of 32 values, at most `MAX_Q8_ROW`) quantized by the Q8 quantizer.
+    fn new(kernels: &Kernels, q: &[f32]) -> Result<Q8Query> {
+        let n = q.len();
+        if !n.is_multiple_of(QK) || n > MAX_Q8_ROW {
+            return Err(Error::internal(format!("a Q8 query of {n} values")));
+        }
+        let mut out = Q8Query { qs: [0; MAX_Q8_ROW], d: [0.0; MAX_Q8_ROW / QK], n };
+        let nb = n / QK;
+        let (mut s, mut qsum) = ([0f32; MAX_Q8_ROW / QK], [0i32; MAX_Q8_ROW / QK]);
+        kernels.quantize_q8(q, &mut out.qs[..n], &mut out.d[..nb], &mut s[..nb], &mut qsum[..nb]);
+        Ok(out)
+    }
+
+    fn qs(&self) -> &[i8] {
+        &self.qs[..self.n]
+    }
+
+    fn d(&self) -> &[f32] {
+        &self.d[..self.n / QK]
+    }
 }

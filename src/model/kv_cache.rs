@@ -30,6 +30,7 @@ use half::slice::HalfBitsSliceExt;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::Kernels;
+use crate::quant::{BlockQ8_0, QK};
 
 use super::arch::ArchSpec;
 use super::config::ModelConfig;
@@ -43,15 +44,47 @@ pub enum KvType {
     F16,
     /// Single precision (twice the memory; for precision experiments).
     F32,
+    /// GGML's Q8_0: blocks of 32 values as one f16 scale and 32 signed bytes (34 bytes, 53% of
+    /// f16), as llama.cpp's `--cache-type-k/-v q8_0`. Attention quantizes each query the same
+    /// way and scores it against the keys with integer dot products. Needs head dimensions that
+    /// are multiples of 32.
+    Q8_0,
 }
 
 impl KvType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Every type, in the order [`KvType::name`] lists them.
+    pub const ALL: [KvType; 3] = [KvType::F16, KvType::F32, KvType::Q8_0];
+
+    /// Bytes of one cached row of `n` values (for Q8_0, `n` rounded up to whole blocks).
+    pub fn row_bytes(self, n: usize) -> usize {
         match self {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
+            KvType::F16 => 2 * n,
+            KvType::F32 => 4 * n,
+            KvType::Q8_0 => n.div_ceil(QK) * std::mem::size_of::<BlockQ8_0>(),
         }
+    }
+
+    /// The name the CLI and the C API use: `f16`, `f32`, `q8_0`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// The type [`KvType::name`] calls `name`; an error listing the names otherwise.
+    pub fn from_name(name: &str) -> Result<KvType> {
+        KvType::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| Error::invalid(format!("unknown KV cache type {name:?}: use f16, f32 or q8_0")))
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -110,14 +143,31 @@ pub(crate) enum KvData {
     F16(Vec<u16>),
     /// `(rows, head_dim)`.
     F32(Vec<f32>),
+    /// `(rows, head_dim / 32)` [`BlockQ8_0`]s stored as 17 words each (zeroed pages again;
+    /// viewed as blocks by `quant::words_as_blocks`).
+    Q8_0(Vec<u16>),
 }
 
+/// 16-bit words per Q8_0 block.
+const Q8_WORDS: usize = std::mem::size_of::<BlockQ8_0>() / 2;
+
 impl KvData {
+    /// Storage for `len` values (a multiple of 32 for Q8_0).
     fn zeros(ty: KvType, len: usize) -> KvData {
         // `vec![0; n]` comes from zeroed pages, so untouched positions cost no resident memory.
         match ty {
             KvType::F16 => KvData::F16(vec![0u16; len]),
             KvType::F32 => KvData::F32(vec![0.0; len]),
+            KvType::Q8_0 => KvData::Q8_0(vec![0u16; len / QK * Q8_WORDS]),
+        }
+    }
+
+    /// Values stored.
+    fn len(&self) -> usize {
+        match self {
+            KvData::F16(d) => d.len(),
+            KvData::F32(d) => d.len(),
+            KvData::Q8_0(d) => d.len() / Q8_WORDS * QK,
         }
     }
 }
@@ -127,6 +177,8 @@ impl KvData {
 pub(crate) enum KvRows<'a> {
     F16(&'a [f16]),
     F32(&'a [f32]),
+    /// `(positions, head_dim / 32)` blocks.
+    Q8_0(&'a [BlockQ8_0]),
 }
 
 /// Keys and values of every layer for up to `capacity` positions.
@@ -163,6 +215,15 @@ impl KvCache {
         if capacity == 0 {
             return Err(Error::invalid("the context length must be at least 1"));
         }
+        if ty == KvType::Q8_0
+            && [config.head_dim, config.head_dim_v].iter().any(|&n| !n.is_multiple_of(QK) || n > MAX_Q8_ROW)
+        {
+            return Err(Error::invalid(format!(
+                "a q8_0 KV cache needs head dimensions that are multiples of {QK} up to {MAX_Q8_ROW}; this \
+                 model's are {} (keys) and {} (values): use f16",
+                config.head_dim, config.head_dim_v
+            )));
+        }
         let (layers, total_rows) = plan_rows(config, arch, capacity, layout)?;
         let elems = |hd: usize| total_rows.checked_mul(hd);
         let (Some(k_len), Some(v_len)) = (elems(config.head_dim), elems(config.head_dim_v)) else {
@@ -171,7 +232,8 @@ impl KvCache {
                 format!("a KV cache of {capacity} positions overflows"),
             ));
         };
-        let bytes = (k_len as u128 + v_len as u128) * ty.size() as u128;
+        let bytes = total_rows as u128
+            * (ty.row_bytes(config.head_dim) as u128 + ty.row_bytes(config.head_dim_v) as u128);
         if bytes > isize::MAX as u128 / 2 {
             return Err(Error::new(
                 ErrorKind::OutOfMemory,
@@ -202,7 +264,7 @@ impl KvCache {
         ty: KvType,
         layout: KvLayout,
     ) -> u64 {
-        let per_row = (config.head_dim as u64 + config.head_dim_v as u64) * ty.size() as u64;
+        let per_row = (ty.row_bytes(config.head_dim) + ty.row_bytes(config.head_dim_v)) as u64;
         (0..config.n_layers)
             .map(|l| {
                 let rows = match (layout, arch.layer_window(l, config.sliding_window)) {
@@ -241,11 +303,9 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn bytes(&self) -> usize {
-        let elems = |v: &KvData| match v {
-            KvData::F16(d) => d.len(),
-            KvData::F32(d) => d.len(),
-        };
-        (elems(&self.k) + elems(&self.v)) * self.ty.size()
+        let rows = |d: &KvData, hd: usize| d.len() / hd.max(1);
+        rows(&self.k, self.head_dim_k) * self.ty.row_bytes(self.head_dim_k)
+            + rows(&self.v, self.head_dim_v) * self.ty.row_bytes(self.head_dim_v)
     }
 
     /// Rows per KV head that `layer` keeps: the context length, or its ring size.
@@ -482,6 +542,11 @@ impl KvCache {
 fn store(kernels: &Kernels, data: &mut KvData, at: usize, src: &[f32]) -> Result<()> {
     let end = at + src.len();
     match data {
+        KvData::Q8_0(d) => {
+            let oob = || Error::internal("KV write outside the cache");
+            let words = d.get_mut(at / QK * Q8_WORDS..end / QK * Q8_WORDS).ok_or_else(oob)?;
+            quantize_row(kernels, src, crate::quant::words_as_blocks_mut(words)?)
+        }
         KvData::F16(d) => {
             let dst = d.get_mut(at..end).ok_or_else(|| Error::internal("KV write outside the cache"))?;
             kernels.f32_to_f16(src, dst.reinterpret_cast_mut::<f16>())
@@ -498,6 +563,11 @@ fn store(kernels: &Kernels, data: &mut KvData, at: usize, src: &[f32]) -> Result
 fn move_row(data: &mut KvData, from: usize, to: usize, len: usize) -> Result<()> {
     let oob = || Error::internal("KV move outside the cache");
     match data {
+        KvData::Q8_0(d) => {
+            let (from, to, len) = (from / QK * Q8_WORDS, to / QK * Q8_WORDS, len / QK * Q8_WORDS);
+            d.get(from.max(to)..from.max(to) + len).ok_or_else(oob)?;
+            d.copy_within(from..from + len, to);
+        }
         KvData::F16(d) => {
             d.get(from.max(to)..from.max(to) + len).ok_or_else(oob)?;
             d.copy_within(from..from + len, to);
@@ -515,5 +585,31 @@ fn rows(data: &KvData, at: usize, len: usize) -> Result<KvRows<'_>> {
     Ok(match data {
         KvData::F16(d) => KvRows::F16(d.get(at..at + len).ok_or_else(oob)?.reinterpret_cast::<f16>()),
         KvData::F32(d) => KvRows::F32(d.get(at..at + len).ok_or_else(oob)?),
+        KvData::Q8_0(d) => {
+            let words = d.get(at / QK * Q8_WORDS..(at + len) / QK * Q8_WORDS).ok_or_else(oob)?;
+            KvRows::Q8_0(crate::quant::words_as_blocks(words)?)
+        }
     })
 }
+
+/// Quantize one row (a multiple of 32 values, at most [`MAX_Q8_ROW`]) into Q8_0 blocks with the
+/// activation quantizer (GGML's reference rounding; its scales come back f16-rounded, so they
+/// convert to the blocks' f16 bits exactly).
+fn quantize_row(kernels: &Kernels, src: &[f32], dst: &mut [BlockQ8_0]) -> Result<()> {
+    let nb = src.len() / QK;
+    if !src.len().is_multiple_of(QK) || dst.len() != nb || src.len() > MAX_Q8_ROW {
+        return Err(Error::internal(format!("a Q8_0 KV row of {} values", src.len())));
+    }
+    let mut qs = [0i8; MAX_Q8_ROW];
+    let mut d = [0f32; MAX_Q8_ROW / QK];
+    let (mut s, mut qsum) = ([0f32; MAX_Q8_ROW / QK], [0i32; MAX_Q8_ROW / QK]);
+    kernels.quantize_q8(src, &mut qs[..src.len()], &mut d[..nb], &mut s[..nb], &mut qsum[..nb]);
+    for ((blk, q), &d) in dst.iter_mut().zip(qs.chunks_exact(QK)).zip(&d) {
+        blk.d = crate::quant::f32_to_f16(d);
+        blk.qs.copy_from_slice(q);
+    }
+    Ok(())
+}
+
+/// The longest row (head dimension) a Q8_0 cache stores; longer ones are refused at creation.
+pub(crate) const MAX_Q8_ROW: usize = 1024;

@@ -58,6 +58,9 @@ fn kv_at(cache: &KvCache, n_layers: usize, n_kv: usize, pos: usize) -> Vec<u32> 
                 match part {
                     KvRows::F16(r) => out.extend(r.iter().map(|v| u32::from(v.to_bits()))),
                     KvRows::F32(r) => out.extend(r.iter().map(|v| v.to_bits())),
+                    KvRows::Q8_0(r) => out.extend(
+                        r.iter().flat_map(|b| std::iter::once(u32::from(b.d)).chain(b.qs.map(|q| q as u32))),
+                    ),
                 }
             }
         }
@@ -75,7 +78,7 @@ fn random_tree(rng: &mut Rng, n: usize) -> TokenTree {
     .unwrap()
 }
 
-fn check_tree_against_chains(spec: &SyntheticSpec, layout: KvLayout) {
+fn check_tree_against_chains(spec: &SyntheticSpec, layout: KvLayout, kv: KvType) {
     let m = model(spec);
     let c = m.config().clone();
     let vocab = c.vocab_size;
@@ -85,7 +88,7 @@ fn check_tree_against_chains(spec: &SyntheticSpec, layout: KvLayout) {
     let tok = |rng: &mut Rng| (rng.next_u64() % vocab as u64) as u32;
     // The tree cache advances by keeping one path per round; the reference by running that path
     // as a chain.
-    let mut tree_cache = m.new_cache_with_layout(ctx, KvType::F16, layout).unwrap();
+    let mut tree_cache = m.new_cache_with_layout(ctx, kv, layout).unwrap();
     let mut chain_cache = tree_cache.clone();
     let prompt: Vec<u32> = (0..11).map(|_| tok(&mut rng)).collect();
     m.prefill(&mut ws, &mut tree_cache, &prompt, 0, 5).unwrap();
@@ -152,15 +155,17 @@ fn check_tree_against_chains(spec: &SyntheticSpec, layout: KvLayout) {
 
 #[test]
 fn tree_rows_equal_their_paths_run_alone_llama() {
-    check_tree_against_chains(&SyntheticSpec::llama(21), KvLayout::Ring);
+    check_tree_against_chains(&SyntheticSpec::llama(21), KvLayout::Ring, KvType::F16);
 }
 
 #[test]
 fn tree_rows_equal_their_paths_run_alone_gemma3() {
     let spec = SyntheticSpec::gemma3(22);
     assert!(spec.sliding_window.is_some_and(|w| w < MAX_BATCH), "the window must be shorter than a tree");
-    check_tree_against_chains(&spec, KvLayout::Ring);
-    check_tree_against_chains(&spec, KvLayout::Full);
+    check_tree_against_chains(&spec, KvLayout::Ring, KvType::F16);
+    check_tree_against_chains(&spec, KvLayout::Full, KvType::F16);
+    // Moving Q8_0 rows along a kept path moves whole blocks (scales and quants).
+    check_tree_against_chains(&spec, KvLayout::Ring, KvType::Q8_0);
 }
 
 #[test]

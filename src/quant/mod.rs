@@ -75,6 +75,32 @@ pub fn as_blocks<T: Block>(bytes: &[u8]) -> Result<&[T]> {
     Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) })
 }
 
+/// View 16-bit words as blocks `T` (storage that must come from zeroed pages, as `vec![0u16; n]`
+/// does, yet hold blocks: the Q8_0 KV cache). Fails when `T` needs more than 2-byte alignment
+/// or the words are not a whole number of blocks.
+pub(crate) fn words_as_blocks<T: Block>(words: &[u16]) -> Result<&[T]> {
+    let n = word_blocks::<T>(words.len())?;
+    // SAFETY: `T: Block` is plain old data valid for every bit pattern; its alignment is at most
+    // that of u16 (checked by `word_blocks`) and `n` blocks span exactly the borrowed words.
+    Ok(unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<T>(), n) })
+}
+
+/// [`words_as_blocks`], mutably.
+pub(crate) fn words_as_blocks_mut<T: Block>(words: &mut [u16]) -> Result<&mut [T]> {
+    let n = word_blocks::<T>(words.len())?;
+    // SAFETY: as in `words_as_blocks`; the exclusive borrow of the words is handed on, and every
+    // bit pattern written through a `T` is a valid u16 pattern.
+    Ok(unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<T>(), n) })
+}
+
+fn word_blocks<T: Block>(words: usize) -> Result<usize> {
+    let size = std::mem::size_of::<T>();
+    if std::mem::align_of::<T>() > 2 || !size.is_multiple_of(2) || !(2 * words).is_multiple_of(size) {
+        return Err(Error::internal(format!("{words} words are not a whole number of {} blocks", T::TYPE)));
+    }
+    Ok(2 * words / size)
+}
+
 /// The bytes of a block slice (how quantized data is written to a GGUF file).
 pub fn blocks_as_bytes<T: Block>(blocks: &[T]) -> &[u8] {
     // SAFETY: `T: Block` has no padding, so all `size_of_val(blocks)` bytes are initialized; u8

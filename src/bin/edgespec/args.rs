@@ -89,6 +89,9 @@ pub struct BenchArgs {
     /// Kernel threads (default: the number of physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// KV cache type: f16, f32 or q8_0.
+    #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
+    pub kv_type: edgespec::model::KvType,
     /// Energy measurement: `none`, `auto` (the best meter found), or a backend: `rapl`,
     /// `hwmon[:NAME]`, `battery`, `pi5`, `nvml`, `powermetrics`, `csv:PATH` (an external meter's
     /// log), `estimate:WATTS` (printed as ESTIMATE).
@@ -181,6 +184,15 @@ pub struct ModelArgs {
     /// Context length in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub ctx: Option<usize>,
+    /// KV cache type: f16, f32, or q8_0 (8-bit, 53% of f16's memory and bandwidth; needs head
+    /// dimensions that are multiples of 32).
+    #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
+    pub kv_type: edgespec::model::KvType,
+}
+
+/// `--kv-type`'s parser.
+pub fn parse_kv_type(s: &str) -> Result<edgespec::model::KvType, String> {
+    edgespec::model::KvType::from_name(s).map_err(|e| e.to_string())
 }
 
 /// Sampling options.
@@ -279,7 +291,12 @@ impl ModelArgs {
         if self.threads == Some(0) {
             return Err(edgespec::Error::invalid("--threads must be at least 1"));
         }
-        Ok(edgespec::session::SessionOptions { threads: self.threads, ctx: self.ctx, ..Default::default() })
+        Ok(edgespec::session::SessionOptions {
+            threads: self.threads,
+            ctx: self.ctx,
+            kv_type: self.kv_type,
+            ..Default::default()
+        })
     }
 }
 

@@ -26,7 +26,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
     let suite = Suite::load(&a.suite)?;
     let path = catalog::resolve_model(&a.model)?;
-    let mut session = Session::load(&path, &SessionOptions { threads: a.threads, ..Default::default() })?;
+    let mut session = Session::load(
+        &path,
+        &SessionOptions { threads: a.threads, kv_type: a.kv_type, ..Default::default() },
+    )?;
     let opts = BenchOptions {
         strategies,
         reps: a.reps,

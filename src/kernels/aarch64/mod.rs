@@ -3,6 +3,7 @@
 
 mod neon;
 mod neon_act;
+mod neon_kv;
 mod neon_ops;
 
 use super::{Isa, Kernels};
@@ -28,6 +29,8 @@ static NEON: Kernels = Kernels {
     axpy_f16: neon_ops::axpy_f16,
     dot_f16_rows: neon_ops::dot_f16_rows,
     axpy_f16_rows: neon_ops::axpy_f16_rows,
+    dot_q8_rows: neon_kv::dot_q8_rows,
+    axpy_q8_rows: neon_kv::axpy_q8_rows,
     f32_to_f16: neon_ops::f32_to_f16,
     f16_to_f32: neon_ops::f16_to_f32,
     silu_mul: neon_act::silu_mul,

@@ -160,7 +160,7 @@ unsafe fn pack_i8(v: [__m256i; 4]) -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn hsum_i32(v: __m256i) -> i32 {
+pub(super) unsafe fn hsum_i32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
     _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)))
@@ -263,7 +263,7 @@ unsafe fn hmax8(v: &[__m256; 8]) -> __m256 {
 /// The sum of each of eight registers of i32, as one register (lane k = `hsum_i32(v[k])`).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn hsum8_i32(v: &[__m256i; 8]) -> __m256i {
+pub(super) unsafe fn hsum8_i32(v: &[__m256i; 8]) -> __m256i {
     let mut s = [_mm256_setzero_si256(); 4];
     for (k, s) in s.iter_mut().enumerate() {
         let lo = _mm256_permute2x128_si256::<0x20>(v[k], v[k + 4]);

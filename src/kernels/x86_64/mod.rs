@@ -8,6 +8,7 @@
 mod avx2;
 mod avx2_act;
 mod avx2_k;
+mod avx2_kv;
 mod avx2_ops;
 mod vnni;
 
@@ -34,6 +35,8 @@ static AVX2: Kernels = Kernels {
     axpy_f16: avx2_ops::axpy_f16,
     dot_f16_rows: avx2_ops::dot_f16_rows,
     axpy_f16_rows: avx2_ops::axpy_f16_rows,
+    dot_q8_rows: avx2_kv::dot_q8_rows,
+    axpy_q8_rows: avx2_kv::axpy_q8_rows,
     f32_to_f16: avx2_ops::f32_to_f16,
     f16_to_f32: avx2_ops::f16_to_f32,
     silu_mul: avx2_act::silu_mul,
