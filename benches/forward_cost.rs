@@ -4,14 +4,15 @@
 //! context position. Speculative decoding pays only while these ratios stay near 1.
 //!
 //! `cargo bench --bench forward_cost -- [--model NAME|PATH] [--threads N] [--pos P] [--runs R]
-//! [--kernels avx2,avx512-vnni]` (several tables: timed in interleaved runs, side by side)
+//! [--kernels avx2,avx512-vnni] [--kv f16,q8_0]` (several tables or KV cache types: timed in
+//! interleaved runs, side by side)
 //! Each cell is the fastest of `--runs` timings (the better estimate on a shared machine) and,
 //! beside it, the median.
 
 use std::time::Instant;
 
 use edgespec::kernels::{KernelPool, Kernels};
-use edgespec::model::{ForwardPlan, KvCache, LogitRows, Model, TokenTree, Workspace};
+use edgespec::model::{ForwardPlan, KvCache, KvType, LogitRows, Model, TokenTree, Workspace};
 
 fn main() -> edgespec::Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -24,22 +25,33 @@ fn main() -> edgespec::Result<()> {
         Some(list) => list.split(',').map(|k| Kernels::by_name(k.trim())).collect::<edgespec::Result<_>>()?,
         None => vec![Kernels::get()],
     };
+    let kvs: Vec<KvType> = match arg("--kv") {
+        Some(list) => {
+            list.split(',').map(|k| KvType::from_name(k.trim())).collect::<edgespec::Result<_>>()?
+        }
+        None => vec![KvType::F16],
+    };
+    let configs: Vec<(&'static Kernels, KvType)> =
+        tables.iter().flat_map(|&k| kvs.iter().map(move |&kv| (k, kv))).collect();
 
     let model = Model::load(edgespec::catalog::resolve_model(&model_name)?)?;
     let ctx = pos + 64;
     let tokens: Vec<u32> = (0..ctx as u32).map(|i| 100 + (i * 37) % 1000).collect();
-    // One workspace and cache per table, each prefilled to `pos`.
+    // One workspace and cache per table and cache type, each prefilled to `pos`.
     let mut states: Vec<(Workspace, KvCache)> = Vec::new();
-    for k in &tables {
+    for &(k, kv) in &configs {
         let mut ws = Workspace::new(&model, KernelPool::with_kernels(threads, k)?, ctx)?;
-        let mut cache = model.new_cache(ctx, Default::default())?;
+        let mut cache = model.new_cache(ctx, kv)?;
         if pos > 0 {
             model.prefill(&mut ws, &mut cache, &tokens[..pos], 0, 16)?;
         }
         states.push((ws, cache));
     }
     let nthreads = states.first().map_or(0, |(ws, _)| ws.pool().threads());
-    let names: Vec<&str> = tables.iter().map(|k| k.name()).collect();
+    let names: Vec<String> = configs
+        .iter()
+        .map(|(k, kv)| if kvs.len() > 1 { format!("{} {kv}", k.name()) } else { k.name().to_string() })
+        .collect();
     println!("{model_name}, {nthreads} threads, position {pos}, {runs} interleaved runs (min / median ms)");
     for (label, rows, tree) in [
         ("logits for all rows (verify)", LogitRows::All, false),
@@ -53,18 +65,18 @@ fn main() -> edgespec::Result<()> {
             header += &format!(" {name} min | median | rel |");
             rule += "---:|---:|---:|";
         }
-        if tables.len() > 1 {
+        if configs.len() > 1 {
             header += &format!(" {} / {} |", names[names.len() - 1], names[0]);
             rule += "---:|";
         }
         println!("{header}\n{rule}");
-        let mut base = vec![0f64; tables.len()];
+        let mut base = vec![0f64; configs.len()];
         for b in [1usize, 2, 3, 4, 6, 8, 12, 16] {
             let mut plan = ForwardPlan::at(pos).logits(rows);
             if tree {
                 plan = plan.tree(TokenTree::from_parents((0..b).map(|i| i.checked_sub(2)))?);
             }
-            let mut t = vec![Vec::with_capacity(runs); tables.len()];
+            let mut t = vec![Vec::with_capacity(runs); configs.len()];
             for _ in 0..runs {
                 for ((ws, cache), t) in states.iter_mut().zip(&mut t) {
                     let t0 = Instant::now();
@@ -82,7 +94,7 @@ fn main() -> edgespec::Result<()> {
                 line += &format!(" {:.2} | {:.2} | {:.2} |", t[0], t[t.len() / 2], t[0] / base[k]);
                 mins.push(t[0]);
             }
-            if tables.len() > 1 {
+            if configs.len() > 1 {
                 line += &format!(" {:.2} |", mins[mins.len() - 1] / mins[0]);
             }
             println!("{line}");

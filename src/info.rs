@@ -106,9 +106,14 @@ impl ModelInfo {
     /// `window + MAX_BATCH` rows), or every layer at full context for an architecture the
     /// forward pass does not know.
     pub fn kv_cache_bytes(&self) -> u64 {
+        self.kv_cache_bytes_as(KvType::F16)
+    }
+
+    /// [`kv_cache_bytes`](Self::kv_cache_bytes) for a cache of type `ty` (`--kv-type`).
+    pub fn kv_cache_bytes_as(&self, ty: KvType) -> u64 {
         match ArchSpec::for_arch(&self.config.arch) {
-            Ok(arch) => KvCache::bytes_for(&self.config, &arch, self.ctx, KvType::F16, KvLayout::Ring),
-            Err(_) => self.config.kv_cache_bytes(self.ctx),
+            Ok(arch) => KvCache::bytes_for(&self.config, &arch, self.ctx, ty, KvLayout::Ring),
+            Err(_) => self.config.kv_cache_bytes_as(self.ctx, ty),
         }
     }
 
@@ -194,6 +199,14 @@ impl fmt::Display for ModelInfo {
             ESTIMATE_BATCH,
             format_bytes(self.file_bytes + kv + scratch)
         )?;
+        let c = &self.config;
+        if [c.head_dim, c.head_dim_v].iter().all(|n| n.is_multiple_of(crate::quant::QK)) {
+            writeln!(
+                f,
+                "            with --kv-type q8_0: {} KV cache",
+                format_bytes(self.kv_cache_bytes_as(KvType::Q8_0))
+            )?;
+        }
         write!(f, "open        {:.2} ms (header and tensor table only)", self.open_time.as_secs_f64() * 1e3)?;
         if let Some(rss) = self.rss_after_open {
             write!(f, "; process RSS after open {}", format_bytes(rss))?;

@@ -71,13 +71,13 @@ fn margin(l: &[f32]) -> f32 {
     a - b
 }
 
-fn ours_teacher_forced(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let (mut ws, mut cache) = session(model, 2, 512, KvType::F16);
+fn ours_teacher_forced(model: &Model, tokens: &[u32], kv: KvType) -> Vec<Vec<f32>> {
+    let (mut ws, mut cache) = session(model, 2, 512, kv);
     logits_in_batches(model, &mut ws, &mut cache, tokens, 16)
 }
 
-fn ours_greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
-    let (mut ws, mut cache) = session(model, 2, 512, KvType::F16);
+fn ours_greedy(model: &Model, prompt: &[u32], n: usize, kv: KvType) -> Vec<u32> {
+    let (mut ws, mut cache) = session(model, 2, 512, kv);
     let mut next = argmax(model.prefill(&mut ws, &mut cache, prompt, 0, 16).unwrap()) as u32;
     let mut out = vec![next];
     while out.len() < n {
@@ -99,13 +99,13 @@ struct Summary {
     sum_rel: f64,
 }
 
-fn parity(path: PathBuf, prompts: &[&str]) {
+fn parity(path: PathBuf, prompts: &[&str], kv: KvType) {
     let ours = Model::load(&path).unwrap();
     let tok = Tokenizer::from_gguf(ours.file()).unwrap();
-    let reference = LlamaCppModel::load(&path, 2, 512).unwrap();
+    let reference = LlamaCppModel::load(&path, 2, 512).unwrap().with_kv_type(kv);
     let mut s = Summary { positions: 0, agree: 0, max_rel: 0.0, sum_rel: 0.0 };
     let mut failures = Vec::new();
-    println!("model {}", path.display());
+    println!("model {}, {kv} KV caches", path.display());
     for (pi, text) in prompts.iter().enumerate() {
         let prompt = tok.encode(text, true, true);
         assert_eq!(prompt, reference.tokenize(text, true, true).unwrap(), "tokenizers disagree on {text:?}");
@@ -115,7 +115,7 @@ fn parity(path: PathBuf, prompts: &[&str]) {
         let mut seq = prompt.clone();
         seq.extend_from_slice(&theirs_run[..CONTINUATION]);
         let want = reference.logits_for(&seq).unwrap();
-        let got = ours_teacher_forced(&ours, &seq);
+        let got = ours_teacher_forced(&ours, &seq, kv);
         let mut agree = 0;
         for (p, (w, g)) in want.iter().zip(&got).enumerate() {
             let range = (w.iter().cloned().fold(f32::MIN, f32::max)
@@ -144,7 +144,7 @@ fn parity(path: PathBuf, prompts: &[&str]) {
         s.agree += agree;
 
         // Free-running greedy.
-        let ours_run = ours_greedy(&ours, &prompt, FREE_RUN);
+        let ours_run = ours_greedy(&ours, &prompt, FREE_RUN, kv);
         let same = ours_run.iter().zip(&theirs_run).take_while(|(a, b)| a == b).count();
         print!(
             "  prompt {pi}: teacher-forced argmax agreement {agree}/{}; free run matches {same}/{FREE_RUN}",
@@ -154,7 +154,7 @@ fn parity(path: PathBuf, prompts: &[&str]) {
             let mut prefix = prompt.clone();
             prefix.extend_from_slice(&theirs_run[..same]);
             let w = reference.logits_for(&prefix).unwrap().pop().unwrap();
-            let g = ours_teacher_forced(&ours, &prefix).pop().unwrap();
+            let g = ours_teacher_forced(&ours, &prefix, kv).pop().unwrap();
             let m = margin(&w);
             println!(
                 "; diverges at token {same}: llama.cpp {} vs ours {} (llama.cpp teacher-forced top-2 margin {m:.3}, ours {:.3})",
@@ -187,7 +187,15 @@ fn parity(path: PathBuf, prompts: &[&str]) {
 #[test]
 fn smollm2_matches_llama_cpp() {
     let _turn = turn();
-    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS);
+    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS, KvType::F16);
+}
+
+/// Both programs with 8-bit caches: llama.cpp's `--cache-type-k q8_0 --cache-type-v q8_0`
+/// (its flash-attention path) against edgespec's q8_0 cache, under the same near-tie rule.
+#[test]
+fn smollm2_matches_llama_cpp_with_q8_0_caches() {
+    let _turn = turn();
+    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS, KvType::Q8_0);
 }
 
 #[test]
@@ -199,7 +207,7 @@ fn gemma3_matches_llama_cpp() {
         .iter()
         .map(|p| if p.starts_with("<|im_start|>") { "<start_of_turn>user\nWhat are three tips for staying healthy?<end_of_turn>\n<start_of_turn>model\n" } else { p })
         .collect();
-    parity(path, &prompts);
+    parity(path, &prompts, KvType::F16);
 }
 
 /// Varied prose, a list and code: long enough to run well past Gemma 3's 512-position window.

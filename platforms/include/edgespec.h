@@ -189,6 +189,11 @@ typedef struct EdgespecModel EdgespecModel;
 typedef struct EdgespecSession EdgespecSession;
 
 /**
+ * Element type of the cache.
+ */
+typedef struct KvType KvType;
+
+/**
  * How to load a model (`edgespec_model_params_default()` gives the defaults).
  */
 typedef struct EdgespecModelParams {
@@ -217,6 +222,13 @@ typedef struct EdgespecModelParams {
    * not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`.
    */
   uint64_t memory_budget_bytes;
+  /**
+   * KV cache type of the model's sessions: 0 f16 (the default), 1 f32, 2 q8_0 (8-bit, 53% of
+   * f16's memory and attention bandwidth; head dimensions must be multiples of 32, else
+   * session creation fails with `EDGESPEC_STATUS_INVALID_ARGUMENT`). Another value fails the
+   * load with `EDGESPEC_STATUS_INVALID_ARGUMENT`.
+   */
+  int32_t kv_type;
 } EdgespecModelParams;
 
 /**
@@ -554,7 +566,8 @@ EdgespecStatus edgespec_detokenize(const struct EdgespecModel *model,
                                    size_t *len);
 
 /**
- * Default model parameters: default threads and context, mmap on, mlock off, no budget.
+ * Default model parameters: default threads and context, mmap on, mlock off, no budget, f16 KV
+ * cache.
  *
  * Thread safety: any thread, any time.
  */

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
-use crate::model::{Model, ModelConfig, MAX_BATCH};
+use crate::model::{KvType, Model, ModelConfig, MAX_BATCH};
 use crate::session::{SessionOptions, DEFAULT_CTX};
 use crate::tokenizer::Tokenizer;
 
@@ -35,17 +35,23 @@ impl EdgespecModel {
 
 /// Bytes a session over `config` at context `ctx` needs: the weights, an f16 KV cache and the
 /// scratch of the widest batch.
-fn session_bytes(config: &ModelConfig, weight_bytes: u64, ctx: usize) -> u64 {
+fn session_bytes(config: &ModelConfig, weight_bytes: u64, ctx: usize, kv: KvType) -> u64 {
     weight_bytes
-        .saturating_add(config.kv_cache_bytes(ctx))
+        .saturating_add(config.kv_cache_bytes_as(ctx, kv))
         .saturating_add(config.scratch_bytes(MAX_BATCH, ctx))
 }
 
 /// The context length to use: the one asked for, else the model's capped at [`DEFAULT_CTX`]
 /// (the session's own default), shrunk to the budget when there is one and none was asked for.
-fn choose_ctx(config: &ModelConfig, weight_bytes: u64, asked: Option<usize>, budget: u64) -> Result<usize> {
+fn choose_ctx(
+    config: &ModelConfig,
+    weight_bytes: u64,
+    asked: Option<usize>,
+    budget: u64,
+    kv: KvType,
+) -> Result<usize> {
     let ctx = asked.unwrap_or(config.context_length.clamp(1, DEFAULT_CTX));
-    let fits = |c: usize| budget == 0 || session_bytes(config, weight_bytes, c) <= budget;
+    let fits = |c: usize| budget == 0 || session_bytes(config, weight_bytes, c, kv) <= budget;
     if fits(ctx) {
         return Ok(ctx);
     }
@@ -59,7 +65,7 @@ fn choose_ctx(config: &ModelConfig, weight_bytes: u64, asked: Option<usize>, bud
                 mib(budget),
                 mib(weight_bytes),
                 ctx,
-                mib(session_bytes(config, weight_bytes, ctx))
+                mib(session_bytes(config, weight_bytes, ctx, kv))
             ),
         )
     };
@@ -117,16 +123,25 @@ fn load(path: &str, p: &EdgespecModelParams) -> Result<EdgespecModel> {
     let model = Model::from_file(file.clone()).map_err(|e| e.context(path))?;
     let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| e.context(path))?;
     let asked = (p.n_ctx > 0).then_some(p.n_ctx as usize);
-    let ctx = choose_ctx(model.config(), file.len(), asked, p.memory_budget_bytes)?;
+    let kv_type = kv_type_from_id(p.kv_type)?;
+    let ctx = choose_ctx(model.config(), file.len(), asked, p.memory_budget_bytes, kv_type)?;
     if p.use_mlock {
         lock_in_ram(file.bytes())?;
     }
     let opts = SessionOptions {
         threads: (p.n_threads > 0).then_some(p.n_threads as usize),
         ctx: Some(ctx),
+        kv_type,
         ..SessionOptions::default()
     };
     Ok(EdgespecModel { file, tokenizer, opts })
+}
+
+/// The KV cache type of a C id (`EdgespecModelParams::kv_type`).
+fn kv_type_from_id(id: i32) -> Result<KvType> {
+    usize::try_from(id).ok().and_then(|i| KvType::ALL.get(i).copied()).ok_or_else(|| {
+        Error::invalid(format!("unknown KV cache type id {id}; ids are 0 (f16), 1 (f32) and 2 (q8_0)"))
+    })
 }
 
 /// Load the GGUF model at `path` and write a new handle to `*out_model` (NULL on failure).
@@ -323,17 +338,25 @@ mod tests {
 
     #[test]
     fn the_budget_shrinks_a_default_context_and_refuses_an_explicit_one() {
+        const F16: KvType = KvType::F16;
         let file = GgufFile::from_bytes(synthetic::build(&SyntheticSpec::llama(1)).unwrap()).unwrap();
         let config = ModelConfig::from_gguf(&file).unwrap();
         let w = file.len();
-        assert_eq!(choose_ctx(&config, w, None, 0).unwrap(), 256, "the model's own, under the cap");
-        assert_eq!(choose_ctx(&config, w, Some(100), 0).unwrap(), 100);
-        let budget = session_bytes(&config, w, 64);
-        assert_eq!(choose_ctx(&config, w, None, budget).unwrap(), 64, "the longest context that fits");
-        assert_eq!(choose_ctx(&config, w, Some(64), budget).unwrap(), 64);
-        let e = choose_ctx(&config, w, Some(65), budget).unwrap_err();
+        assert_eq!(choose_ctx(&config, w, None, 0, F16).unwrap(), 256, "the model's own, under the cap");
+        assert_eq!(choose_ctx(&config, w, Some(100), 0, F16).unwrap(), 100);
+        let budget = session_bytes(&config, w, 64, F16);
+        assert_eq!(choose_ctx(&config, w, None, budget, F16).unwrap(), 64, "the longest context that fits");
+        assert_eq!(choose_ctx(&config, w, Some(64), budget, F16).unwrap(), 64);
+        let e = choose_ctx(&config, w, Some(65), budget, F16).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfMemory);
-        let e = choose_ctx(&config, w, None, w / 2).unwrap_err();
+        let e = choose_ctx(&config, w, None, w / 2, F16).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::OutOfMemory, "not even the weights fit: {e}");
+        // With heads of whole Q8_0 blocks, an 8-bit cache fits a longer context in a budget.
+        let spec = SyntheticSpec { head_dim: 32, ..SyntheticSpec::llama(1) };
+        let config =
+            ModelConfig::from_gguf(&GgufFile::from_bytes(synthetic::build(&spec).unwrap()).unwrap()).unwrap();
+        let budget = session_bytes(&config, w, 64, F16);
+        let q8 = choose_ctx(&config, w, None, budget, KvType::Q8_0).unwrap();
+        assert!(q8 > 64 && session_bytes(&config, w, q8, KvType::Q8_0) <= budget, "{q8}");
     }
 }

@@ -27,6 +27,11 @@ pub struct EdgespecModelParams {
     /// 0: no limit. With `n_ctx` 0 the context is shrunk to fit; otherwise a context that does
     /// not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`.
     pub memory_budget_bytes: u64,
+    /// KV cache type of the model's sessions: 0 f16 (the default), 1 f32, 2 q8_0 (8-bit, 53% of
+    /// f16's memory and attention bandwidth; head dimensions must be multiples of 32, else
+    /// session creation fails with `EDGESPEC_STATUS_INVALID_ARGUMENT`). Another value fails the
+    /// load with `EDGESPEC_STATUS_INVALID_ARGUMENT`.
+    pub kv_type: i32,
 }
 
 /// How tokens are chosen (`edgespec_sampling_params_default()`: temperature 0.8, top-k 40, top-p
@@ -113,12 +118,20 @@ pub struct EdgespecStats {
     pub tokens_per_j: f64,
 }
 
-/// Default model parameters: default threads and context, mmap on, mlock off, no budget.
+/// Default model parameters: default threads and context, mmap on, mlock off, no budget, f16 KV
+/// cache.
 ///
 /// Thread safety: any thread, any time.
 #[no_mangle]
 pub extern "C" fn edgespec_model_params_default() -> EdgespecModelParams {
-    EdgespecModelParams { n_threads: 0, n_ctx: 0, use_mmap: true, use_mlock: false, memory_budget_bytes: 0 }
+    EdgespecModelParams {
+        n_threads: 0,
+        n_ctx: 0,
+        use_mmap: true,
+        use_mlock: false,
+        memory_budget_bytes: 0,
+        kv_type: 0,
+    }
 }
 
 /// Default sampling parameters (llama.cpp's defaults).

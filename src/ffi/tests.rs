@@ -100,3 +100,54 @@ fn defaults_are_the_library_defaults() {
     bad.strategy = 1000;
     assert_eq!(bad.library_params().unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
+
+#[test]
+fn kv_type_ids_reach_the_session_and_bad_ones_are_refused() {
+    use crate::model::synthetic::{self, SyntheticSpec};
+    use crate::model::KvType;
+    let dir = std::env::temp_dir().join(format!("edgespec-ffi-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, spec: &SyntheticSpec| {
+        let path = dir.join(name);
+        std::fs::write(&path, synthetic::build(spec).unwrap()).unwrap();
+        std::ffi::CString::new(path.to_str().unwrap()).unwrap()
+    };
+    let head32 = write("head32.gguf", &SyntheticSpec { head_dim: 32, ..SyntheticSpec::llama(3) });
+    let head16 = write("head16.gguf", &SyntheticSpec::llama(3));
+    let load = |path: &std::ffi::CString, kv_type: i32| {
+        let p = EdgespecModelParams { n_ctx: 64, kv_type, ..edgespec_model_params_default() };
+        let mut model = std::ptr::null_mut();
+        // SAFETY: a valid path, params and out pointer.
+        let status = unsafe { edgespec_model_load(path.as_ptr(), &p, &mut model) };
+        (status, model)
+    };
+    for (id, ty) in KvType::ALL.iter().enumerate() {
+        let (status, model) = load(&head32, id as i32);
+        assert_eq!(status, EdgespecStatus::Ok, "{ty}");
+        // SAFETY: a live handle from the load above.
+        assert_eq!(unsafe { &*model }.options().kv_type, *ty);
+        let mut session = std::ptr::null_mut();
+        // SAFETY: as above; the out pointer is writable.
+        assert_eq!(unsafe { edgespec_session_create(model, &mut session) }, EdgespecStatus::Ok, "{ty}");
+        // SAFETY: handles from the calls above, freed once.
+        unsafe {
+            edgespec_session_free(session);
+            edgespec_model_free(model);
+        }
+    }
+    // 16-value heads are not whole Q8_0 blocks: the session cannot be made.
+    let (status, model) = load(&head16, 2);
+    assert_eq!(status, EdgespecStatus::Ok);
+    let mut session = std::ptr::null_mut();
+    // SAFETY: a live handle; writable out pointer.
+    assert_eq!(unsafe { edgespec_session_create(model, &mut session) }, EdgespecStatus::InvalidArgument);
+    assert!(session.is_null());
+    // SAFETY: a live handle, freed once.
+    unsafe { edgespec_model_free(model) };
+    for bad in [-1, 3, 1000] {
+        let (status, model) = load(&head32, bad);
+        assert_eq!(status, EdgespecStatus::InvalidArgument, "kv_type {bad}");
+        assert!(model.is_null());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

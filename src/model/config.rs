@@ -122,8 +122,13 @@ impl ModelConfig {
     /// included: [`KvCache::bytes_for`](super::KvCache::bytes_for) gives what a session's cache,
     /// with its windowed rings, takes).
     pub fn kv_cache_bytes(&self, ctx: usize) -> u64 {
-        let per_pos = self.n_kv_heads * (self.head_dim + self.head_dim_v) * 2;
-        (self.n_layers * ctx * per_pos) as u64
+        self.kv_cache_bytes_as(ctx, super::KvType::F16)
+    }
+
+    /// [`kv_cache_bytes`](Self::kv_cache_bytes) for a cache of type `ty`.
+    pub fn kv_cache_bytes_as(&self, ctx: usize, ty: super::KvType) -> u64 {
+        let per_pos = self.n_kv_heads * (ty.row_bytes(self.head_dim) + ty.row_bytes(self.head_dim_v));
+        (self.n_layers as u64).saturating_mul(ctx as u64).saturating_mul(per_pos as u64)
     }
 
     /// Bytes of f32 scratch a session allocates for batches of up to `batch` tokens at context

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -15,6 +15,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{DecodeError, LlamaModelLoadError};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::KvType;
 
 /// Tokens per `llama_decode` call. Longer inputs are fed in chunks of this many positions, each
 /// chunk attending to the KV cache of the ones before it.
@@ -51,6 +52,7 @@ pub struct LlamaCppModel {
     n_threads: i32,
     n_ctx: u32,
     n_vocab: usize,
+    kv: KvType,
 }
 
 impl LlamaCppModel {
@@ -87,7 +89,16 @@ impl LlamaCppModel {
         let n_vocab = usize::try_from(model.n_vocab()).ok().filter(|&n| n > 0).ok_or_else(|| {
             Error::format(format!("llama.cpp reports an empty vocabulary in {}", path.display()))
         })?;
-        Ok(LlamaCppModel { model, path: path.to_path_buf(), n_threads, n_ctx, n_vocab })
+        Ok(LlamaCppModel { model, path: path.to_path_buf(), n_threads, n_ctx, n_vocab, kv: KvType::F16 })
+    }
+
+    /// Evaluate with llama.cpp's KV cache of type `kv` (`--cache-type-k/-v`; f16 by default).
+    /// A q8_0 cache runs llama.cpp's flash-attention path, the one that supports quantized
+    /// values: it quantizes each query to Q8_0 for the key dot products and sums the values in
+    /// f32, as edgespec's q8_0 cache does.
+    pub fn with_kv_type(mut self, kv: KvType) -> LlamaCppModel {
+        self.kv = kv;
+        self
     }
 
     /// The file this model was loaded from.
@@ -224,6 +235,15 @@ impl LlamaCppModel {
             .with_n_batch(BATCH as u32)
             .with_n_threads(self.n_threads)
             .with_n_threads_batch(self.n_threads);
+        let params = match self.kv {
+            KvType::F16 => params,
+            KvType::F32 => params.with_type_k(KvCacheType::F32).with_type_v(KvCacheType::F32),
+            // 1 = LLAMA_FLASH_ATTN_TYPE_ENABLED: llama.cpp refuses quantized values without it.
+            KvType::Q8_0 => params
+                .with_type_k(KvCacheType::Q8_0)
+                .with_type_v(KvCacheType::Q8_0)
+                .with_flash_attention_policy(1),
+        };
         self.model.new_context(backend()?, params).map_err(|e| {
             Error::new(
                 ErrorKind::OutOfMemory,

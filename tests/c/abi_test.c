@@ -178,6 +178,21 @@ int main(int argc, char **argv) {
     mp.memory_budget_bytes = 1024; /* not even the weights fit */
     CHECK_STATUS(edgespec_model_load(model_path, &mp, &model), EDGESPEC_STATUS_OUT_OF_MEMORY);
     CHECK(model == NULL);
+    mp = edgespec_model_params_default();
+    mp.kv_type = 3; /* 0 f16, 1 f32, 2 q8_0 */
+    CHECK_STATUS(edgespec_model_load(model_path, &mp, &model), EDGESPEC_STATUS_INVALID_ARGUMENT);
+    CHECK(model == NULL);
+    mp.kv_type = 2; /* the tiny model's 16-value heads are not whole Q8_0 blocks */
+    mp.n_ctx = 64;
+    CHECK_STATUS(edgespec_model_load(model_path, &mp, &model), EDGESPEC_STATUS_OK);
+    {
+        EdgespecSession *q8 = (EdgespecSession *)&failures;
+        CHECK_STATUS(edgespec_session_create(model, &q8), EDGESPEC_STATUS_INVALID_ARGUMENT);
+        CHECK(q8 == NULL);
+        CHECK(strstr(edgespec_last_error(), "multiples of 32") != NULL);
+    }
+    edgespec_model_free(model);
+    model = NULL;
 
     /* The last error is per thread: a failure elsewhere does not replace ours. */
     {

@@ -13,25 +13,33 @@ use super::avx2::h2f;
 use super::avx2_ops::{hsum8_i32, hsum_i32};
 use crate::quant::{BlockQ8_0, QK};
 
-/// The eight i32 partial sums of `|q|·(k·sign q)` over one 32-block. No i16 pair saturates:
-/// cache and query quants both come from the Q8 quantizer (|·| ≤ 127), so a pair is ≤ 32258.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn dot32(aq: __m256i, q: __m256i, k: *const i8) -> __m256i {
-    let kv = _mm256_loadu_si256(k.cast());
-    let p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(kv, q));
-    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+/// How one key block's integer dot with the query is formed: `maddubs` + `madd` (AVX2) or one
+/// `vpdpbusd` (AVX-512 VNNI). The sums are exact either way.
+pub(super) trait KeyDot {
+    /// The eight i32 partial sums of `|q|·(k·sign q)` over the 32-block at `k`. No i16 pair
+    /// saturates on the AVX2 path: cache and query quants both come from the Q8 quantizer
+    /// (|·| ≤ 127), so a pair is at most 32258.
+    unsafe fn dot32(aq: __m256i, q: __m256i, k: *const i8) -> __m256i;
+}
+
+/// `maddubs` + `madd`.
+pub(super) struct Avx2KeyDot;
+
+impl KeyDot for Avx2KeyDot {
+    #[inline(always)]
+    unsafe fn dot32(aq: __m256i, q: __m256i, k: *const i8) -> __m256i {
+        let kv = _mm256_loadu_si256(k.cast());
+        let p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(kv, q));
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    }
 }
 
 /// Scores of the quantized query (`qs`, block scales `qd`) against each Q8_0 row of `rows`
 /// (`qd.len()` blocks each): eight rows at a time, their eight integer sums per block in one
 /// transposed reduction, then the reference's fused multiply-add per block for all eight.
-///
-/// # Safety
-/// AVX2, FMA and F16C must be available; `qs.len() == 32·qd.len()` and `rows.len() ==
-/// qd.len()·out.len()`, every quant in −127..=127.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+// Always inlined, without features of its own: it takes those of the entry point (and `D`).
+#[inline(always)]
+pub(super) unsafe fn dot_q8_rows_with<D: KeyDot>(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
     let nb = qd.len();
     if nb == 0 || qs.len() != nb * QK || rows.len() != nb * out.len() {
         return;
@@ -46,7 +54,7 @@ pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out:
             let aq = _mm256_sign_epi8(q, q);
             let mut s = [_mm256_setzero_si256(); 8];
             for (k, s) in s.iter_mut().enumerate() {
-                *s = dot32(aq, q, (*rp.add((r + k) * nb + b)).qs.as_ptr());
+                *s = D::dot32(aq, q, (*rp.add((r + k) * nb + b)).qs.as_ptr());
             }
             let dk = |k: usize| (*rp.add((r + k) * nb + b)).d as i16;
             let dk = _mm256_cvtph_ps(_mm_setr_epi16(dk(0), dk(1), dk(2), dk(3), dk(4), dk(5), dk(6), dk(7)));
@@ -61,7 +69,7 @@ pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out:
         for (b, &d) in qd.iter().enumerate() {
             let q = _mm256_loadu_si256(qs.as_ptr().add(b * QK).cast());
             let blk = &*rp.add(r * nb + b);
-            let isum = hsum_i32(dot32(_mm256_sign_epi8(q, q), q, blk.qs.as_ptr()));
+            let isum = hsum_i32(D::dot32(_mm256_sign_epi8(q, q), q, blk.qs.as_ptr()));
             acc = (isum as f32).mul_add(h2f(blk.d) * d, acc);
         }
         *o = acc;
@@ -69,10 +77,23 @@ pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out:
     }
 }
 
+/// [`dot_q8_rows_with`] on AVX2.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; `qs.len() == 32·qd.len()` and `rows.len() ==
+/// qd.len()·out.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+    dot_q8_rows_with::<Avx2KeyDot>(rows, qs, qd, out)
+}
+
 /// `acc` (the `B` blocks of `y` at block `b0`, in registers) `+= Σ_i w_i · row_i` in row order.
+/// Rows go eight at a time: their `w_i · d` for each block as one vector multiply (the same f32
+/// products the reference forms one by one), stored and broadcast back (a load, no shuffle).
 // Always inlined, without features of its own, so that it takes those of its caller; `B` fixed
 // so that the accumulators stay in registers.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // `k` indexes the rows and the scale table alike
 unsafe fn axpy_span<const B: usize>(w: &[f32], rows: &[BlockQ8_0], nb: usize, b0: usize, yp: *mut f32) {
     let mut acc = [[_mm256_setzero_ps(); 4]; B];
     for (bb, acc) in acc.iter_mut().enumerate() {
@@ -80,15 +101,36 @@ unsafe fn axpy_span<const B: usize>(w: &[f32], rows: &[BlockQ8_0], nb: usize, b0
             *acc = _mm256_loadu_ps(yp.add(bb * QK + 8 * j));
         }
     }
-    for (i, &wi) in w.iter().enumerate() {
-        for (bb, acc) in acc.iter_mut().enumerate() {
-            let blk = &*rows.as_ptr().add(i * nb + b0 + bb);
-            let wd = _mm256_set1_ps(wi * h2f(blk.d));
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let q = _mm_loadl_epi64(blk.qs.as_ptr().add(8 * j).cast());
-                *acc = _mm256_fmadd_ps(wd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), *acc);
+    let blk = |i: usize, bb: usize| &*rows.as_ptr().add(i * nb + b0 + bb);
+    let mut wd = [[0f32; 8]; B];
+    let mut r0 = 0;
+    while r0 < w.len() {
+        let count = (w.len() - r0).min(8);
+        if count == 8 {
+            let wv = _mm256_loadu_ps(w.as_ptr().add(r0));
+            for (bb, wd) in wd.iter_mut().enumerate() {
+                let d = |k: usize| blk(r0 + k, bb).d as i16;
+                let dv = _mm256_cvtph_ps(_mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7)));
+                _mm256_storeu_ps(wd.as_mut_ptr(), _mm256_mul_ps(wv, dv));
+            }
+        } else {
+            for (bb, wd) in wd.iter_mut().enumerate() {
+                for (k, wd) in wd.iter_mut().enumerate().take(count) {
+                    *wd = w[r0 + k] * h2f(blk(r0 + k, bb).d);
+                }
             }
         }
+        for k in 0..count {
+            for (bb, acc) in acc.iter_mut().enumerate() {
+                let qs = blk(r0 + k, bb).qs.as_ptr();
+                let s = _mm256_broadcast_ss(&wd[bb][k]);
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(qs.add(8 * j).cast()));
+                    *acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(q), *acc);
+                }
+            }
+        }
+        r0 += count;
     }
     for (bb, acc) in acc.iter().enumerate() {
         for (j, acc) in acc.iter().enumerate() {

@@ -45,8 +45,8 @@ static AVX2: Kernels = Kernels {
     interleave_q8: avx2_ops::interleave_q8,
 };
 
-/// The AVX2 table with VNNI row kernels for the quantized types (the float rows, quantizers and
-/// f16 ops are AVX2's: VNNI has nothing for them).
+/// The AVX2 table with VNNI row kernels for the quantized types and the Q8_0 KV cache's scores
+/// (the float rows, quantizers and f16 ops are AVX2's: VNNI has nothing for them).
 static AVX512_VNNI: Kernels = Kernels {
     isa: Isa::Avx512Vnni,
     q4_0: vnni::rows_q4_0,
@@ -59,6 +59,7 @@ static AVX512_VNNI: Kernels = Kernels {
     q4_k: vnni::rows_q4_k,
     q5_k: vnni::rows_q5_k,
     q6_k: vnni::rows_q6_k,
+    dot_q8_rows: vnni::dot_q8_rows,
     ..AVX2
 };
 

@@ -19,6 +19,7 @@ use crate::quant::{
 
 use super::avx2::{hsum, legacy_apply, legacy_tail_any, prefetch_ahead, rows_legacy, scales8, Dot, Legacy};
 use super::avx2_k::rows_k;
+use super::avx2_kv::{dot_q8_rows_with, KeyDot};
 
 /// `vpdpbusd` / `vpdpwssd`.
 pub(super) struct VnniDot;
@@ -225,6 +226,31 @@ unsafe fn rows_legacy2<L: VnniLegacy>(w: &[L], nb: usize, acts: &ActsView<'_>, o
         }
     }
     rows_legacy::<L, VnniDot>(rest, nb, acts, out_rest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q8_0 KV cache scores
+// ---------------------------------------------------------------------------------------------
+
+/// One `vpdpbusd` per key block instead of `maddubs` + `madd` (the same exact sums).
+struct VnniKeyDot;
+
+impl KeyDot for VnniKeyDot {
+    #[inline(always)]
+    unsafe fn dot32(aq: __m256i, q: __m256i, k: *const i8) -> __m256i {
+        let kv = _mm256_sign_epi8(_mm256_loadu_si256(k.cast()), q);
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq, kv)
+    }
+}
+
+/// Attention scores over a Q8_0 cache (see `avx2_kv::dot_q8_rows_with`).
+///
+/// # Safety
+/// AVX2, FMA, F16C, AVX512F, AVX512VL and AVX512-VNNI must be available; `qs.len() ==
+/// 32·qd.len()` and `rows.len() == qd.len()·out.len()`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+    dot_q8_rows_with::<VnniKeyDot>(rows, qs, qd, out)
 }
 
 macro_rules! entry {
