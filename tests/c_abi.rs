@@ -30,6 +30,12 @@ fn shared_lib_name() -> &'static str {
     }
 }
 
+/// The loader's search path, set to this build's library directory when the C program runs:
+/// cargo puts `target/<profile>` on it too, where an older `cargo build` may have left an older
+/// libedgespec, and the variable wins over the program's rpath.
+const LIBRARY_PATH_VAR: &str =
+    if cfg!(target_os = "macos") { "DYLD_LIBRARY_PATH" } else { "LD_LIBRARY_PATH" };
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -107,7 +113,7 @@ fn c_test(static_link: bool) {
     let exe = dir.join("abi_test");
     compile(&[root().join("tests/c/abi_test.c")], &exe, static_link);
     let args = fixtures(&dir);
-    let out = run(Command::new(&exe).args(&args), "the C ABI test");
+    let out = run(Command::new(&exe).args(&args).env(LIBRARY_PATH_VAR, lib_dir()), "the C ABI test");
     assert!(out.contains("all C ABI checks passed"), "{out}");
     if !static_link && std::env::var_os("EDGESPEC_C_TEST_VALGRIND").is_some() {
         let log = dir.join("valgrind.log");
@@ -121,7 +127,8 @@ fn c_test(static_link: bool) {
                 .args(["--error-exitcode=9", "--track-origins=yes"])
                 .arg(format!("--log-file={}", log.display()))
                 .arg(&exe)
-                .args(&args),
+                .args(&args)
+                .env(LIBRARY_PATH_VAR, lib_dir()),
             "the C ABI test under valgrind",
         );
         eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
