@@ -52,6 +52,7 @@ static NEON_DOTPROD: Kernels = Kernels {
     q4_k: neon::rows_q4_k_dot,
     q5_k: neon::rows_q5_k_dot,
     q6_k: neon::rows_q6_k_dot,
+    dot_q8_rows: neon_kv::dot_q8_rows_dot,
     ..NEON
 };
 

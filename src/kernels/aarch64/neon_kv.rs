@@ -1,29 +1,28 @@
-//! NEON kernels for a Q8_0 KV cache, bit-exact twins of `scalar::dot_q8_rows` /
-//! `scalar::axpy_q8_rows`: the integer dots are exact in any order, the f32 steps are the
-//! reference's fused multiply-adds (`vfmaq_f32` and `f32::mul_add` both round once).
+//! NEON kernels for a Q8_0 KV cache (scores with SDOT where the CPU has it), bit-exact twins of
+//! `scalar::dot_q8_rows` / `scalar::axpy_q8_rows`: the integer dots are exact in any order, the
+//! f32 steps are the reference's fused multiply-adds (`vfmaq_f32` and `f32::mul_add` both round
+//! once).
 
 use core::arch::aarch64::*;
 
+use super::neon::{Dot4, Mull, Sdot};
 use crate::quant::{f16_to_f32, BlockQ8_0, QK};
 
-/// Exact `Σ k_i·q_i` over one 32-block (products ≤ 127·128 widened to i16, pairs added into i32).
+/// Exact `Σ k_i·q_i` over one 32-block, four-way products summed by `D` (widening multiplies,
+/// or SDOT), then across the lanes.
 #[inline(always)]
-unsafe fn isum32(k: *const i8, q: *const i8) -> i32 {
+unsafe fn isum32<D: Dot4>(k: *const i8, q: *const i8) -> i32 {
     let mut acc = vdupq_n_s32(0);
     for h in 0..2 {
-        let kv = vld1q_s8(k.add(16 * h));
-        let qv = vld1q_s8(q.add(16 * h));
-        acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(kv), vget_low_s8(qv)));
-        acc = vpadalq_s16(acc, vmull_high_s8(kv, qv));
+        acc = D::dot4(acc, vld1q_s8(k.add(16 * h)), vld1q_s8(q.add(16 * h)));
     }
     vaddvq_s32(acc)
 }
 
 /// Scores of the quantized query (`qs`, block scales `qd`) against each Q8_0 row of `rows`.
-///
-/// # Safety
-/// `qs.len() == 32·qd.len()` and `rows.len() == qd.len()·out.len()`.
-pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+// Always inlined, without features of its own: it takes those of the entry point (and `D`).
+#[inline(always)]
+unsafe fn dot_q8_rows_with<D: Dot4>(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
     let nb = qd.len();
     if nb == 0 || qs.len() != nb * QK || rows.len() != nb * out.len() {
         return;
@@ -31,11 +30,28 @@ pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out:
     for (o, row) in out.iter_mut().zip(rows.chunks_exact(nb)) {
         let mut acc = 0f32;
         for (b, (blk, &d)) in row.iter().zip(qd).enumerate() {
-            let isum = isum32(blk.qs.as_ptr(), qs.as_ptr().add(b * QK));
+            let isum = isum32::<D>(blk.qs.as_ptr(), qs.as_ptr().add(b * QK));
             acc = (isum as f32).mul_add(f16_to_f32(blk.d) * d, acc);
         }
         *o = acc;
     }
+}
+
+/// [`dot_q8_rows_with`] with widening multiplies (baseline NEON).
+///
+/// # Safety
+/// `qs.len() == 32·qd.len()` and `rows.len() == qd.len()·out.len()`.
+pub(crate) unsafe fn dot_q8_rows(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+    dot_q8_rows_with::<Mull>(rows, qs, qd, out)
+}
+
+/// [`dot_q8_rows_with`] with SDOT.
+///
+/// # Safety
+/// The CPU must have `dotprod`; `qs.len() == 32·qd.len()` and `rows.len() == qd.len()·out.len()`.
+#[target_feature(enable = "dotprod")]
+pub(crate) unsafe fn dot_q8_rows_dot(rows: &[BlockQ8_0], qs: &[i8], qd: &[f32], out: &mut [f32]) {
+    dot_q8_rows_with::<Sdot>(rows, qs, qd, out)
 }
 
 /// `y += Σ_i w_i · rows_i` over Q8_0 rows of `y.len()` values, rows in order; per row and block
