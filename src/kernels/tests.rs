@@ -175,14 +175,19 @@ fn interleaved_q8_layout_transposes_whole_groups_and_pairs_the_tail() {
     }
 }
 
+/// Values uniform in [−2, 2) from a seeded linear congruential generator.
+fn uniform(seed: u32) -> impl FnMut() -> f32 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+    }
+}
+
 #[test]
 fn attention_row_kernels_equal_one_row_at_a_time_bitwise() {
     use half::f16;
-    let mut state = 11u32;
-    let mut next = move || {
-        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-    };
+    let mut next = uniform(11);
     for k in Kernels::available() {
         for n in [1usize, 3, 8, 64, 72, 130, 256] {
             for m in [0usize, 1, 3, 4, 5, 8, 9, 12, 17, 21] {
@@ -298,11 +303,7 @@ fn q8_query(x: &[f32]) -> (Vec<i8>, Vec<f32>) {
 #[test]
 fn q8_cache_kernels_are_bitwise_equal_on_every_table_and_close_to_f32() {
     use crate::quant::f16_to_f32;
-    let mut state = 5u32;
-    let mut next = move || {
-        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-    };
+    let mut next = uniform(5);
     let scalar = Kernels::scalar();
     for n in [32usize, 64, 96, 128, 256] {
         let nb = n / QK;
