@@ -8,17 +8,17 @@
 //! the cache before any row attends, and a row never looks past its own position).
 //!
 //! Numerics: q stays f32, scores and the value sum are accumulated in f32 over the cached (f16)
-//! keys and values, with a two-pass softmax (sum in f64). Over a Q8_0 cache the query is
-//! quantized to Q8_0 as the keys are and scored by integer dot products (llama.cpp does the same
-//! with a quantized cache), and the values are summed in f32. llama.cpp's CPU flash attention does
+//! keys and values, with a two-pass softmax (sum in f64). llama.cpp's CPU flash attention does
 //! the same for batches of 64 queries or more; for smaller batches and single tokens it rounds q
 //! to f16 and accumulates the values in f16, so its own logits depend on the batch size. We
-//! keep the precise variant everywhere: one set of numerics for every batch.
+//! keep the precise variant everywhere: one set of numerics for every batch. Over a Q8_0 cache
+//! the query is quantized to Q8_0 as the keys are and scored by integer dot products, and the
+//! values are summed in f32 (what llama.cpp does with a quantized cache).
 
 use crate::error::{Error, Result};
 use crate::kernels::{KernelPool, Kernels};
 
-use super::kv_cache::{KvCache, KvRows, KvType, MAX_Q8_ROW};
+use super::kv_cache::{quantize_q8_row, KvCache, KvRows, KvType, MAX_Q8_ROW};
 use super::plan::MAX_BATCH;
 use super::tree::TokenTree;
 use crate::quant::QK;
@@ -168,16 +168,10 @@ struct Q8Query {
 }
 
 impl Q8Query {
-    /// `q` (a multiple of 32 values, at most `MAX_Q8_ROW`) quantized by the Q8 quantizer.
+    /// `q` (a multiple of 32 values, at most `MAX_Q8_ROW`) quantized as the cache's rows are.
     fn new(kernels: &Kernels, q: &[f32]) -> Result<Q8Query> {
-        let n = q.len();
-        if !n.is_multiple_of(QK) || n > MAX_Q8_ROW {
-            return Err(Error::internal(format!("a Q8 query of {n} values")));
-        }
-        let mut out = Q8Query { qs: [0; MAX_Q8_ROW], d: [0.0; MAX_Q8_ROW / QK], n };
-        let nb = n / QK;
-        let (mut s, mut qsum) = ([0f32; MAX_Q8_ROW / QK], [0i32; MAX_Q8_ROW / QK]);
-        kernels.quantize_q8(q, &mut out.qs[..n], &mut out.d[..nb], &mut s[..nb], &mut qsum[..nb]);
+        let mut out = Q8Query { qs: [0; MAX_Q8_ROW], d: [0.0; MAX_Q8_ROW / QK], n: q.len() };
+        quantize_q8_row(kernels, q, &mut out.qs, &mut out.d)?;
         Ok(out)
     }
 

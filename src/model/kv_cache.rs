@@ -597,17 +597,33 @@ fn rows(data: &KvData, at: usize, len: usize) -> Result<KvRows<'_>> {
 /// convert to the blocks' f16 bits exactly).
 fn quantize_row(kernels: &Kernels, src: &[f32], dst: &mut [BlockQ8_0]) -> Result<()> {
     let nb = src.len() / QK;
-    if !src.len().is_multiple_of(QK) || dst.len() != nb || src.len() > MAX_Q8_ROW {
-        return Err(Error::internal(format!("a Q8_0 KV row of {} values", src.len())));
+    if dst.len() != nb {
+        return Err(Error::internal(format!("{} values into {} Q8_0 blocks", src.len(), dst.len())));
     }
-    let mut qs = [0i8; MAX_Q8_ROW];
-    let mut d = [0f32; MAX_Q8_ROW / QK];
-    let (mut s, mut qsum) = ([0f32; MAX_Q8_ROW / QK], [0i32; MAX_Q8_ROW / QK]);
-    kernels.quantize_q8(src, &mut qs[..src.len()], &mut d[..nb], &mut s[..nb], &mut qsum[..nb]);
+    let (mut qs, mut d) = ([0i8; MAX_Q8_ROW], [0f32; MAX_Q8_ROW / QK]);
+    quantize_q8_row(kernels, src, &mut qs, &mut d)?;
     for ((blk, q), &d) in dst.iter_mut().zip(qs.chunks_exact(QK)).zip(&d) {
         blk.d = crate::quant::f32_to_f16(d);
         blk.qs.copy_from_slice(q);
     }
+    Ok(())
+}
+
+/// Quantize `src` (a multiple of 32 values, at most [`MAX_Q8_ROW`]) to Q8 quants in `qs` and
+/// f16-rounded block scales in `d` (the first `src.len()` and `src.len() / 32` entries): what the
+/// cache stores, and how attention quantizes a query for it.
+pub(crate) fn quantize_q8_row(
+    kernels: &Kernels,
+    src: &[f32],
+    qs: &mut [i8; MAX_Q8_ROW],
+    d: &mut [f32; MAX_Q8_ROW / QK],
+) -> Result<()> {
+    let (n, nb) = (src.len(), src.len() / QK);
+    if !n.is_multiple_of(QK) || n > MAX_Q8_ROW {
+        return Err(Error::internal(format!("a Q8_0 row of {n} values")));
+    }
+    let (mut s, mut qsum) = ([0f32; MAX_Q8_ROW / QK], [0i32; MAX_Q8_ROW / QK]);
+    kernels.quantize_q8(src, &mut qs[..n], &mut d[..nb], &mut s[..nb], &mut qsum[..nb]);
     Ok(())
 }
 
