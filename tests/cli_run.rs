@@ -8,10 +8,14 @@ use std::process::{Command, Stdio};
 use edgespec::model::synthetic::{self, SyntheticSpec};
 
 fn tiny_model_file(name: &str) -> PathBuf {
+    model_file(name, &SyntheticSpec::llama(42))
+}
+
+fn model_file(name: &str, spec: &SyntheticSpec) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("edgespec-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tiny.gguf");
-    std::fs::write(&path, synthetic::build(&SyntheticSpec::llama(42)).unwrap()).unwrap();
+    std::fs::write(&path, synthetic::build(spec).unwrap()).unwrap();
     path
 }
 
@@ -56,6 +60,47 @@ fn run_prints_only_generated_text_and_writes_stats() {
     assert_eq!(stats["prompt_tokens"], 5);
     assert_eq!(stats["drafted_tokens"], 0);
     std::fs::remove_dir_all(model.parent().unwrap()).ok();
+}
+
+#[test]
+fn kv_type_picks_the_cache_and_refuses_what_it_cannot_store() {
+    let model = model_file("kv", &SyntheticSpec { head_dim: 32, ..SyntheticSpec::llama(42) });
+    let mut bytes = Vec::new();
+    for ty in ["f16", "q8_0"] {
+        let json = model.with_file_name(format!("{ty}.json"));
+        let out = edgespec()
+            .args(["run", "-m", model.to_str().unwrap(), "-p", "hello", "-n", "8", "--temp", "0"])
+            .args(["--kv-type", ty, "--stats-json", json.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{ty}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.is_empty(), "{ty}: no text");
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(stats["kv_type"], ty);
+        bytes.push(stats["kv_cache_bytes"].as_u64().unwrap());
+    }
+    assert!(bytes[1] * 100 <= bytes[0] * 54, "q8_0 {} vs f16 {} bytes", bytes[1], bytes[0]);
+    let bad = edgespec()
+        .args(["run", "-m", model.to_str().unwrap(), "-p", "hi", "--kv-type", "q4"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown KV cache type"));
+    // 16-value heads are not whole Q8_0 blocks.
+    let narrow = tiny_model_file("kv16");
+    let out = edgespec()
+        .args(["run", "-m", narrow.to_str().unwrap(), "-p", "hi", "--kv-type", "q8_0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("multiples of 32"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+    std::fs::remove_dir_all(narrow.parent().unwrap()).ok();
 }
 
 #[test]

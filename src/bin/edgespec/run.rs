@@ -134,6 +134,7 @@ pub fn report(
             obj.insert("seed".into(), seed.into());
             obj.insert("threads".into(), session.threads().into());
             obj.insert("kv_cache_bytes".into(), session.cache().bytes().into());
+            obj.insert("kv_type".into(), session.cache().kv_type().name().into());
             if let Some(choice) = session.drafter_summary() {
                 obj.insert("drafter_choice".into(), choice.into());
             }
