@@ -2,7 +2,10 @@
 //! edgespec's peak resident memory. Needs the `llama-cpp` feature:
 //!
 //! `cargo bench --features llama-cpp --bench vs_llama_cpp -- [--model NAME|PATH] [--threads 2]
-//!  [--runs 5] [--decode 128] [--prefill 512]`
+//!  [--runs 5] [--decode 128] [--prefill 512] [--kv f16|q8_0]`
+//!
+//! `--kv` sets both programs' KV cache type (llama.cpp: `type_k`/`type_v`, with flash attention
+//! for q8_0, which it needs for quantized values).
 //!
 //! Both programs run greedy decoding through the same kind of call: feed a prompt, then append
 //! the argmax `n` times. llama.cpp is driven through `edgespec::reference` (a fresh context per
@@ -10,7 +13,8 @@
 //! the figures, each is measured as a difference of two calls:
 //!
 //! - decode: time(short prompt, 1 + N tokens) − time(short prompt, 1 token) → N decode steps;
-//! - prefill: time(long prompt, 1 token) − time(short prompt, 1 token) → the extra prompt tokens.
+//! - prefill: time(long prompt, 1 token) − time(short prompt, 1 token) → the extra prompt tokens;
+//! - decode at a long context: time(long prompt, 1 + N) − time(long prompt, 1).
 //!
 //! Runs alternate between the two programs (the order flips every run) and the table shows
 //! medians, so a noisy neighbour on a shared machine hits both alike. Peak RSS is read before
@@ -29,10 +33,18 @@ struct Args {
     runs: usize,
     decode: usize,
     prefill: usize,
+    kv: KvType,
 }
 
 fn args() -> Args {
-    let mut a = Args { model: "smollm2-135m".into(), threads: 2, runs: 5, decode: 128, prefill: 512 };
+    let mut a = Args {
+        model: "smollm2-135m".into(),
+        threads: 2,
+        runs: 5,
+        decode: 128,
+        prefill: 512,
+        kv: KvType::F16,
+    };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -44,6 +56,7 @@ fn args() -> Args {
             "--runs" => a.runs = num(),
             "--decode" => a.decode = num(),
             "--prefill" => a.prefill = num(),
+            "--kv" => a.kv = KvType::from_name(&val).unwrap_or_else(|e| panic!("{e}")),
             _ => {
                 i += 1; // `cargo bench` passes `--bench`; ignore what we do not know
                 continue;
@@ -69,13 +82,14 @@ fn long_prompt(tok: &Tokenizer, n: usize) -> Vec<u32> {
 struct Ours<'a> {
     model: &'a Model,
     ws: Workspace,
+    kv: KvType,
 }
 
 impl Ours<'_> {
     /// Fresh cache, prefill, then `n` argmax tokens; seconds.
     fn greedy(&mut self, prompt: &[u32], n: usize, ctx: usize) -> f64 {
         let t = Instant::now();
-        let mut cache = self.model.new_cache(ctx, KvType::F16).unwrap();
+        let mut cache = self.model.new_cache(ctx, self.kv).unwrap();
         let logits = self.model.prefill(&mut self.ws, &mut cache, prompt, 0, MAX_BATCH).unwrap();
         let mut next = edgespec::sampling::argmax(logits).unwrap();
         for _ in 1..n {
@@ -108,29 +122,34 @@ fn main() {
     let long = long_prompt(&tok, a.prefill);
     let ctx = (a.prefill + a.decode + 16).max(short.len() + a.decode + 1);
     let pool = KernelPool::new(Some(a.threads)).unwrap();
-    let mut ours = Ours { ws: Workspace::new(&model, pool, ctx).unwrap(), model: &model };
+    let mut ours = Ours { ws: Workspace::new(&model, pool, ctx).unwrap(), model: &model, kv: a.kv };
 
     // edgespec alone first: warm the page cache and read the peak RSS before llama.cpp loads.
     ours.greedy(&long, 1, ctx);
     ours.greedy(&short, a.decode + 1, ctx);
     let rss = edgespec::session::peak_rss_bytes().unwrap_or(0);
     let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let kv = model.new_cache(ctx, KvType::F16).unwrap().bytes() as u64;
+    let kv = model.new_cache(ctx, a.kv).unwrap().bytes() as u64;
 
-    let llama = LlamaCppModel::load(&path, a.threads, ctx as u32).unwrap();
+    let llama = LlamaCppModel::load(&path, a.threads, ctx as u32).unwrap().with_kv_type(a.kv);
     llama_greedy(&llama, &short, 2);
 
     let (mut od, mut op, mut ld, mut lp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut odl, mut ldl) = (Vec::new(), Vec::new());
     for run in 0..a.runs {
         let mut measure_ours = || {
             let base = ours.greedy(&short, 1, ctx);
             od.push(a.decode as f64 / (ours.greedy(&short, a.decode + 1, ctx) - base));
-            op.push((long.len() - short.len()) as f64 / (ours.greedy(&long, 1, ctx) - base));
+            let long_base = ours.greedy(&long, 1, ctx);
+            op.push((long.len() - short.len()) as f64 / (long_base - base));
+            odl.push(a.decode as f64 / (ours.greedy(&long, a.decode + 1, ctx) - long_base));
         };
         let mut measure_llama = || {
             let base = llama_greedy(&llama, &short, 1);
             ld.push(a.decode as f64 / (llama_greedy(&llama, &short, a.decode + 1) - base));
-            lp.push((long.len() - short.len()) as f64 / (llama_greedy(&llama, &long, 1) - base));
+            let long_base = llama_greedy(&llama, &long, 1);
+            lp.push((long.len() - short.len()) as f64 / (long_base - base));
+            ldl.push(a.decode as f64 / (llama_greedy(&llama, &long, a.decode + 1) - long_base));
         };
         if run % 2 == 0 {
             measure_ours();
@@ -140,18 +159,27 @@ fn main() {
             measure_ours();
         }
         eprintln!(
-            "run {run}: decode {:.1} vs {:.1} tok/s, prefill {:.1} vs {:.1} tok/s (edgespec vs llama.cpp)",
-            od[run], ld[run], op[run], lp[run]
+            "run {run}: decode {:.1} vs {:.1} tok/s, prefill {:.1} vs {:.1} tok/s, decode at {} {:.1} vs {:.1} \
+             tok/s (edgespec vs llama.cpp)",
+            od[run],
+            ld[run],
+            op[run],
+            lp[run],
+            long.len(),
+            odl[run],
+            ldl[run]
         );
     }
     let (od, ld, op, lp) = (median(&mut od), median(&mut ld), median(&mut op), median(&mut lp));
+    let (odl, ldl) = (median(&mut odl), median(&mut ldl));
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
-        "model {} ({:.1} MiB), {} threads, kernels {}, {} runs (medians)",
+        "model {} ({:.1} MiB), {} threads, kernels {}, {} KV caches, {} runs (medians)",
         path.display(),
         mib(file),
         a.threads,
         edgespec::kernels::Kernels::get().name(),
+        a.kv,
         a.runs
     );
     println!();
@@ -164,6 +192,12 @@ fn main() {
         od / ld
     );
     println!("| prefill tok/s ({}-token prompt) | {op:.1} | {lp:.1} | {:.2}× |", long.len(), op / lp);
+    println!(
+        "| decode tok/s ({} tokens after the {}-token prompt) | {odl:.1} | {ldl:.1} | {:.2}× |",
+        a.decode,
+        long.len(),
+        odl / ldl
+    );
     println!();
     println!(
         "edgespec peak RSS {:.1} MiB; budget file + KV cache (ctx {ctx}) + 64 MiB = {:.1} MiB: {}",
