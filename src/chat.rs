@@ -234,6 +234,22 @@ impl Conversation {
     pub fn reset_fed(&mut self) {
         self.fed.clear();
     }
+
+    /// Drop the oldest user message and the messages after it up to the next user message (its
+    /// replies); a system message stays. False when there is no user message to drop. What was
+    /// fed no longer matches the messages: the caller clears its cache and calls
+    /// [`reset_fed`](Self::reset_fed).
+    pub fn drop_oldest_exchange(&mut self) -> bool {
+        let Some(first) = self.messages.iter().position(|m| m.role == "user") else {
+            return false;
+        };
+        let next = self.messages[first + 1..]
+            .iter()
+            .position(|m| m.role == "user")
+            .map_or(self.messages.len(), |i| first + 1 + i);
+        self.messages.drain(first..next);
+        true
+    }
 }
 
 #[cfg(test)]

@@ -176,6 +176,8 @@ pub struct Session {
     length: DraftLength,
     /// Buffers of the decode loop.
     scratch: Scratch,
+    /// Messages the last chat turn dropped from the front of the conversation to make room.
+    dropped: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -229,6 +231,7 @@ impl Session {
             cost: CostModel::default(),
             length: DraftLength::new(4, MAX_BATCH - 1),
             scratch: Scratch::default(),
+            dropped: 0,
             model,
         })
     }
@@ -275,14 +278,27 @@ impl Session {
 
     /// Forget the context and the conversation (a chat starts again from its system message).
     pub fn reset(&mut self) {
+        self.clear_context();
+        self.conversation = Conversation::new(self.system.as_deref());
+    }
+
+    /// Empty the context (cache, tokens, the drafter's view of them); the conversation's
+    /// messages are the caller's business.
+    fn clear_context(&mut self) {
         self.cache.clear();
         self.history.clear();
         self.pending = None;
         self.have_logits = false;
-        self.conversation = Conversation::new(self.system.as_deref());
         if let Some((_, d)) = &mut self.drafter {
             d.reset();
         }
+    }
+
+    /// Messages the last [`chat`](Self::chat) turn dropped from the front of the conversation
+    /// (oldest exchanges first, the system message kept) because the turn and room for its reply
+    /// no longer fitted the context; 0 when it fitted.
+    pub fn dropped_messages(&self) -> usize {
+        self.dropped
     }
 
     /// The cost curve of verify passes as learnt so far (`None` until a pass of more than one
@@ -590,7 +606,10 @@ impl Session {
     /// One chat turn: add the user's message through the model's chat template, generate the
     /// reply (streamed to `on_token`), and keep both in the context for the next turn. Only the
     /// new turn is fed; if the template rewrites earlier turns (so the text already fed is no
-    /// longer a prefix), the conversation is fed again from the start.
+    /// longer a prefix), the conversation is fed again from the start. When the turn and room for
+    /// its reply (`max_tokens`, at most a quarter of the context) would overflow the context, the
+    /// oldest exchanges are dropped until the rest takes at most half of it, and that is fed
+    /// again from the start ([`dropped_messages`](Self::dropped_messages) says how many).
     pub fn chat(
         &mut self,
         user: &str,
@@ -622,18 +641,24 @@ impl Session {
             Error::unsupported("the model has no chat template (tokenizer.chat_template); use `run` instead")
         })?;
         let saved = self.conversation.clone();
-        let turn = match self.conversation.user_turn(&template, user) {
+        let mut turn = match self.conversation.user_turn(&template, user) {
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::InvalidArgument && !self.conversation.fed_text().is_empty() => {
-                self.cache.clear();
-                self.history.clear();
-                self.pending = None;
-                self.have_logits = false;
+                self.clear_context();
                 self.conversation.reset_fed();
                 self.conversation.user_turn(&template, user)?
             }
             Err(e) => return Err(e),
         };
+        self.dropped = 0;
+        if self.needs_room(&turn, params) {
+            if let Some(trimmed) = self.trimmed(&template, &saved, user)? {
+                self.dropped = saved.messages().len() - trimmed.messages().len();
+                self.clear_context();
+                self.conversation = trimmed;
+                turn = self.conversation.user_turn(&template, user)?;
+            }
+        }
         let mut reply = String::new();
         let mut on_piece = |piece: &str| {
             reply.push_str(piece);
@@ -649,6 +674,10 @@ impl Session {
                 // The turn did not enter the context: forget it, so the next one is rendered
                 // against what the model has actually seen.
                 self.conversation = saved;
+                if self.dropped > 0 {
+                    // The cache no longer holds the conversation's beginning.
+                    self.clear_context();
+                }
                 if self.history.is_empty() && self.pending.is_none() {
                     self.conversation.reset_fed();
                 }
@@ -666,6 +695,39 @@ impl Session {
     /// The conversation so far.
     pub fn conversation(&self) -> &Conversation {
         &self.conversation
+    }
+
+    /// Whether feeding `turn` and generating its reply (`max_tokens`, at most a quarter of the
+    /// context) would overflow the context.
+    fn needs_room(&self, turn: &str, params: &GenerateParams) -> bool {
+        let ctx = self.cache.capacity();
+        let reply = params.max_tokens.clamp(1, (ctx / 4).max(1));
+        let at_start = self.history.is_empty() && self.pending.is_none();
+        self.context_used() + self.tokenizer.encode(turn, at_start, true).len() + reply > ctx
+    }
+
+    /// `conversation` (as it was before this turn) without its oldest exchanges, as few dropped
+    /// as leave it and the new user message within half the context; `None` when nothing can be
+    /// dropped.
+    fn trimmed(
+        &self,
+        template: &ChatTemplate,
+        conversation: &Conversation,
+        user: &str,
+    ) -> Result<Option<Conversation>> {
+        let half = self.cache.capacity() / 2;
+        let mut trimmed = conversation.clone();
+        trimmed.reset_fed();
+        if !trimmed.drop_oldest_exchange() {
+            return Ok(None);
+        }
+        loop {
+            let mut probe = trimmed.clone();
+            let text = probe.user_turn(template, user)?;
+            if self.tokenizer.encode(&text, true, true).len() <= half || !trimmed.drop_oldest_exchange() {
+                return Ok(Some(trimmed));
+            }
+        }
     }
 }
 

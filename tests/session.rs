@@ -146,6 +146,36 @@ fn the_callback_can_stop_a_reply() {
 }
 
 #[test]
+fn a_long_chat_drops_its_oldest_exchanges_instead_of_filling_the_context() {
+    let spec = SyntheticSpec::llama(6);
+    let mut s = session(&spec, 160);
+    s.set_system(Some("Be brief."));
+    let p = greedy(24);
+    let mut dropped = 0;
+    for i in 0..12 {
+        let (_, st) =
+            s.chat(&format!("Question number {i}: tell me more"), &p, &mut |_| Flow::Continue).unwrap();
+        assert_ne!(st.stop, StopReason::ContextFull, "turn {i}");
+        assert!(s.context_used() <= s.context_size());
+        dropped += s.dropped_messages();
+    }
+    assert!(dropped >= 2 && dropped % 2 == 0, "whole exchanges were dropped: {dropped}");
+    let msgs = s.conversation().messages();
+    assert_eq!(msgs[0].role, "system", "the system message stays");
+    assert_eq!(msgs[1].role, "user");
+    assert!(!msgs.iter().any(|m| m.content.contains("number 0:")), "the oldest exchange is gone");
+    assert!(msgs.iter().any(|m| m.content.contains("number 11:")));
+    assert_eq!(msgs.len(), 1 + 2 * (12 - dropped / 2));
+    // The cache holds the kept conversation from its start, nothing of what was dropped.
+    let template = s.chat_template().unwrap();
+    let kept = template.render(&msgs[..msgs.len() - 1], true).unwrap();
+    let history: Vec<u32> = s.tokens().collect();
+    let text = s.tokenizer().decode(&history, true).unwrap();
+    assert!(text.starts_with(&kept[..kept.len() - "<|im_start|>assistant\n".len()]), "{text:?}\n{kept:?}");
+    assert!(!text.contains("number 0:"));
+}
+
+#[test]
 fn chat_turns_stay_in_the_cache() {
     let spec = SyntheticSpec::llama(6);
     let mut s = session(&spec, 512);

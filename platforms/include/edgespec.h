@@ -647,8 +647,10 @@ EdgespecStatus edgespec_generate(struct EdgespecSession *session,
 /**
  * One chat turn: add the user's message through the model's chat template, generate the reply
  * (streamed to `callback` like `edgespec_generate`), and keep both in the context for the next
- * turn. Returns `UNSUPPORTED` if the model has no chat template; otherwise as
- * `edgespec_generate`.
+ * turn. When the turn and room for its reply (`max_tokens`, at most a quarter of the context)
+ * would overflow the context, the oldest exchanges are dropped (the system message stays) until
+ * the rest takes at most half of it, and that is fed again. Returns `UNSUPPORTED` if the model
+ * has no chat template; otherwise as `edgespec_generate`.
  *
  * # Safety
  * As `edgespec_generate`, with `user_message` in place of `prompt`.

@@ -112,10 +112,17 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         match session.chat(text, &params, &mut on_token) {
             Ok((_, stats)) => {
                 println!();
+                if session.dropped_messages() > 0 {
+                    eprintln!(
+                        "[context full: the {} oldest messages were dropped to make room]",
+                        session.dropped_messages()
+                    );
+                }
                 match stats.stop {
                     StopReason::Cancelled => eprintln!("[stopped]"),
                     StopReason::ContextFull => eprintln!(
-                        "[context full: {} of {} tokens used; /reset to start a new conversation]",
+                        "[reply cut: context full ({} of {} tokens); the next turn drops the oldest messages, /reset \
+                         starts over]",
                         session.context_used(),
                         session.context_size()
                     ),
