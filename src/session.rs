@@ -677,6 +677,7 @@ impl Session {
                 if self.dropped > 0 {
                     // The cache no longer holds the conversation's beginning.
                     self.clear_context();
+                    self.dropped = 0;
                 }
                 if self.history.is_empty() && self.pending.is_none() {
                     self.conversation.reset_fed();
