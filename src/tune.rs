@@ -7,7 +7,6 @@
 //! measures decode speed with and without them, and saves the heads and the profile; further
 //! searches (e.g. self-speculation skip masks) are more stages.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,9 @@ use crate::model::{KvType, Model, Workspace};
 use crate::sampling::SamplingParams;
 use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use crate::tokenizer::TokenId;
+
+mod bar;
+use bar::Bar;
 
 /// The built-in calibration prompts (none of the bench suite's).
 pub const CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration.toml");
@@ -128,6 +130,11 @@ pub struct TuneReport {
     pub corpus_file: String,
     pub heads_file: String,
     pub profile_file: String,
+    /// Whether the self-speculation search was skipped (no time left in the budget).
+    pub self_spec_skipped: bool,
+    /// Set when the drafters saved earlier measured better than this run's, which were then not
+    /// saved: what was kept and why.
+    pub kept_previous: String,
 }
 
 /// The state stages share.
@@ -300,7 +307,8 @@ impl Stage for Train {
 
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         let data = t.data.as_ref().ok_or_else(|| Error::internal("no calibration data collected"))?;
-        let left = (t.by(0.85) - t.elapsed()).max(10.0);
+        // What is left until 85% of the budget (a second at least: a step or two).
+        let left = (t.by(0.85) - t.elapsed()).max(1.0);
         let cfg = TrainConfig {
             k: t.opts.heads,
             rank: t.opts.rank,
@@ -374,6 +382,10 @@ impl Stage for Measure {
         let mut totals = [Totals::default(); 3];
         let mut equal = true;
         for (i, text) in prompts.iter().enumerate() {
+            // One prompt at least; more while the budget allows (to 80% of it).
+            if i > 0 && t.elapsed() > t.by(0.8) {
+                break;
+            }
             let mut plain: Vec<TokenId> = Vec::new();
             for (w, &width) in widths.iter().enumerate() {
                 let strategy = if width == 0 { Strategy::Plain } else { Strategy::Heads };
@@ -442,7 +454,13 @@ impl Stage for SelfSpecSearch {
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         use crate::decode::self_spec_search::{search_default, SearchOptions};
         let left = (t.opts.budget.as_secs_f64() - t.elapsed()).max(0.0);
-        let budget_s = left.min(t.by(0.25)).max(20.0);
+        let Some(budget_s) = search_seconds(left, t.opts.budget.as_secs_f64()) else {
+            if !t.opts.quiet {
+                eprintln!("tune: no time left in the budget for the self-speculation search; skipped");
+            }
+            t.report.self_spec_skipped = true;
+            return Ok(());
+        };
         let every = TrainConfig::default().holdout_every.max(1);
         let opts = SearchOptions {
             prompts: t
@@ -482,6 +500,14 @@ impl Stage for SelfSpecSearch {
     }
 }
 
+/// Seconds the self-speculation search may take with `left` of a `total` budget: at most a
+/// quarter of the budget and never past it; `None` (skip it) when under 2 s remain, too few to
+/// measure one variant against plain decoding.
+pub fn search_seconds(left: f64, total: f64) -> Option<f64> {
+    let s = left.min(total * 0.25);
+    (s >= 2.0).then_some(s)
+}
+
 /// How much faster than plain decoding a tuned drafter must have measured for `auto` to use it.
 pub const PAYS_MARGIN: f64 = 0.05;
 
@@ -503,8 +529,37 @@ pub fn shipped_profile(file_name: &str) -> Option<TuneReport> {
 
 /// The profile `tune` saved beside the model at `model_path`, if there is one that parses.
 pub fn load_profile(model_path: &Path) -> Option<TuneReport> {
-    let text = std::fs::read_to_string(profile_path(model_path)).ok()?;
-    serde_json::from_str(&text).ok()
+    read_profile(model_path).ok().flatten()
+}
+
+/// Whether drafters saved earlier (`prev`'s profile) beat this run's (`new`): they reproduced
+/// plain decoding and measured faster, or this run's did not reproduce it.
+fn keep_previous(prev: &TuneReport, new: &TuneReport) -> bool {
+    prev.greedy_equal && (!new.greedy_equal || prev.speedup > new.speedup)
+}
+
+/// The profile `tune` saved beside the model at `model_path`: `None` when there is none, an
+/// error naming the file when it cannot be read or does not parse (a damaged profile).
+pub fn read_profile(model_path: &Path) -> Result<Option<TuneReport>> {
+    read_profile_file(&profile_path(model_path))
+}
+
+fn read_profile_file(path: &Path) -> Result<Option<TuneReport>> {
+    let path = path.to_path_buf();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("ignoring the tuning profile {}", path.display()), e)),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::new(
+            crate::error::ErrorKind::Format,
+            format!(
+                "ignoring the damaged tuning profile {} ({e}); run `edgespec tune` again",
+                path.display()
+            ),
+        )
+    })
 }
 
 /// Tokens before each reply kept in the corpus.
@@ -521,6 +576,35 @@ impl Stage for Save {
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         let heads = t.heads.as_ref().ok_or_else(|| Error::internal("no heads trained"))?;
         let (hp, pp, cp) = out_paths(&t.opts.model, t.opts.out_dir.as_deref());
+        // Never replace drafters saved earlier with ones that measured worse (e.g. heads from a
+        // short budget's few replies): keep the files, say so in the report.
+        let previous = read_profile_file(&pp).ok().flatten().filter(|_| hp.exists());
+        if let Some(prev) = previous.filter(|p| keep_previous(p, &t.report)) {
+            t.report.kept_previous = format!(
+                "kept the drafters saved earlier ({}: heads {:.2}x plain) over this run's ({:.2}x{})",
+                pp.display(),
+                prev.speedup,
+                t.report.speedup,
+                if t.report.greedy_equal { "" } else { ", outputs not equal to plain" }
+            );
+            t.report.heads_file = hp.display().to_string();
+            t.report.corpus_file = cp.display().to_string();
+            t.report.profile_file = pp.display().to_string();
+            t.report.corpus_tokens = prev.corpus_tokens;
+            t.report.total_seconds = t.elapsed();
+            return Ok(());
+        }
+        if t.report.self_spec_skipped {
+            // No new search: the earlier one's findings still hold for this model and machine.
+            if let Some(prev) = read_profile_file(&pp).ok().flatten() {
+                let r = &mut t.report;
+                r.self_spec_variants = prev.self_spec_variants;
+                r.self_spec_best = prev.self_spec_best;
+                r.self_spec_best_speedup = prev.self_spec_best_speedup;
+                r.self_spec_pays = prev.self_spec_pays;
+                r.self_spec_table = prev.self_spec_table;
+            }
+        }
         heads.save(&hp)?;
         let corpus = Corpus::new(model_identity(&t.model), t.replies.iter().map(|r| &r[..]));
         corpus.save(&cp)?;
@@ -543,75 +627,22 @@ fn out_paths(model: &Path, dir: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
     (heads_path(&at), profile_path(&at), corpus_path(&at))
 }
 
-/// A progress bar on stderr (redrawn on a terminal; a line per quarter otherwise).
-struct Bar {
-    label: &'static str,
-    total: usize,
-    quiet: bool,
-    terminal: bool,
-    quarter: usize,
-    last: Option<Instant>,
-    start: Instant,
-}
-
-impl Bar {
-    fn new(label: &'static str, total: usize, quiet: bool) -> Bar {
-        let terminal = std::io::stderr().is_terminal();
-        Bar { label, total: total.max(1), quiet, terminal, quarter: 1, last: None, start: Instant::now() }
-    }
-
-    fn set_total(&mut self, total: usize) {
-        self.total = total.max(1);
-    }
-
-    fn update(&mut self, done: usize, detail: &str) {
-        if self.quiet {
-            return;
-        }
-        let pct = (done.min(self.total) * 100) / self.total;
-        if self.terminal {
-            if self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) && done < self.total {
-                return;
-            }
-            self.last = Some(Instant::now());
-            let filled = pct * 24 / 100;
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r{} [{}{}] {pct:>3}% {:.0} s, {detail}\x1b[K",
-                self.label,
-                "#".repeat(filled),
-                "-".repeat(24 - filled),
-                self.start.elapsed().as_secs_f64()
-            );
-            let _ = err.flush();
-        } else {
-            while self.quarter <= 3 && pct >= 25 * self.quarter {
-                eprintln!(
-                    "{}: {}% ({:.0} s, {detail})",
-                    self.label,
-                    25 * self.quarter,
-                    self.start.elapsed().as_secs_f64()
-                );
-                self.quarter += 1;
-            }
-        }
-    }
-
-    fn finish(&mut self, summary: &str) {
-        if self.quiet {
-            return;
-        }
-        if self.terminal {
-            eprintln!();
-        }
-        eprintln!("{}: done in {:.1} s: {summary}", self.label, self.start.elapsed().as_secs_f64());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_search_fits_the_budget_and_better_saved_drafters_are_kept() {
+        assert_eq!(search_seconds(100.0, 600.0), Some(100.0));
+        assert_eq!(search_seconds(500.0, 600.0), Some(150.0), "a quarter at most");
+        assert_eq!(search_seconds(1.0, 3.0), None, "`tune --budget 3` has no time for it");
+        assert_eq!(search_seconds(0.0, 600.0), None);
+        let r = |speedup: f64, greedy_equal: bool| TuneReport { speedup, greedy_equal, ..Default::default() };
+        assert!(keep_previous(&r(1.3, true), &r(0.9, true)));
+        assert!(!keep_previous(&r(1.1, true), &r(1.2, true)));
+        assert!(keep_previous(&r(1.0, true), &r(1.5, false)), "unequal outputs never replace");
+        assert!(!keep_previous(&r(2.0, false), &r(0.5, true)));
+    }
 
     #[test]
     fn a_saved_profile_loads_back_and_a_missing_or_broken_one_does_not() {
