@@ -236,7 +236,7 @@ impl fmt::Display for ModelInfo {
                 self.ctx,
                 m.kv_type.name(),
                 format_bytes(m.need.total()),
-                if m.shrunk { ", chosen to fit" } else { ", fits as asked" }
+                if m.shrunk { ", chosen to fit" } else { ", within the budget" }
             )?;
         }
         if let Some(ram) = memory::machine_memory_bytes().filter(|&r| m.need.allocated() > r) {

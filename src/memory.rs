@@ -42,16 +42,21 @@ impl MemoryNeed {
     }
 }
 
-impl std::fmt::Display for MemoryNeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({} weights, mapped + {} KV cache + {} scratch)",
-            format_bytes(self.total()),
+impl MemoryNeed {
+    /// The parts in words: `98.4 MB weights (mapped) + 17.2 MB KV cache + 4.4 MB scratch`.
+    pub fn parts(&self) -> String {
+        format!(
+            "{} weights (mapped) + {} KV cache + {} scratch",
             format_bytes(self.weights),
             format_bytes(self.kv_cache),
             format_bytes(self.scratch)
         )
+    }
+}
+
+impl std::fmt::Display for MemoryNeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", format_bytes(self.total()), self.parts())
     }
 }
 
@@ -162,7 +167,7 @@ pub fn choose(
                  ({}); raise --mem-budget to {}{}",
                 format_bytes(budget),
                 format_bytes(at_least.total()),
-                at_least,
+                at_least.parts(),
                 format_size_flag(at_least.total()),
                 if req.ctx.is_some() { " or ask for a shorter --ctx" } else { "" }
             ),
