@@ -281,7 +281,8 @@ impl Stage for Collect {
                 break;
             }
             t.session.reset();
-            let stats = reply(&mut t.session, &p.text, &greedy(t.opts.max_tokens, Strategy::Plain))?;
+            let n = scaled_tokens(t.opts.max_tokens, until - t.elapsed());
+            let stats = reply(&mut t.session, &p.text, &greedy(n, Strategy::Plain))?;
             tokens.clear();
             tokens.extend(t.session.tokens());
             let first = stats.prompt_tokens.saturating_sub(1);
@@ -381,6 +382,9 @@ impl Stage for Measure {
         let mut bar = Bar::new("measure", prompts.len() * widths.len(), t.opts.quiet);
         let mut totals = [Totals::default(); 3];
         let mut equal = true;
+        // Shorter replies when little of the budget is left (a short budget is honoured, with
+        // a noisier measurement).
+        let n = scaled_tokens(128, t.by(0.8) - t.elapsed());
         for (i, text) in prompts.iter().enumerate() {
             // One prompt at least; more while the budget allows (to 80% of it).
             if i > 0 && t.elapsed() > t.by(0.8) {
@@ -394,7 +398,7 @@ impl Stage for Measure {
                     t.session.set_heads(heads.clone())?;
                 }
                 t.session.reset();
-                let st = reply(&mut t.session, text, &greedy(128, strategy))?;
+                let st = reply(&mut t.session, text, &greedy(n, strategy))?;
                 let tokens: Vec<TokenId> = t.session.tokens().collect();
                 if width == 0 {
                     plain = tokens;
@@ -498,6 +502,13 @@ impl Stage for SelfSpecSearch {
         ));
         Ok(())
     }
+}
+
+/// `tokens` per reply when `left_s` seconds remain for a stage: all of them with 10 s or more,
+/// proportionally fewer below (an eighth at least, 16 tokens at least).
+fn scaled_tokens(tokens: usize, left_s: f64) -> usize {
+    let share = (left_s / 10.0).clamp(0.125, 1.0);
+    ((tokens as f64 * share) as usize).max(16).min(tokens)
 }
 
 /// Seconds the self-speculation search may take with `left` of a `total` budget: at most a

@@ -144,14 +144,15 @@ fn energy_without_a_meter_is_one_short_line_unless_verbose() {
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
     if let Some(line) = e.lines().find(|l| l.starts_with("energy: unavailable")) {
-        assert!(line.len() < 60, "{line}");
+        assert!(line.len() <= 140, "{line}");
         let stats: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert!(stats["energy_unavailable"].as_str().is_some_and(|s| !s.is_empty()), "{stats}");
         let o = run(&m, &[&args[..], &["--verbose"]].concat());
         let verbose = stderr(&o);
-        let line = verbose.lines().find(|l| l.starts_with("energy: unavailable")).unwrap();
-        assert!(!line.contains("--verbose"), "the reason itself: {line}");
+        let full = verbose.lines().find(|l| l.starts_with("energy: unavailable")).unwrap();
+        assert!(!full.contains("--verbose"), "the reason itself: {full}");
+        assert!(full.len() >= line.len());
     }
 }
 

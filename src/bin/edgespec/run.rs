@@ -171,8 +171,11 @@ pub fn report(
             Energy::Measured { joules, tokens_per_j, source, provenance } => {
                 eprintln!("energy {joules:.3} J, {tokens_per_j:.2} tokens/J ({source}, {provenance})")
             }
-            // Every meter's reason is long: only with --verbose (and always in the JSON).
-            Energy::Unavailable(why) if verbose => eprintln!("energy: unavailable ({why})"),
+            // Every meter's reason together is long: only with --verbose (and always in the
+            // JSON); a short one (e.g. `--power none`) is said as it is.
+            Energy::Unavailable(why) if verbose || why.len() <= 120 => {
+                eprintln!("energy: unavailable ({why})")
+            }
             Energy::Unavailable(_) => eprintln!("energy: unavailable (--verbose says why)"),
         }
     }
