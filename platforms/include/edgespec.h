@@ -626,7 +626,8 @@ void edgespec_session_free(struct EdgespecSession *session);
  *
  * Returns OK when the generation ended by itself or because the callback returned false;
  * `CANCELLED` when `edgespec_cancel` stopped it (the text so far stays in the context, and the
- * session stays usable); `UNSUPPORTED` for a strategy this build does not implement;
+ * session stays usable; stopped while the prompt was being processed, the context is as it was
+ * before the call and no statistics are kept); `UNSUPPORTED` for a strategy this build does not implement;
  * `CONTEXT_OVERFLOW` when the prompt does not fit; `INVALID_ARGUMENT` for NULL pointers, invalid
  * UTF-8, bad parameters, an empty prompt on an empty context, or a busy session.
  * `edgespec_session_stats` then has the figures (after OK or CANCELLED).
@@ -665,7 +666,8 @@ EdgespecStatus edgespec_chat(struct EdgespecSession *session,
 
 /**
  * Ask the generation running on `session` to stop. It stops after the piece being produced
- * (within one forward pass; a long prompt's prefill is not interrupted) and returns `CANCELLED`.
+ * (within one forward pass), or, while the prompt is being processed, before its next chunk of
+ * up to 16 tokens, and returns `CANCELLED`.
  * A cancel issued while no generation runs has no effect on later ones. NULL is ignored.
  *
  * # Safety
