@@ -349,3 +349,46 @@ fn ctrl_c_stops_run_during_decoding_with_its_text_flushed() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     std::fs::remove_dir_all(m.parent().unwrap()).ok();
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_chat_stops_a_long_message_and_the_chat_goes_on() {
+    let m = slow("sigint-chat");
+    let mut child = edgespec()
+        .args([
+            "chat",
+            "-m",
+            m.to_str().unwrap(),
+            "-n",
+            "2",
+            "--temp",
+            "0",
+            "--threads",
+            "1",
+            "--ctx",
+            "16384",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let long = "the quick brown fox jumps over the lazy dog. ".repeat(270);
+    stdin.write_all(format!("{long}\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let t0 = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    stdin.write_all(b"hi\n/stats\n/quit\n").unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(e.contains("[stopped while reading your message"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "the long message was not processed to the end");
+    // The next message was answered after it.
+    assert!(e.contains("context: ") && !e.contains("[no reply yet]"), "{e}");
+    std::fs::remove_dir_all(m.parent().unwrap()).ok();
+}
