@@ -218,8 +218,10 @@ typedef struct EdgespecModelParams {
   bool use_mlock;
   /**
    * Most bytes a session may need (weights + KV cache + scratch, estimated from the metadata);
-   * 0: no limit. With `n_ctx` 0 the context is shrunk to fit; otherwise a context that does
-   * not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`.
+   * 0: no limit. With `n_ctx` 0 the context is shrunk to fit (to 64 tokens at least);
+   * otherwise a context that does not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`, whose
+   * message names the smallest budget that would do. Without a budget, a context whose cache
+   * and scratch exceed the machine's memory fails session creation the same way.
    */
   uint64_t memory_budget_bytes;
   /**

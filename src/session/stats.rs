@@ -22,7 +22,7 @@ pub enum StopReason {
 /// Figures of one generation (the `--stats-json` fields).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GenerationStats {
-    /// Decoding strategy (its [`Strategy::name`]).
+    /// Decoding strategy (its [`crate::decode::Strategy::name`]).
     pub strategy: &'static str,
     /// Tokens of the prompt fed in this call.
     pub prompt_tokens: usize,
