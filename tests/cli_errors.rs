@@ -4,7 +4,7 @@
 //! `--mem-budget` choosing what fits or refusing with the budget that would.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ fn edgespec() -> Command {
     Command::new(env!("CARGO_BIN_EXE_edgespec"))
 }
 
-fn run(model: &PathBuf, args: &[&str]) -> Output {
+fn run(model: &Path, args: &[&str]) -> Output {
     edgespec().arg("run").arg("-m").arg(model).args(args).output().unwrap()
 }
 
@@ -189,7 +189,7 @@ fn damaged_tuning_files_are_said_once_and_ignored() {
     assert_eq!(stderr(&o).matches("ignoring the corpus").count(), 1, "{}", stderr(&o));
 }
 
-fn chat(model: &PathBuf, args: &[&str], input: &str) -> Output {
+fn chat(model: &Path, args: &[&str], input: &str) -> Output {
     let mut child = edgespec()
         .args(["chat", "-m", model.to_str().unwrap()])
         .args(args)
@@ -289,7 +289,7 @@ fn mem_budget_picks_what_fits_and_refuses_what_cannot() {
 /// moment into the prefill), send SIGINT, and return the output and how long the process took
 /// to stop after the signal.
 #[cfg(unix)]
-fn interrupt_run(model: &PathBuf, prompt: &str, n: &str, after_output: bool) -> (Output, Duration) {
+fn interrupt_run(model: &Path, prompt: &str, n: &str, after_output: bool) -> (Output, Duration) {
     let mut child = edgespec()
         .args(["run", "-m", model.to_str().unwrap(), "-f", "-", "-n", n, "--temp", "0", "--threads", "1"])
         .args(["--ctx", "16384", "--strategy", "plain"])
@@ -344,7 +344,7 @@ fn ctrl_c_stops_run_during_decoding_with_its_text_flushed() {
     assert_eq!(o.status.code(), Some(130), "{e}");
     assert!(e.contains("interrupted after"), "{e}");
     let n: usize = e.split("interrupted after ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(n >= 1 && n < 100000, "{e}");
+    assert!((1..100000).contains(&n), "{e}");
     assert!(!o.stdout.is_empty(), "the text generated so far reached stdout");
     assert!(took < Duration::from_secs(5), "{took:?}");
     std::fs::remove_dir_all(m.parent().unwrap()).ok();

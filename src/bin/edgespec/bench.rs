@@ -25,7 +25,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let suite = Suite::load(&a.suite)?;
     let path = catalog::resolve_model(&a.model)?;
     let opts = SessionOptions { threads, ..Default::default() };
-    let mut session = crate::setup::open_session(&path, opts, a.kv_type, a.mem_budget)?;
+    // Ctrl-C ends a benchmark as it always did (a run cut short measures nothing).
+    let mut session = crate::setup::open_session(&path, opts, a.kv_type, a.mem_budget, false)?;
     let opts = BenchOptions {
         strategies,
         reps: a.reps,

@@ -21,7 +21,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     let opts = a.model.session_options()?;
     let sampling = a.sampling.params()?;
     let path = catalog::resolve_model(&a.model.model)?;
-    let mut session = setup::open_session(&path, opts, a.model.kv_type, a.model.mem_budget)?;
+    let mut session = setup::open_session(&path, opts, a.model.kv_type, a.model.mem_budget, true)?;
     if session.chat_template().is_none() {
         return Err(edgespec::Error::unsupported(format!(
             "{} has no chat template (a base model?); use `edgespec run -p TEXT` to continue text instead",

@@ -28,7 +28,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         (None, None) => return Err(Error::invalid("give a prompt with -p TEXT or -f FILE")),
     };
     let path = catalog::resolve_model(&a.model.model)?;
-    let mut session = setup::open_session(&path, opts, a.model.kv_type, a.model.mem_budget)?;
+    let mut session = setup::open_session(&path, opts, a.model.kv_type, a.model.mem_budget, true)?;
     let params = GenerateParams { max_tokens: a.n_predict, sampling, strategy: a.model.strategy.library()? };
     session.prepare_strategy(params.strategy)?;
     setup::print_notes(&mut session);

@@ -16,12 +16,14 @@ use edgespec::Result;
 /// Load the model at `path` and open a session with `opts` (threads already checked), where
 /// `kv_type` is the cache type asked for (`None`: f16, or what fits `budget`) and `budget` the
 /// most bytes the session may need. Says on stderr what a budget chose, and warns about a
-/// context longer than the model was trained for.
+/// context longer than the model was trained for. With `ctrl_c`, SIGINT stops the session's
+/// prefill and decoding (see [`interrupt_flag`]) instead of killing the process.
 pub fn open_session(
     path: &Path,
     mut opts: SessionOptions,
     kv_type: Option<KvType>,
     budget: Option<u64>,
+    ctrl_c: bool,
 ) -> Result<Session> {
     let model = Model::load(path)?;
     let config = model.config();
@@ -48,7 +50,9 @@ pub fn open_session(
             choice.ctx
         );
     }
-    session.set_cancel_flag(Some(interrupt_flag()));
+    if ctrl_c {
+        session.set_cancel_flag(Some(interrupt_flag()));
+    }
     Ok(session)
 }
 
