@@ -26,7 +26,11 @@ use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOpti
 use crate::tokenizer::TokenId;
 
 mod bar;
+mod profile;
+
 use bar::Bar;
+use profile::{keep_previous, read_profile_file};
+pub use profile::{load_profile, read_profile};
 
 /// The built-in calibration prompts (none of the bench suite's).
 pub const CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration.toml");
@@ -538,41 +542,6 @@ pub fn shipped_profile(file_name: &str) -> Option<TuneReport> {
         .find(|p| p.model == file_name)
 }
 
-/// The profile `tune` saved beside the model at `model_path`, if there is one that parses.
-pub fn load_profile(model_path: &Path) -> Option<TuneReport> {
-    read_profile(model_path).ok().flatten()
-}
-
-/// Whether drafters saved earlier (`prev`'s profile) beat this run's (`new`): they reproduced
-/// plain decoding and measured faster, or this run's did not reproduce it.
-fn keep_previous(prev: &TuneReport, new: &TuneReport) -> bool {
-    prev.greedy_equal && (!new.greedy_equal || prev.speedup > new.speedup)
-}
-
-/// The profile `tune` saved beside the model at `model_path`: `None` when there is none, an
-/// error naming the file when it cannot be read or does not parse (a damaged profile).
-pub fn read_profile(model_path: &Path) -> Result<Option<TuneReport>> {
-    read_profile_file(&profile_path(model_path))
-}
-
-fn read_profile_file(path: &Path) -> Result<Option<TuneReport>> {
-    let path = path.to_path_buf();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("ignoring the tuning profile {}", path.display()), e)),
-    };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
-        Error::new(
-            crate::error::ErrorKind::Format,
-            format!(
-                "ignoring the damaged tuning profile {} ({e}); run `edgespec tune` again",
-                path.display()
-            ),
-        )
-    })
-}
-
 /// Tokens before each reply kept in the corpus.
 const CORPUS_LEAD: usize = 3;
 
@@ -653,6 +622,15 @@ mod tests {
         assert!(!keep_previous(&r(1.1, true), &r(1.2, true)));
         assert!(keep_previous(&r(1.0, true), &r(1.5, false)), "unequal outputs never replace");
         assert!(!keep_previous(&r(2.0, false), &r(0.5, true)));
+        // Heads that predict worse win only by more than the noise margin.
+        let with_alpha = |speedup: f64, alpha: f32| {
+            let mut t = r(speedup, true);
+            t.train.alpha_top1 = vec![alpha, alpha / 2.0];
+            t
+        };
+        assert!(keep_previous(&with_alpha(1.02, 0.3), &with_alpha(1.04, 0.0)));
+        assert!(!keep_previous(&with_alpha(1.02, 0.3), &with_alpha(1.2, 0.0)));
+        assert!(!keep_previous(&with_alpha(1.02, 0.1), &with_alpha(1.04, 0.3)));
     }
 
     #[test]

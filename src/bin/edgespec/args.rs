@@ -20,7 +20,7 @@ pub enum Command {
     Info(InfoArgs),
     /// Generate a continuation of a prompt; only the generated text goes to stdout.
     Run(RunArgs),
-    /// Talk with a model in a read-eval-print loop (/reset, /stats, /help; Ctrl-C stops a reply).
+    /// Talk with a model in a read-eval-print loop (/reset, /stats, /help, /quit; Ctrl-C stops a reply).
     Chat(ChatArgs),
     /// Decode a prompt suite under each strategy: tokens/s, speedup over plain, acceptance.
     Bench(BenchArgs),

@@ -15,7 +15,7 @@ use super::args::ChatArgs;
 use super::setup;
 
 const HELP: &str = "commands: /reset (forget the conversation), /stats (figures of the last reply), \
-                    /help, /quit (or Ctrl-D); Ctrl-C stops a reply";
+                    /help, /quit (or Ctrl-D); Ctrl-C stops a reply, or the reading of a long message";
 
 pub fn chat(a: ChatArgs) -> Result<()> {
     let opts = a.model.session_options()?;
