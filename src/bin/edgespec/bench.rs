@@ -24,12 +24,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         Some(s) => return Err(Error::invalid(format!("--energy-window must be positive seconds, not {s}"))),
     };
     let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
-    let suite = Suite::load(&a.suite)?;
+    let named_suite = a.suite.as_deref().map(Suite::load).transpose()?;
     let path = catalog::resolve_model(&a.model)?;
     let mut session = Session::load(
         &path,
         &SessionOptions { threads: a.threads, kv_type: a.kv_type, ..Default::default() },
     )?;
+    let suite = match named_suite {
+        Some(s) => s,
+        None => Suite::for_model(session.model().file())?,
+    };
     let opts = BenchOptions {
         strategies,
         reps: a.reps,
