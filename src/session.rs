@@ -65,7 +65,7 @@ pub struct GenerateParams {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), strategy: Strategy::Plain }
+        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), strategy: Strategy::Auto }
     }
 }
 

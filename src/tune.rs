@@ -35,6 +35,19 @@ pub use profile::{load_profile, read_profile};
 /// The built-in calibration prompts (none of the bench suite's).
 pub const CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration.toml");
 
+/// The built-in calibration prompts for coder models (none of the `code` bench suite's).
+pub const CODE_CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration_code.toml");
+
+/// The calibration prompts `tune` uses for a model when none are given: code requests for coder
+/// models ([`crate::bench::is_code_model`]), everyday instructions for the others.
+pub fn calibration_suite_for(model: &Model) -> Result<Suite> {
+    if crate::bench::is_code_model(model.file()) {
+        Suite::from_toml("calibration_code", CODE_CALIBRATION_SUITE)
+    } else {
+        Suite::from_toml("calibration", CALIBRATION_SUITE)
+    }
+}
+
 /// What to tune and how long.
 #[derive(Clone, Debug)]
 pub struct TuneOptions {
@@ -186,7 +199,7 @@ impl Tuner {
         let model = Model::load(&opts.model)?;
         let suite = match &opts.suite {
             Some(s) => s.clone(),
-            None => Suite::from_toml("calibration", CALIBRATION_SUITE)?,
+            None => calibration_suite_for(&model)?,
         };
         let name = opts.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let report = TuneReport {
@@ -529,9 +542,10 @@ pub const PAYS_MARGIN: f64 = 0.05;
 /// Profiles `edgespec tune` wrote for the catalog's models on the reference machine (a 2-core
 /// x86-64, see `models/profiles/`): settings and measurements, no weights. They stand in for a
 /// local profile until `tune` runs here.
-const SHIPPED: [&str; 2] = [
+const SHIPPED: [&str; 3] = [
     include_str!("../models/profiles/smollm2-135m.tune.json"),
     include_str!("../models/profiles/gemma3-270m.tune.json"),
+    include_str!("../models/profiles/qwen2.5-coder-0.5b.tune.json"),
 ];
 
 /// The shipped profile of the model file named `file_name`, if the catalog has one.
@@ -660,6 +674,11 @@ mod tests {
         // The shipped profiles parse and name their model files.
         let smollm2 = shipped_profile("SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
         assert!(smollm2.self_spec_variants > 0 && smollm2.train.alpha_top1.len() == smollm2.heads);
+        // Every catalog model has one, under its cached file name.
+        for m in crate::catalog::Catalog::embedded().unwrap().list() {
+            let p = shipped_profile(&m.file).unwrap_or_else(|| panic!("no shipped profile for {}", m.name));
+            assert!(p.self_spec_variants > 0, "{}: the profile has no self-spec search", m.name);
+        }
         assert!(shipped_profile("nothing.gguf").is_none());
         assert!(load_profile(&model).is_none());
         std::fs::remove_dir_all(&dir).ok();

@@ -270,8 +270,9 @@ typedef struct EdgespecSamplingParams {
 } EdgespecSamplingParams;
 
 /**
- * What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling, plain
- * decoding).
+ * What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling,
+ * strategy `auto`, which drafts only where its measured acceptance and pass cost say a draft
+ * pays; `EDGESPEC_STRATEGY_PLAIN` never drafts).
  */
 typedef struct EdgespecGenerateParams {
   /**

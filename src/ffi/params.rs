@@ -58,8 +58,9 @@ pub struct EdgespecSamplingParams {
     pub seed: u64,
 }
 
-/// What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling, plain
-/// decoding).
+/// What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling,
+/// strategy `auto`, which drafts only where its measured acceptance and pass cost say a draft
+/// pays; `EDGESPEC_STRATEGY_PLAIN` never drafts).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub struct EdgespecGenerateParams {

@@ -7,7 +7,7 @@
 //! `k` drafted tokens streams the same weight bytes as decoding one. Everything else — norms,
 //! RoPE, attention, activations — is computed row by row with the same operations whatever the
 //! batch, so a token's logits are bitwise the same alone, in a batch, or in any prefill chunking
-//! (ARCHITECTURE.md invariant 3; `tests/model_batch_invariance.rs` holds it).
+//! (docs/architecture.md, invariant 3; `tests/model_batch_invariance.rs` holds it).
 //!
 //! All buffers live in a [`Workspace`] sized once from the config and the context length; a
 //! pass allocates nothing.

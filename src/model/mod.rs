@@ -14,12 +14,10 @@ mod head;
 mod kv_cache;
 mod plan;
 pub mod synthetic;
-mod tree;
 mod weights;
 
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
 pub use forward::{Model, Workspace};
 pub use kv_cache::{KvCache, KvLayout, KvType};
-pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, MAX_BATCH, MAX_LAYERS};
-pub use tree::TokenTree;
+pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, TokenTree, MAX_BATCH, MAX_LAYERS};

@@ -52,7 +52,8 @@ pub struct TuneArgs {
     /// Tokens generated per calibration prompt at most.
     #[arg(short = 'n', long = "n-predict", default_value_t = 192)]
     pub n_predict: usize,
-    /// Calibration prompts: a suite file (see benches/prompts/calibration.toml, built in).
+    /// Calibration prompts: a suite file (built in: benches/prompts/calibration.toml, or
+    /// calibration_code.toml for coder models).
     #[arg(long)]
     pub suite: Option<String>,
     /// Kernel threads (default: the number of physical cores).
@@ -71,9 +72,10 @@ pub struct BenchArgs {
     /// Strategies to compare, comma-separated (plain is always measured, as the baseline).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,lookup")]
     pub strategies: Vec<Strategy>,
-    /// `default` (built in) or the path of a suite file (see benches/prompts/).
-    #[arg(long, default_value = "default")]
-    pub suite: String,
+    /// `default` or `code` (built in) or the path of a suite file (see benches/prompts/);
+    /// without it, `code` for coder models and `default` for the others.
+    #[arg(long)]
+    pub suite: Option<String>,
     /// Only these prompts of the suite, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub prompts: Vec<String>,
@@ -182,8 +184,9 @@ pub struct ModelArgs {
     /// A catalog name (pulled on first use) or a path to a .gguf file.
     #[arg(short = 'm', long = "model", default_value = "smollm2-135m")]
     pub model: String,
-    /// Decoding strategy.
-    #[arg(long, value_enum, default_value = "plain")]
+    /// Decoding strategy. Every strategy emits plain decoding's tokens; `auto` (the default)
+    /// drafts where its measured acceptance and pass cost say a draft pays, `plain` never drafts.
+    #[arg(long, value_enum, default_value = "auto")]
     pub strategy: Strategy,
     /// Kernel threads (default: the number of physical cores).
     #[arg(long)]

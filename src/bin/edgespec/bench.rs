@@ -22,11 +22,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         Some(s) => return Err(Error::invalid(format!("--energy-window must be positive seconds, not {s}"))),
     };
     let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
-    let suite = Suite::load(&a.suite)?;
+    let named_suite = a.suite.as_deref().map(Suite::load).transpose()?;
     let path = catalog::resolve_model(&a.model)?;
     let opts = SessionOptions { threads, ..Default::default() };
     // Ctrl-C ends a benchmark as it always did (a run cut short measures nothing).
     let mut session = crate::setup::open_session(&path, opts, a.kv_type, a.mem_budget, false)?;
+    let suite = match named_suite {
+        Some(s) => s,
+        None => Suite::for_model(session.model().file())?,
+    };
     let opts = BenchOptions {
         strategies,
         reps: a.reps,
