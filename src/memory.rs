@@ -147,7 +147,8 @@ pub fn choose(
     };
     let need = |c: usize, t: KvType| session_need(config, arch, weight_bytes, c, t);
     let Some(budget) = req.budget else {
-        return Ok(MemoryChoice { ctx, kv_type: types[0], need: need(ctx, types[0])?, shrunk: false });
+        let kv_type = types.first().copied().unwrap_or_default();
+        return Ok(MemoryChoice { ctx, kv_type, need: need(ctx, kv_type)?, shrunk: false });
     };
     let fits = |c: usize, t: KvType| need(c, t).is_ok_and(|n| n.total() <= budget);
     for (i, &t) in types.iter().enumerate() {
@@ -164,12 +165,13 @@ pub fn choose(
             ErrorKind::OutOfMemory,
             format!(
                 "a memory budget of {} cannot hold this model with a {c} token context: that needs at least {} \
-                 ({}); raise --mem-budget to {}{}",
+                 ({}); a budget of {} ({} bytes) or more works{}",
                 format_bytes(budget),
                 format_bytes(at_least.total()),
                 at_least.parts(),
                 format_size_flag(at_least.total()),
-                if req.ctx.is_some() { " or ask for a shorter --ctx" } else { "" }
+                at_least.total(),
+                if req.ctx.is_some() { ", or ask for a shorter context" } else { "" }
             ),
         ))
     };

@@ -269,15 +269,15 @@ fn mem_budget_picks_what_fits_and_refuses_what_cannot() {
     assert_eq!(stats["kv_type"], "q8_0");
     // Less than the weights: refused, naming a budget that works.
     let o = run(&m, &["-p", "hi", "--mem-budget", &format!("{}", size / 2)]);
-    assert_error(&o, 9, "raise --mem-budget to ");
+    assert_error(&o, 9, "a budget of ");
     let e = stderr(&o);
-    let at = e.find("raise --mem-budget to ").unwrap() + "raise --mem-budget to ".len();
+    let at = e.find("a budget of ").unwrap() + "a budget of ".len();
     let enough: String = e[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
     let o = info(&enough);
     assert!(o.status.success(), "{enough} is enough: {}", stderr(&o));
     // An explicit context that does not fit is refused, not shrunk.
     let o = run(&m, &["-p", "hi", "--ctx", "4096", "--kv-type", "f16", "--mem-budget", &tight]);
-    assert_error(&o, 9, "shorter --ctx");
+    assert_error(&o, 9, "shorter context");
     assert_error(&run(&m, &["-p", "hi", "--mem-budget", "lots"]), 2, "not a size");
     for cmd in ["chat", "bench"] {
         let o = edgespec().args([cmd, "--help"]).output().unwrap();
