@@ -9,14 +9,13 @@
 //! `SEARCH_STEPS=1` instead times consecutive draft steps against a full pass (cache residency).
 
 use edgespec::decode::self_spec::{SelfSpecParams, DEFAULT_HEAD_VOCAB};
-use edgespec::decode::self_spec_rank::{
-    greedy_sequences, grow_sets, grown_candidates, rank_sublayers, AgreementProbe,
-};
-use edgespec::decode::self_spec_search::{
-    candidates, last_level_cache_bytes, search, time_draft_steps, SearchOptions,
-};
+use edgespec::decode::self_spec_candidates::{candidates, last_level_cache_bytes, Candidate};
 use edgespec::model::Model;
 use edgespec::model::SkipSet;
+use edgespec::tune::self_spec_rank::{
+    greedy_sequences, grow_sets, grown_candidates, rank_sublayers, AgreementProbe,
+};
+use edgespec::tune::self_spec_search::{search, time_draft_steps, SearchOptions};
 
 fn main() -> edgespec::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -116,10 +115,7 @@ fn main() -> edgespec::Result<()> {
         }
         println!("ranking and growing took {:.0} s\n", t0.elapsed().as_secs_f64());
         list = grown_candidates(&sets);
-        list.insert(
-            0,
-            edgespec::decode::self_spec_search::Candidate { name: "no skip V=16384".into(), params: base },
-        );
+        list.insert(0, Candidate { name: "no skip V=16384".into(), params: base });
     }
     eprintln!("{} candidates, budget {} s, {} tokens per prompt", list.len(), opts.budget_s, opts.max_tokens);
     let report = search(&model, &opts, &list, &mut |i, n, r| {

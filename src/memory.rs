@@ -2,7 +2,7 @@
 //! the context length and KV cache type that fit a memory budget.
 //!
 //! One mechanism serves every front: the C API's `memory_budget_bytes`, the CLI's `--mem-budget`
-//! and `info --mem-budget`, and [`Session::new`](crate::session::Session::new)'s check that
+//! and `info --mem-budget`, and `Session::new`'s check that
 //! refuses a context the machine cannot hold (a context length is user input: a huge one must be
 //! an error, never an allocation that aborts the process or a size that wraps). All sums are
 //! checked; a size that does not fit in `u64` is an error.
@@ -13,7 +13,9 @@
 use crate::catalog::format_bytes;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{ArchSpec, KvCache, KvLayout, KvType, ModelConfig, MAX_BATCH};
-use crate::session::DEFAULT_CTX;
+
+/// Context length used when none is asked for and the model's own is longer.
+pub const DEFAULT_CTX: usize = 4096;
 
 /// The shortest context a budget may shrink the default one to: below it a prompt and a reply
 /// hardly fit.

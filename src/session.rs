@@ -30,8 +30,7 @@ mod stats;
 use stats::per_s;
 pub use stats::{peak_rss_bytes, GenerationStats, StopReason};
 
-/// Context length used when none is asked for and the model's own is longer.
-pub const DEFAULT_CTX: usize = 4096;
+pub use crate::memory::DEFAULT_CTX;
 
 /// How to set a session up.
 #[derive(Clone, Debug)]

@@ -10,12 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::bench::Suite;
 use crate::decode::corpus::{corpus_path, Corpus};
 use crate::decode::heads::{
-    heads_path, model_identity, profile_path, train, Dataset, DraftHeads, TrainConfig, TrainReport,
+    heads_path, model_identity, profile_path, train, Dataset, DraftHeads, TrainConfig,
 };
 use crate::decode::Strategy;
 use crate::error::{Error, Result};
@@ -27,10 +25,14 @@ use crate::tokenizer::TokenId;
 
 mod bar;
 mod profile;
+pub mod self_spec_rank;
+pub mod self_spec_search;
 
+pub use crate::decode::profile::{
+    load_profile, read_profile, read_profile_file, shipped_profile, SelfSpecChoice, TuneReport, PAYS_MARGIN,
+};
 use bar::Bar;
-use profile::{keep_previous, read_profile_file};
-pub use profile::{load_profile, read_profile};
+use profile::keep_previous;
 
 /// The built-in calibration prompts (none of the bench suite's).
 pub const CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration.toml");
@@ -95,63 +97,6 @@ impl TuneOptions {
             quiet: false,
         }
     }
-}
-
-/// What tuning measured and chose (also saved as the profile, JSON).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TuneReport {
-    /// The model file's name.
-    pub model: String,
-    /// Heads, their rank, the reduced vocabulary, the seed.
-    pub heads: usize,
-    pub rank: usize,
-    pub vocab: usize,
-    pub seed: u64,
-    /// How drafts are cut: by the expected gain under the measured verify cost.
-    pub draft_rule: String,
-    /// Calibration sequences used.
-    pub sequences: usize,
-    /// What training measured: samples, steps, losses, held-out α per head.
-    #[serde(flatten)]
-    pub train: TrainReport,
-    /// Decode tokens/s on the measurement prompts, plain and with the heads, and their ratio.
-    pub plain_tokens_per_s: f64,
-    pub heads_tokens_per_s: f64,
-    pub speedup: f64,
-    /// Decode tokens/s drafting chains and token trees, and the width chosen (1: chain).
-    pub chain_tokens_per_s: f64,
-    pub tree_tokens_per_s: f64,
-    pub width: usize,
-    /// With the heads: tokens per forward pass and the share of drafted tokens accepted.
-    pub heads_tokens_per_pass: f64,
-    pub heads_acceptance: f64,
-    /// With the heads: the share of decode time spent drafting (running the heads).
-    pub heads_draft_share: f64,
-    /// Whether the heads' output equalled plain decoding's on every measurement prompt.
-    pub greedy_equal: bool,
-    /// Seconds per stage, and in all.
-    pub stage_seconds: Vec<(String, f64)>,
-    pub total_seconds: f64,
-    /// The self-speculation search: variants measured, the best one's name and speedup over
-    /// its paired plain runs, whether it paid (by more than 5%), and the whole table (Markdown).
-    pub self_spec_variants: usize,
-    pub self_spec_best: String,
-    pub self_spec_best_speedup: f64,
-    pub self_spec_pays: bool,
-    pub self_spec_table: String,
-    /// Tokens in the corpus of the model's replies (what `auto`'s lookup drafts from where the
-    /// context has no match).
-    pub corpus_tokens: usize,
-    /// Where the heads, the corpus and the profile were written.
-    pub corpus_file: String,
-    pub heads_file: String,
-    pub profile_file: String,
-    /// Whether the self-speculation search was skipped (no time left in the budget).
-    pub self_spec_skipped: bool,
-    /// Set when the drafters saved earlier measured better than this run's, which were then not
-    /// saved: what was kept and why.
-    pub kept_previous: String,
 }
 
 /// The state stages share.
@@ -463,7 +408,7 @@ impl Stage for Measure {
 
 /// Search skip masks, early-exit depths, head vocabularies and thresholds of the self-derived
 /// drafters by measured speed against plain decoding
-/// ([`crate::decode::self_spec_search`]), in what is left of the budget (at most a quarter of
+/// ([`self_spec_search`]), in what is left of the budget (at most a quarter of
 /// it), on a few calibration prompts; `auto` uses the best variant only where it paid.
 pub struct SelfSpecSearch;
 
@@ -473,7 +418,7 @@ impl Stage for SelfSpecSearch {
     }
 
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
-        use crate::decode::self_spec_search::{search_default, SearchOptions};
+        use crate::tune::self_spec_search::{search_default, SearchOptions};
         let left = (t.opts.budget.as_secs_f64() - t.elapsed()).max(0.0);
         let Some(budget_s) = search_seconds(left, t.opts.budget.as_secs_f64()) else {
             if !t.opts.quiet {
@@ -508,7 +453,9 @@ impl Stage for SelfSpecSearch {
             r.self_spec_best = b.name.clone();
             r.self_spec_best_speedup = b.speedup;
         }
-        r.self_spec_pays = report.best_paying(PAYS_MARGIN).is_some();
+        let paying = report.best_paying(PAYS_MARGIN);
+        r.self_spec_pays = paying.is_some();
+        r.self_spec_params = paying.map(|v| SelfSpecChoice::of(&v.params));
         r.self_spec_table = report.to_markdown();
         bar.finish(&format!(
             "{} variants, best {} ({:.2}× plain){}",
@@ -534,26 +481,6 @@ fn scaled_tokens(tokens: usize, left_s: f64) -> usize {
 pub fn search_seconds(left: f64, total: f64) -> Option<f64> {
     let s = left.min(total * 0.25);
     (s >= 2.0).then_some(s)
-}
-
-/// How much faster than plain decoding a tuned drafter must have measured for `auto` to use it.
-pub const PAYS_MARGIN: f64 = 0.05;
-
-/// Profiles `edgespec tune` wrote for the catalog's models on the reference machine (a 2-core
-/// x86-64, see `models/profiles/`): settings and measurements, no weights. They stand in for a
-/// local profile until `tune` runs here.
-const SHIPPED: [&str; 3] = [
-    include_str!("../models/profiles/smollm2-135m.tune.json"),
-    include_str!("../models/profiles/gemma3-270m.tune.json"),
-    include_str!("../models/profiles/qwen2.5-coder-0.5b.tune.json"),
-];
-
-/// The shipped profile of the model file named `file_name`, if the catalog has one.
-pub fn shipped_profile(file_name: &str) -> Option<TuneReport> {
-    SHIPPED
-        .iter()
-        .filter_map(|text| serde_json::from_str::<TuneReport>(text).ok())
-        .find(|p| p.model == file_name)
 }
 
 /// Tokens before each reply kept in the corpus.
@@ -596,6 +523,7 @@ impl Stage for Save {
                 r.self_spec_best = prev.self_spec_best;
                 r.self_spec_best_speedup = prev.self_spec_best_speedup;
                 r.self_spec_pays = prev.self_spec_pays;
+                r.self_spec_params = prev.self_spec_params;
                 r.self_spec_table = prev.self_spec_table;
             }
         }
@@ -624,6 +552,7 @@ fn out_paths(model: &Path, dir: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::heads::TrainReport;
 
     #[test]
     fn the_search_fits_the_budget_and_better_saved_drafters_are_kept() {

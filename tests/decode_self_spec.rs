@@ -21,7 +21,11 @@ fn tiny(spec: &SyntheticSpec) -> Model {
 }
 
 fn greedy(n: usize) -> GenerateParams {
-    GenerateParams { max_tokens: n, sampling: SamplingParams::greedy(), ..Default::default() }
+    GenerateParams {
+        max_tokens: n,
+        sampling: SamplingParams::greedy(),
+        strategy: edgespec::decode::Strategy::Plain,
+    }
 }
 
 /// Tokens and stats of `prompt` decoded with `drafter` (plain with `None`).
@@ -91,7 +95,8 @@ fn smollm2_reduced_head_drafters_are_plain() {
 
 #[test]
 fn search_measures_every_candidate_and_respects_its_budget() {
-    use edgespec::decode::self_spec_search::{candidates, search, ModelBytes, SearchOptions};
+    use edgespec::decode::self_spec_candidates::{candidates, ModelBytes};
+    use edgespec::tune::self_spec_search::{search, SearchOptions};
     let model = tiny(&SyntheticSpec::gemma3(5));
     let n = model.config().n_layers;
     let bytes = ModelBytes::of(&model).unwrap();
@@ -134,7 +139,7 @@ fn search_measures_every_candidate_and_respects_its_budget() {
 
 #[test]
 fn teacher_forced_agreement_ranks_and_grows_skip_sets() {
-    use edgespec::decode::self_spec_rank::{greedy_sequences, grow_sets, rank_sublayers, AgreementProbe};
+    use edgespec::tune::self_spec_rank::{greedy_sequences, grow_sets, rank_sublayers, AgreementProbe};
     let model = tiny(&SyntheticSpec::llama(6));
     let n = model.config().n_layers;
     let opts = SessionOptions { threads: Some(2), ctx: Some(128), ..Default::default() };

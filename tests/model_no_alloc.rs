@@ -73,14 +73,14 @@ fn generating_more_tokens_does_not_allocate_more() {
         let p = GenerateParams {
             max_tokens: 1,
             sampling: SamplingParams { seed: 1, ..Default::default() },
-            ..Default::default()
+            strategy: edgespec::decode::Strategy::Plain,
         };
         s.generate("warm up", &p, &mut |_| Flow::Continue).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
         let p = GenerateParams {
             max_tokens: n,
             sampling: SamplingParams { seed: 1, top_k: 0, ..Default::default() },
-            ..Default::default()
+            strategy: edgespec::decode::Strategy::Plain,
         };
         let before = ALLOCS.load(Ordering::SeqCst);
         let st = s.generate("abc", &p, &mut |_| Flow::Continue).unwrap();

@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use edgespec::decode::Strategy;
 use edgespec::gguf::GgufFile;
 use edgespec::model::synthetic::{self, SyntheticSpec};
 use edgespec::model::{KvType, Model};
@@ -19,8 +20,9 @@ fn session(spec: &SyntheticSpec, ctx: usize) -> Session {
     Session::new(model, &SessionOptions { threads: Some(2), ctx: Some(ctx), ..Default::default() }).unwrap()
 }
 
+/// Greedy plain decoding (the default strategy is `auto`, which drafts).
 fn greedy(n: usize) -> GenerateParams {
-    GenerateParams { max_tokens: n, sampling: SamplingParams::greedy(), ..Default::default() }
+    GenerateParams { max_tokens: n, sampling: SamplingParams::greedy(), strategy: Strategy::Plain }
 }
 
 fn collect(
@@ -48,6 +50,11 @@ fn greedy_generation_is_reproducible_and_streams_its_tokens() {
     assert!(sa.generated_tokens >= 1 && sa.generated_tokens <= 20);
     assert_eq!(sa.strategy, "plain");
     assert_eq!(sa.drafted_tokens, 0);
+    // `auto` is the default, and it emits plain decoding's text.
+    assert_eq!(GenerateParams::default().strategy, Strategy::Auto);
+    let auto = GenerateParams { strategy: Strategy::Auto, ..greedy(20) };
+    let (c, sc) = collect(&mut session(&spec, 128), "hello world", &auto);
+    assert_eq!((c.as_str(), sc.strategy), (a.as_str(), "auto"));
     // The streamed text is the decoding of the generated tokens.
     let mut s = session(&spec, 128);
     let (text, stats) = collect(&mut s, "hello world", &greedy(20));

@@ -13,10 +13,12 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::model::Model;
 
 use super::corpus::Corpus;
-use super::heads::HeadsDrafter;
+use super::heads::{DraftHeads, HeadsDrafter};
 use super::lookup::{LookupDrafter, LookupParams};
+use super::profile::TuneReport;
 use super::self_spec::{SelfSpecDrafter, SelfSpecParams};
 use super::{Draft, DraftInput, Drafter};
 
@@ -75,6 +77,37 @@ impl AutoDrafter {
             tree: true,
             tally: [[0; 3]; 4],
         })
+    }
+
+    /// `auto` as `edgespec tune` left it for `model` (see [`super::profile`]): lookup over the
+    /// context and `corpus` (the model's own replies); the draft `heads` only where the profile
+    /// measured them faster than plain decoding by the margin; the self-derived drafter the
+    /// profile's search found paying, none where it found none pays (or recorded no parameters),
+    /// and the cost-gated default where no search ran. Without a profile: [`AutoDrafter::new`].
+    pub fn from_profile(
+        model: &Model,
+        ctx: usize,
+        profile: Option<&TuneReport>,
+        corpus: Option<Arc<Corpus>>,
+        heads: Option<Arc<DraftHeads>>,
+    ) -> Result<AutoDrafter> {
+        let n_layers = model.config().n_layers;
+        let Some(profile) = profile else {
+            return AutoDrafter::new(n_layers, ctx);
+        };
+        let heads = match heads {
+            Some(h) if profile.heads_pay() => Some(HeadsDrafter::new(model, h)?),
+            _ => None,
+        };
+        let self_spec = if profile.self_spec_pays {
+            // Parameters for another model's layer count (a profile copied by hand): none.
+            profile.self_spec_params.as_ref().and_then(|c| c.params(n_layers).ok())
+        } else if profile.self_spec_variants > 0 {
+            None
+        } else {
+            Some(SelfSpecParams::layer_skip(n_layers)?)
+        };
+        AutoDrafter::tuned(ctx, corpus, heads, self_spec)
     }
 
     /// [`AutoDrafter::new`] with lookup drafting one chain (the longest match only): to measure

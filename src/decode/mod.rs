@@ -15,9 +15,9 @@ pub mod heads;
 pub mod lookahead;
 pub mod lookup;
 pub mod ngram;
+pub mod profile;
 pub mod self_spec;
-pub mod self_spec_rank;
-pub mod self_spec_search;
+pub mod self_spec_candidates;
 pub mod tree;
 pub mod verify;
 

@@ -15,8 +15,8 @@
 //! 16k / 24k / 32k ids + context (issue 6 measured 0.93 at 8k, 0.96 at 16k). Verification
 //! always applies the full head, so the output is exact whatever the drafter's head.
 //!
-//! Status: the skip choice is a fixed default here; [`super::self_spec_rank`] ranks sub-layers
-//! by teacher-forced agreement and [`super::self_spec_search`] measures candidates by decode
+//! Status: the skip choice is a fixed default here; `tune::self_spec_rank` ranks sub-layers
+//! by teacher-forced agreement and `tune::self_spec_search` measures candidates by decode
 //! speed, for `edgespec tune` to pick from. On SmolLM2-135M with 2 cores nothing pays: draft
 //! steps cost their byte share of a full pass (cache residency buys ≤ 20% on consecutive
 //! steps), so even α = 1 at 0.77 of a pass could not reach 1.3×, and the skip sets that cost

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use crate::decode::corpus::Corpus;
+use crate::decode::profile::{read_profile, shipped_profile};
 use crate::decode::{
     AutoDrafter, DraftHeads, Drafter, HeadsDrafter, LookaheadDrafter, LookupDrafter, LookupParams,
     SelfSpecDrafter, SelfSpecParams, Strategy,
 };
 use crate::error::{ErrorKind, Result};
-use crate::tune::PAYS_MARGIN;
 
 use super::Session;
 
@@ -51,46 +51,36 @@ impl Session {
         Ok(())
     }
 
-    /// `auto` as `edgespec tune` left it for this model (its profile beside the model file, else
-    /// the one shipped for a catalog model): the draft heads where they measured faster than
-    /// plain decoding (and their file is there), the self-derived drafter's best configuration
-    /// where the search found one that pays and none where it found none; the untuned defaults
-    /// without a profile.
+    /// `auto` as `edgespec tune` left it for this model: the files beside the model (its
+    /// profile, else the one shipped for a catalog model; its corpus; its heads where the
+    /// profile says they pay) loaded once and handed to [`AutoDrafter::from_profile`], which
+    /// decides what drafts. A damaged file is said once in the session's notes and ignored.
     fn tuned_auto(&mut self) -> Result<AutoDrafter> {
-        let ctx = self.cache.capacity();
-        let n_layers = self.model.config().n_layers;
         let path = self.model.file().path();
-        let shipped = || {
-            let name = path?.file_name()?.to_str()?;
-            crate::tune::shipped_profile(name)
-        };
-        let local = match path.map(crate::tune::read_profile).transpose() {
+        let local = match path.map(read_profile).transpose() {
             Ok(p) => p.flatten(),
             Err(e) => {
                 self.notes.push(format!("{e}; auto uses the shipped or default settings"));
                 None
             }
         };
-        let Some(profile) = local.or_else(shipped) else {
-            return AutoDrafter::new(n_layers, ctx);
-        };
-        if self.corpus.is_none() {
-            // A corpus that does not load (missing, or another model's): without it, and said
-            // once when the file is there.
-            self.corpus = match Corpus::load_for(&self.model) {
-                Ok(c) => Some(Arc::new(c)),
-                Err(e) => {
-                    if e.kind() != ErrorKind::NotFound {
-                        self.notes.push(format!("ignoring the corpus beside the model: {e}"));
+        let shipped = || shipped_profile(path?.file_name()?.to_str()?);
+        let profile = local.or_else(shipped);
+        if let Some(p) = &profile {
+            if self.corpus.is_none() {
+                // A corpus that does not load (missing, or another model's): without it, and
+                // said once when the file is there.
+                self.corpus = match Corpus::load_for(&self.model) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        if e.kind() != ErrorKind::NotFound {
+                            self.notes.push(format!("ignoring the corpus beside the model: {e}"));
+                        }
+                        None
                     }
-                    None
-                }
-            };
-        }
-        // The same margin as the self-spec search's: tune measures on a few prompts, and a
-        // shared machine's speed drifts by several percent.
-        let heads = if profile.speedup > 1.0 + PAYS_MARGIN {
-            if self.heads.is_none() {
+                };
+            }
+            if p.heads_pay() && self.heads.is_none() {
                 // Heads that no longer load (another model now at that path): without them.
                 self.heads = match DraftHeads::load_for(&self.model) {
                     Ok(h) => Some(Arc::new(h)),
@@ -102,21 +92,8 @@ impl Session {
                     }
                 };
             }
-            self.heads.clone().map(|h| HeadsDrafter::new(&self.model, h)).transpose()?
-        } else {
-            None
-        };
-        let self_spec = if profile.self_spec_pays {
-            let llc = crate::decode::self_spec_search::last_level_cache_bytes();
-            crate::decode::self_spec_search::candidates(&self.model, llc)?
-                .into_iter()
-                .find(|c| c.name == profile.self_spec_best)
-                .map(|c| c.params)
-        } else if profile.self_spec_variants > 0 {
-            None
-        } else {
-            Some(SelfSpecParams::layer_skip(n_layers)?)
-        };
-        AutoDrafter::tuned(ctx, self.corpus.clone(), heads, self_spec)
+        }
+        let ctx = self.cache.capacity();
+        AutoDrafter::from_profile(&self.model, ctx, profile.as_ref(), self.corpus.clone(), self.heads.clone())
     }
 }

@@ -17,9 +17,9 @@ use crate::sampling::SamplingParams;
 use crate::session::{Flow, GenerateParams, Session, SessionOptions};
 use crate::tokenizer::TokenId;
 
-use super::self_spec::SelfSpecParams;
-use super::self_spec_search::{Candidate, ModelBytes};
-use super::Strategy;
+use crate::decode::self_spec::SelfSpecParams;
+use crate::decode::self_spec_candidates::{Candidate, ModelBytes};
+use crate::decode::Strategy;
 
 /// One calibration sequence: a prompt and the model's greedy continuation.
 #[derive(Clone, Debug, PartialEq, Eq)]
