@@ -95,17 +95,18 @@ impl Model {
             Some("interleaved") => true,
             _ => Kernels::get().interleaved_pays(),
         };
-        let repacked = if interleave { Repacked::build(&file, &weights.mats())? } else { Repacked::none() };
+        let repacked = if interleave { Repacked::open_or_write(&file, &weights.mats())? } else { Repacked::none() };
         Ok(Model { file, config, arch, weights, repacked })
     }
 
-    /// Read the Q5_0 and Q8_0 matrices row-interleaved (`true`; built now if they were not) or
-    /// from the map (`false`). Results are bitwise the same either way; the default follows the
+    /// Read the Q5_0 and Q8_0 matrices row-interleaved (`true`; mapped from the sidecar file
+    /// `MODEL.edgespec-x8`, written first if missing or stale, or built in memory when the file
+    /// has no path or the sidecar cannot be written) or from the map (`false`). Results are bitwise the same either way; the default follows the
     /// kernel table (`Kernels::interleaved_pays`), or `EDGESPEC_LAYOUT=plain|interleaved`.
     pub fn set_interleaved(&mut self, on: bool) -> Result<()> {
         self.repacked = match (on, self.repacked.len()) {
             (false, _) => Repacked::none(),
-            (true, 0) => Repacked::build(&self.file, &self.weights.mats())?,
+            (true, 0) => Repacked::open_or_write(&self.file, &self.weights.mats())?,
             (true, _) => return Ok(()),
         };
         Ok(())
@@ -114,6 +115,11 @@ impl Model {
     /// Matrices read row-interleaved, and the bytes their copies hold.
     pub fn interleaved_matrices(&self) -> (usize, usize) {
         (self.repacked.len(), self.repacked.bytes())
+    }
+
+    /// The sidecar file the interleaved copies are mapped from (`None`: in memory, or none).
+    pub fn interleaved_sidecar(&self) -> Option<&Path> {
+        self.repacked.sidecar()
     }
 
     /// The hyperparameters.

@@ -181,8 +181,13 @@ unsafe fn record<X: X8, D: X8Dot, const L: usize, const B: usize>(
 #[inline(always)]
 unsafe fn rows_n<X: X8, D: X8Dot, const B: usize>(w: &[X], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
     let b = acts.b.min(B);
+    // Zeroed once per call, then only the `b` columns in use per group (all B would be a
+    // 4 KiB memset per group at B = 16).
+    let mut acc = [[_mm256_setzero_ps(); 8]; B];
     for (group, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(8 * b)) {
-        let mut acc = [[_mm256_setzero_ps(); 8]; B];
+        for a in acc.iter_mut().take(b) {
+            *a = [_mm256_setzero_ps(); 8];
+        }
         // Eight records at a time, so that each accumulator lane is a constant index (registers
         // when B is small); the last, shorter run checks each record.
         let mut i = 0;
