@@ -95,7 +95,8 @@ impl Model {
             Some("interleaved") => true,
             _ => Kernels::get().interleaved_pays(),
         };
-        let repacked = if interleave { Repacked::open_or_write(&file, &weights.mats())? } else { Repacked::none() };
+        let repacked =
+            if interleave { Repacked::open_or_write(&file, &weights.mats())? } else { Repacked::none() };
         Ok(Model { file, config, arch, weights, repacked })
     }
 

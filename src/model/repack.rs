@@ -38,7 +38,10 @@ enum Store {
     Q5_0(Vec<BlockQ5_0x8>),
     Q8_0(Vec<BlockQ8_0x8>),
     /// Bytes `range` of the sidecar map.
-    Mapped { ty: GgmlType, range: Range<usize> },
+    Mapped {
+        ty: GgmlType,
+        range: Range<usize>,
+    },
 }
 
 /// Interleaved copies by tensor index, in memory or in a memory-mapped sidecar file.
@@ -105,9 +108,8 @@ fn align64(v: usize) -> usize {
 fn identity(file: &GgufFile, modified: Option<std::time::SystemTime>, jobs: &[Job]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(file.len().to_le_bytes());
-    let nanos = modified
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let nanos =
+        modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     h.update(nanos.to_le_bytes());
     let head = (file.data_offset() as usize).min(file.bytes().len());
     h.update(&file.bytes()[..head]);
@@ -192,7 +194,8 @@ impl Repacked {
         let mut by_tensor = HashMap::new();
         for (k, job) in jobs.iter().enumerate() {
             let e = HEADER + ENTRY * k;
-            let (tensor, kind, off, len) = (u64_at(b, e), u64_at(b, e + 8), u64_at(b, e + 16), u64_at(b, e + 24));
+            let (tensor, kind, off, len) =
+                (u64_at(b, e), u64_at(b, e + 8), u64_at(b, e + 16), u64_at(b, e + 24));
             let (Some(tensor), Some(kind), Some(off), Some(len)) = (tensor, kind, off, len) else {
                 return Err(bad());
             };
