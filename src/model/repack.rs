@@ -4,7 +4,9 @@
 //! The records (see [`crate::quant::interleaved`]) give bitwise the same results as the mapped
 //! blocks, so a pass may read either: the token embeddings, a head cut at a row count that is not
 //! a multiple of 8, and tables without fast interleaved kernels keep reading the map.
-//! Where the copies live is [`Store`]'s business (built in memory at load here; see
+//! The copies live in a sidecar file next to the model (`MODEL.gguf.edgespec-x8`), written once
+//! and memory-mapped afterwards, so loading stays O(metadata) and the copies are file pages like
+//! the model's own; in memory when the model has no path or the sidecar cannot be written (see
 //! docs/decisions.md for the measurements behind the choice).
 
 use std::collections::HashMap;

@@ -180,16 +180,15 @@ mod tests {
             qs: std::array::from_fn(|_| next(&mut s) as u8),
         });
         let (p8, p5) = (BlockQ8_0x8::pack(&q8), BlockQ5_0x8::pack(&q5));
-        for r in 0..8 {
-            assert_eq!(p8.row(r), q8[r]);
-            assert_eq!(p5.row(r), q5[r]);
+        for (r, (b8, b5)) in q8.iter().zip(&q5).enumerate() {
+            assert_eq!(p8.row(r), *b8);
+            assert_eq!(p5.row(r), *b5);
         }
         // The fifth-bit plane: bit j of byte 4r + k is element 4j + k's.
-        for r in 0..8 {
-            let q = q5[r].unpack();
-            for e in 0..32 {
+        for (r, blk) in q5.iter().enumerate() {
+            for (e, q) in blk.unpack().iter().enumerate() {
                 let bit = (p5.qh[4 * r + e % 4] >> (e / 4)) & 1;
-                assert_eq!(bit, q[e] >> 4, "row {r} element {e}");
+                assert_eq!(bit, q >> 4, "row {r} element {e}");
             }
         }
     }
