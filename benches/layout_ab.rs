@@ -2,7 +2,8 @@
 //! Qwen2.5-0.5B matrices the interleaved layout covers (Q5_0 projections, the Q8_0 output head).
 //!
 //! `cargo bench --bench layout_ab -- [--batches 1,2,4,8,16] [--rounds 9] [--threads 2]
-//! [--kernels avx512-vnni] [--cold]`
+//! [--kernels avx512-vnni] [--cold] [--only plain|interleaved]` (`--only`: time one layout, e.g.
+//! under `perf stat` to count cycles on a busy machine)
 //!
 //! Hot (default): one copy of each matrix, re-read every call (the arithmetic, which bounds a
 //! verify pass). `--cold`: enough copies cycled (256 MiB) that each call streams from DRAM, as
@@ -19,6 +20,20 @@ use edgespec::quant::{self, BlockQ5_0, BlockQ5_0x8, BlockQ8_0, BlockQ8_0x8, Ggml
 #[path = "common/rng.rs"]
 mod rng;
 use rng::rng_normal as normal;
+
+/// CPU time this thread has run, in seconds (`CLOCK_THREAD_CPUTIME_ID`), if available: with one
+/// thread the bench times that, which a busy machine does not inflate.
+fn thread_cpu_s() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec for the call.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    None
+}
 
 fn list(s: &str) -> Vec<usize> {
     s.split(',').filter_map(|v| v.trim().parse().ok()).collect()
@@ -38,15 +53,17 @@ fn main() {
     let rounds: usize = opt("--rounds").and_then(|s| s.parse().ok()).unwrap_or(9);
     let threads: usize = opt("--threads").and_then(|s| s.parse().ok()).unwrap_or(2);
     let cold = argv.iter().any(|a| a == "--cold");
+    let only = opt("--only");
     let kernels = match opt("--kernels") {
         Some(name) => Kernels::by_name(&name).expect("kernels"),
         None => Kernels::get(),
     };
     let pool = KernelPool::with_kernels(Some(threads), kernels).expect("pool");
     println!(
-        "{}, {threads} thread(s), {}, fastest of {rounds} interleaved rounds (µs per mat-vec)",
+        "{}, {threads} thread(s), {}, fastest of {rounds} interleaved rounds (µs per mat-vec, {})",
         kernels.name(),
-        if cold { "cold (256 MiB cycled)" } else { "cache-hot" }
+        if cold { "cold (256 MiB cycled)" } else { "cache-hot" },
+        if threads == 1 && thread_cpu_s().is_some() { "thread CPU time" } else { "wall time" }
     );
     let shapes = [
         ("ffn_gate/up", GgmlType::Q5_0, 4864, 896),
@@ -101,13 +118,20 @@ fn main() {
                 acts.quantize(kernels, &x[..n * b], n, b, &[ActKind::Q8]).expect("quantize");
                 let out = &mut out[..rows * b];
                 for (li, mats) in [&plain, &inter].into_iter().enumerate() {
+                    if only.as_deref().is_some_and(|o| o != ["plain", "interleaved"][li]) {
+                        continue;
+                    }
                     matvec(&pool, &mats[0], &acts, out).expect("matvec");
-                    let t = Instant::now();
+                    let (t, cpu) = (Instant::now(), thread_cpu_s());
                     for i in 0..calls {
                         matvec(&pool, &mats[i % copies], &acts, out).expect("matvec");
                         black_box(&out);
                     }
-                    best[bi][li] = best[bi][li].min(t.elapsed().as_secs_f64() / calls as f64);
+                    let secs = match (threads, cpu, thread_cpu_s()) {
+                        (1, Some(a), Some(b)) => b - a,
+                        _ => t.elapsed().as_secs_f64(),
+                    };
+                    best[bi][li] = best[bi][li].min(secs / calls as f64);
                 }
             }
         }
