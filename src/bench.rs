@@ -3,7 +3,8 @@
 //! machine slows them alike), medians; speedups over plain decoding, acceptance figures, and a
 //! check that every strategy produced exactly plain decoding's tokens.
 //!
-//! Suites are TOML files (`benches/prompts/*.toml`; `default` is built in): each prompt has a
+//! Suites are TOML files (`benches/prompts/*.toml`; `default` and `code` are built in, and
+//! [`Suite::for_model`] picks `code` for coder models): each prompt has a
 //! name, a kind (`grounded`: the answer reuses text of the prompt; `open`: it does not), the text
 //! sent as one user turn through the model's chat template, and a token budget.
 //!
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::Strategy;
 use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
 use crate::power::{Phase, PowerChoice, PowerEnv, Sampler};
 use crate::sampling::SamplingParams;
 use crate::session::{Flow, GenerateParams, GenerationStats, Session};
@@ -30,6 +32,22 @@ use crate::tokenizer::TokenId;
 
 /// The built-in default suite.
 pub const DEFAULT_SUITE: &str = include_str!("../benches/prompts/default.toml");
+
+/// The built-in suite of code edits and code requests, the default for coder models.
+pub const CODE_SUITE: &str = include_str!("../benches/prompts/code.toml");
+
+/// Whether the model is one trained for code (its GGUF name, base name or fine-tune says
+/// "coder" or "code", as Qwen2.5-Coder, CodeLlama, StarCoder or CodeGemma do): coder models are
+/// benchmarked and calibrated on code prompts by default.
+pub fn is_code_model(file: &GgufFile) -> bool {
+    ["general.name", "general.basename", "general.finetune"].iter().any(|k| {
+        file.get_str(k).ok().flatten().is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("coder")
+                || v.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w.starts_with("code"))
+        })
+    })
+}
 
 /// Whether a prompt's answer copies from the prompt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,16 +103,24 @@ impl Suite {
         Ok(Suite { name: name.to_string(), prompts: f.prompt })
     }
 
-    /// `default` (built in), or the path of a suite file.
+    /// `default` or `code` (built in), or the path of a suite file.
     pub fn load(name_or_path: &str) -> Result<Suite> {
-        if name_or_path == "default" {
-            return Suite::from_toml("default", DEFAULT_SUITE);
+        match name_or_path {
+            "default" => return Suite::from_toml("default", DEFAULT_SUITE),
+            "code" => return Suite::from_toml("code", CODE_SUITE),
+            _ => {}
         }
         let path = Path::new(name_or_path);
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading suite {}", path.display()), e))?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name_or_path);
         Suite::from_toml(stem, &text)
+    }
+
+    /// The suite a model is benchmarked on when none is named: `code` for coder models
+    /// ([`is_code_model`]), `default` otherwise.
+    pub fn for_model(file: &GgufFile) -> Result<Suite> {
+        Suite::load(if is_code_model(file) { "code" } else { "default" })
     }
 }
 
@@ -530,6 +556,47 @@ mod tests {
         assert!(Suite::from_toml("x", "prompt = []").is_err());
         assert!(Suite::from_toml("x", "[[prompt]]\nname='a'\nkind='weird'\nmax_tokens=1\ntext='t'").is_err());
         assert!(Suite::load("/nonexistent/suite.toml").is_err());
+    }
+
+    #[test]
+    fn code_suite_has_the_issue_mix() {
+        let s = Suite::load("code").unwrap();
+        let grounded = s.prompts.iter().filter(|p| p.kind == PromptKind::Grounded).count();
+        let open = s.prompts.iter().filter(|p| p.kind == PromptKind::Open).count();
+        assert!(grounded >= 10 && open >= 6, "{grounded} grounded, {open} open");
+        let mut names: Vec<&str> = s.prompts.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), s.prompts.len(), "prompt names repeat");
+    }
+
+    fn named(pairs: &[(&str, &str)]) -> GgufFile {
+        use crate::gguf::GgufWriter;
+        let mut w = GgufWriter::new();
+        for (k, v) in pairs {
+            w.kv(k, v.to_string());
+        }
+        GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn coder_models_get_the_code_suite() {
+        let coder = named(&[
+            ("general.name", "Qwen2.5 Coder 0.5B Instruct AWQ"),
+            ("general.basename", "Qwen2.5-Coder"),
+        ]);
+        assert!(is_code_model(&coder));
+        assert_eq!(Suite::for_model(&coder).unwrap().name, "code");
+        assert!(is_code_model(&named(&[("general.name", "CodeLlama 7B")])));
+        assert!(is_code_model(&named(&[("general.basename", "starcoder2")])));
+        for plain in [
+            named(&[("general.name", "SmolLM2 135M Instruct")]),
+            named(&[]),
+            named(&[("general.name", "Unicode test")]),
+        ] {
+            assert!(!is_code_model(&plain));
+            assert_eq!(Suite::for_model(&plain).unwrap().name, "default");
+        }
     }
 
     #[test]

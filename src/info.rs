@@ -5,8 +5,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::catalog::format_bytes;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::memory::{self, MemoryChoice, MemoryRequest};
 use crate::model::{ArchSpec, KvCache, KvLayout, KvType, ModelConfig};
 use crate::quant::GgmlType;
 
@@ -44,6 +45,10 @@ pub struct ModelInfo {
     pub metadata_entries: usize,
     /// Context length the memory estimate is for.
     pub ctx: usize,
+    /// The memory a session at [`ctx`](Self::ctx) needs (checked sums), with the cache type.
+    pub memory: MemoryChoice,
+    /// The memory budget the context and cache type were chosen for, if any.
+    pub budget: Option<u64>,
     /// Time to map and index the file.
     pub open_time: Duration,
     /// Resident set size after opening, if the OS reports it.
@@ -54,6 +59,21 @@ impl ModelInfo {
     /// Open `path` and summarise it; `ctx` is the context the memory estimate is for (default:
     /// the model's trained context).
     pub fn gather(path: &std::path::Path, ctx: Option<usize>) -> Result<ModelInfo> {
+        ModelInfo::gather_for(path, &MemoryRequest { ctx, kv_type: Some(KvType::F16), budget: None }, false)
+    }
+
+    /// [`gather`](Self::gather) with the memory estimate for `req`: the context and KV cache
+    /// type a session would get ([`memory::choose`]: what fits a budget, refused when nothing
+    /// does); `session_default`: without a context asked for, the one a session gets (the
+    /// model's capped at [`crate::session::DEFAULT_CTX`]) rather than the trained one.
+    pub fn gather_for(
+        path: &std::path::Path,
+        req: &MemoryRequest,
+        session_default: bool,
+    ) -> Result<ModelInfo> {
+        if req.ctx == Some(0) {
+            return Err(Error::invalid("--ctx must be at least 1"));
+        }
         let t0 = Instant::now();
         let file = GgufFile::open(path)?;
         let open_time = t0.elapsed();
@@ -71,6 +91,12 @@ impl ModelInfo {
         }
         tensor_types.sort_by_key(|t| std::cmp::Reverse(t.2));
         let s = |k: &str| -> Result<Option<String>> { Ok(file.get_str(k)?.map(str::to_string)) };
+        let arch = ArchSpec::for_arch(&config.arch).ok();
+        let mut req = *req;
+        if req.ctx.is_none() && !session_default {
+            req.ctx = Some(config.context_length.max(1));
+        }
+        let memory = memory::choose(&config, arch.as_ref(), file.len(), &req)?;
         Ok(ModelInfo {
             path: path.display().to_string(),
             file_bytes: file.len(),
@@ -84,7 +110,9 @@ impl ModelInfo {
             chat_template: file.get_str("tokenizer.chat_template")?.is_some(),
             tensor_types,
             metadata_entries: file.keys().count(),
-            ctx: ctx.unwrap_or(config.context_length),
+            ctx: memory.ctx,
+            memory,
+            budget: req.budget,
             config,
             open_time,
             rss_after_open,
@@ -183,24 +211,43 @@ impl fmt::Display for ModelInfo {
             format_bytes(self.weight_bytes()),
             self.metadata_entries
         )?;
-        let kv = self.kv_cache_bytes();
-        let scratch = c.scratch_bytes(ESTIMATE_BATCH, self.ctx);
+        // Checked sums (memory::session_need): a context asked for is user input.
+        let m = &self.memory;
         let ring = match self.windowed_layers() {
             Some((n, rows)) => format!(", {n} of {} layers windowed to {rows} positions", c.n_layers),
             None => String::new(),
         };
         writeln!(
             f,
-            "memory      at --ctx {}: {} weights (mapped) + {} KV cache (f16{ring}) + ~{} scratch (batch {}) = ~{}",
+            "memory      at --ctx {}: {} weights (mapped) + {} KV cache ({}{ring}) + ~{} scratch (batch {}) = ~{}",
             self.ctx,
-            format_bytes(self.file_bytes),
-            format_bytes(kv),
-            format_bytes(scratch),
+            format_bytes(m.need.weights),
+            format_bytes(m.need.kv_cache),
+            m.kv_type.name(),
+            format_bytes(m.need.scratch),
             ESTIMATE_BATCH,
-            format_bytes(self.file_bytes + kv + scratch)
+            format_bytes(m.need.total())
         )?;
+        if let Some(b) = self.budget {
+            writeln!(
+                f,
+                "budget      {}: context {} tokens, KV cache {} ({}){}",
+                format_bytes(b),
+                self.ctx,
+                m.kv_type.name(),
+                format_bytes(m.need.total()),
+                if m.shrunk { ", chosen to fit" } else { ", within the budget" }
+            )?;
+        }
+        if let Some(ram) = memory::machine_memory_bytes().filter(|&r| m.need.allocated() > r) {
+            writeln!(
+                f,
+                "            more than this machine's {} of memory: a session would be refused",
+                format_bytes(ram)
+            )?;
+        }
         let c = &self.config;
-        if [c.head_dim, c.head_dim_v].iter().all(|n| n.is_multiple_of(crate::quant::QK)) {
+        if m.kv_type == KvType::F16 && memory::kv_type_fits(c, KvType::Q8_0) {
             writeln!(
                 f,
                 "            with --kv-type q8_0: {} KV cache",

@@ -15,6 +15,7 @@ pub mod ffi;
 pub mod gguf;
 pub mod info;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod platform;
 pub mod power;

@@ -10,24 +10,25 @@
 //! allocated when the session (or a generation) starts.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-use serde::Serialize;
 
 use crate::chat::{ChatTemplate, Conversation};
 use crate::decode::corpus::Corpus;
 use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
-use crate::decode::{
-    AutoDrafter, CostModel, DecodeStats, DraftHeads, DraftLength, Drafter, HeadsDrafter, LookaheadDrafter,
-    LookupDrafter, LookupParams, SelfSpecDrafter, SelfSpecParams, Strategy,
-};
+use crate::decode::{CostModel, DecodeStats, DraftHeads, DraftLength, Drafter, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
 use crate::model::{KvCache, KvType, Model, Workspace, MAX_BATCH};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TokenId, Tokenizer};
-use crate::tune::PAYS_MARGIN;
+
+mod drafters;
+mod stats;
+
+use stats::per_s;
+pub use stats::{peak_rss_bytes, GenerationStats, StopReason};
 
 /// Context length used when none is asked for and the model's own is longer.
 pub const DEFAULT_CTX: usize = 4096;
@@ -64,7 +65,7 @@ pub struct GenerateParams {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), strategy: Strategy::Plain }
+        GenerateParams { max_tokens: 256, sampling: SamplingParams::default(), strategy: Strategy::Auto }
     }
 }
 
@@ -75,73 +76,6 @@ pub enum Flow {
     Continue,
     /// Stop now (e.g. the user pressed Ctrl-C).
     Stop,
-}
-
-/// Why a generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The model produced an end-of-generation token.
-    EndOfGeneration,
-    /// `max_tokens` were generated.
-    MaxTokens,
-    /// The context is full.
-    ContextFull,
-    /// The callback asked to stop.
-    Cancelled,
-}
-
-/// Figures of one generation (the `--stats-json` fields).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GenerationStats {
-    /// Decoding strategy (its [`Strategy::name`]).
-    pub strategy: &'static str,
-    /// Tokens of the prompt fed in this call.
-    pub prompt_tokens: usize,
-    /// Tokens generated (an end-of-generation token counts).
-    pub generated_tokens: usize,
-    /// Seconds spent feeding the prompt.
-    pub prefill_s: f64,
-    /// Seconds from the first sampled token to the end.
-    pub decode_s: f64,
-    /// Prompt tokens per second.
-    pub prefill_tokens_per_s: f64,
-    /// Generated tokens per second (after the first, which comes from the prefill's logits).
-    pub decode_tokens_per_s: f64,
-    /// Forward passes run (prefill chunks included).
-    pub forward_passes: usize,
-    /// Tokens proposed by a drafter (0 for plain decoding).
-    pub drafted_tokens: usize,
-    /// Drafted tokens the model accepted.
-    pub accepted_tokens: usize,
-    /// `accepted_tokens / drafted_tokens` (0 when nothing was drafted).
-    pub acceptance_rate: f64,
-    /// Seconds the drafter spent proposing tokens.
-    pub draft_s: f64,
-    /// Seconds spent in the model's decode passes (verification included).
-    pub verify_s: f64,
-    /// Generated tokens per forward pass that produced tokens (the prefill's last pass counts,
-    /// as it yields the first token): 1 for plain decoding, more when drafts are accepted.
-    pub mean_accepted_per_pass: f64,
-    /// Decode passes by the number of tokens they scored (index `b`; index 0 unused): with a
-    /// cost curve `rel(b)`, what the passes cost in single-token passes.
-    pub passes_by_batch: [u32; MAX_BATCH + 1],
-    /// Peak resident memory of the process so far, if the OS tells.
-    pub peak_rss_bytes: Option<u64>,
-    /// Why the generation ended.
-    pub stop: StopReason,
-    /// Tokens in the context afterwards.
-    pub context_used: usize,
-    /// The context length.
-    pub context_size: usize,
-}
-
-fn per_s(n: usize, d: f64) -> f64 {
-    if d > 0.0 {
-        n as f64 / d
-    } else {
-        0.0
-    }
 }
 
 /// A loaded model with its tokenizer, cache and buffers.
@@ -178,6 +112,11 @@ pub struct Session {
     scratch: Scratch,
     /// Messages the last chat turn dropped from the front of the conversation to make room.
     dropped: usize,
+    /// Raised by the caller (Ctrl-C, `edgespec_cancel`) to stop prefill between chunks and
+    /// decoding between passes.
+    cancel: Option<Arc<AtomicBool>>,
+    /// Things the user should hear about once (e.g. a damaged tuning file ignored).
+    notes: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -208,6 +147,16 @@ impl Session {
         if opts.prefill_chunk == 0 || opts.prefill_chunk > MAX_BATCH {
             return Err(Error::invalid(format!("prefill chunks hold 1..={MAX_BATCH} tokens")));
         }
+        // Count before allocating: a context length is user input, and one the machine cannot hold
+        // must be an error, not an allocation that aborts the process.
+        let need = crate::memory::session_need(
+            model.config(),
+            Some(model.arch()),
+            model.file().len(),
+            ctx,
+            opts.kv_type,
+        )?;
+        crate::memory::check_machine(ctx, opts.kv_type, &need)?;
         let pool = KernelPool::new(opts.threads)?;
         let ws = Workspace::new(&model, pool, ctx)?;
         let cache = model.new_cache(ctx, opts.kv_type)?;
@@ -232,6 +181,8 @@ impl Session {
             length: DraftLength::new(4, MAX_BATCH - 1),
             scratch: Scratch::default(),
             dropped: 0,
+            cancel: None,
+            notes: Vec::new(),
             model,
         })
     }
@@ -329,85 +280,25 @@ impl Session {
         Ok(())
     }
 
-    /// Ready the drafter of `strategy`.
-    fn prepare(&mut self, strategy: Strategy) -> Result<()> {
-        strategy.check()?;
-        if strategy == Strategy::Plain {
-            return Ok(());
-        }
-        if self.drafter.as_ref().map(|(s, _)| *s) != Some(strategy) {
-            let d: Box<dyn Drafter> = match strategy {
-                Strategy::Lookup => {
-                    Box::new(LookupDrafter::new(LookupParams::default(), self.cache.capacity())?)
-                }
-                Strategy::SelfSpec => {
-                    let p = SelfSpecParams::layer_skip(self.model.config().n_layers)?;
-                    Box::new(SelfSpecDrafter::new(strategy.name(), p))
-                }
-                Strategy::EarlyExit => {
-                    let p = SelfSpecParams::early_exit(self.model.config().n_layers.div_ceil(2))?;
-                    Box::new(SelfSpecDrafter::new(strategy.name(), p))
-                }
-                Strategy::Lookahead => Box::new(LookaheadDrafter::new(self.cache.capacity())?),
-                Strategy::Auto => Box::new(self.tuned_auto()?),
-                Strategy::Heads => {
-                    let heads = match &self.heads {
-                        Some(h) => h.clone(),
-                        None => Arc::new(DraftHeads::load_for(&self.model)?),
-                    };
-                    self.heads = Some(heads.clone());
-                    Box::new(HeadsDrafter::new(&self.model, heads)?)
-                }
-                other => return other.check(),
-            };
-            self.drafter = Some((strategy, d));
-        }
-        Ok(())
+    /// Stop prefill (between chunks) and decoding (between passes) when `flag` is raised; the
+    /// generation then ends with [`StopReason::Cancelled`], or, when the prompt was still being
+    /// processed, with a `Cancelled` error and the context as it was before the call. The caller
+    /// lowers the flag before the next generation. `None` removes it.
+    pub fn set_cancel_flag(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
     }
 
-    /// `auto` as `edgespec tune` left it for this model (its profile beside the model file, else
-    /// the one shipped for a catalog model): the draft heads where they measured faster than
-    /// plain decoding (and their file is there), the self-derived drafter's best configuration
-    /// where the search found one that pays and none where it found none; the untuned defaults
-    /// without a profile.
-    fn tuned_auto(&mut self) -> Result<AutoDrafter> {
-        let ctx = self.cache.capacity();
-        let n_layers = self.model.config().n_layers;
-        let path = self.model.file().path();
-        let shipped = || {
-            let name = path?.file_name()?.to_str()?;
-            crate::tune::shipped_profile(name)
-        };
-        let Some(profile) = path.and_then(crate::tune::load_profile).or_else(shipped) else {
-            return AutoDrafter::new(n_layers, ctx);
-        };
-        if self.corpus.is_none() {
-            // A corpus that does not load (missing, or another model's): without it.
-            self.corpus = Corpus::load_for(&self.model).ok().map(Arc::new);
-        }
-        // The same margin as the self-spec search's: tune measures on a few prompts, and a
-        // shared machine's speed drifts by several percent.
-        let heads = if profile.speedup > 1.0 + PAYS_MARGIN {
-            if self.heads.is_none() {
-                // Heads that no longer load (another model now at that path): without them.
-                self.heads = DraftHeads::load_for(&self.model).ok().map(Arc::new);
-            }
-            self.heads.clone().map(|h| HeadsDrafter::new(&self.model, h)).transpose()?
-        } else {
-            None
-        };
-        let self_spec = if profile.self_spec_pays {
-            let llc = crate::decode::self_spec_search::last_level_cache_bytes();
-            crate::decode::self_spec_search::candidates(&self.model, llc)?
-                .into_iter()
-                .find(|c| c.name == profile.self_spec_best)
-                .map(|c| c.params)
-        } else if profile.self_spec_variants > 0 {
-            None
-        } else {
-            Some(SelfSpecParams::layer_skip(n_layers)?)
-        };
-        AutoDrafter::tuned(ctx, self.corpus.clone(), heads, self_spec)
+    /// Messages for the user gathered since the last call (each said once): e.g. a damaged
+    /// tuning profile, corpus or heads file beside the model that `auto` ignored.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Check `strategy`'s prerequisites now (e.g. trained heads for `heads`) and ready its
+    /// drafter, so that a session that cannot use it fails at the start, not at the first
+    /// message. Generation does this by itself.
+    pub fn prepare_strategy(&mut self, strategy: Strategy) -> Result<()> {
+        self.prepare(strategy)
     }
 
     /// The logits after the last token in the cache (the distribution the next token is drawn
@@ -449,8 +340,27 @@ impl Session {
                 ),
             ));
         }
-        let logits =
-            self.model.prefill(&mut self.ws, &mut self.cache, &self.feed_buf, used, self.prefill_chunk)?;
+        let cancel = self.cancel.clone();
+        let stop = move || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        let fed = self.model.prefill_until(
+            &mut self.ws,
+            &mut self.cache,
+            &self.feed_buf,
+            used,
+            self.prefill_chunk,
+            &stop,
+        );
+        let logits = match fed {
+            Ok(l) => l,
+            Err(e) => {
+                // Back to the context before the call (the chunks run are dropped); where rings
+                // of sliding-window layers no longer reach that far back, start over.
+                if self.cache.truncate(used).is_err() {
+                    self.clear_context();
+                }
+                return Err(e);
+            }
+        };
         self.logits.copy_from_slice(logits);
         self.have_logits = true;
         self.history.extend_from_slice(&self.feed_buf);
@@ -533,6 +443,7 @@ impl Session {
         // Room for the longest piece a token (plus bytes held back from the previous one) can
         // produce, so the loop never grows it.
         let mut text = String::with_capacity(4 * tokenizer.max_token_len() + 16);
+        let cancel = self.cancel.clone();
         let mut emit = |tok: TokenId| -> Result<Emitted> {
             if tokenizer.is_eog(tok) {
                 return Ok(Emitted::End);
@@ -540,6 +451,10 @@ impl Session {
             text.clear();
             decoder.push(tokenizer, tok, &mut text)?;
             if !text.is_empty() && on_token(&text) == Flow::Stop {
+                return Ok(Emitted::Stop);
+            }
+            // After the token is out, so what the context holds is what the caller has seen.
+            if cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
                 return Ok(Emitted::Stop);
             }
             Ok(Emitted::Continue)
@@ -729,67 +644,5 @@ impl Session {
                 return Ok(Some(trimmed));
             }
         }
-    }
-}
-
-/// The process's peak resident set size (`VmHWM`), on Linux.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            StopReason::EndOfGeneration => "end of generation",
-            StopReason::MaxTokens => "token limit",
-            StopReason::ContextFull => "context full",
-            StopReason::Cancelled => "cancelled",
-        })
-    }
-}
-
-impl std::fmt::Display for GenerationStats {
-    /// Two lines: speeds, then context, passes and memory.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "prefill {} tokens in {:.3} s ({:.1} tok/s); decode {} tokens in {:.3} s ({:.1} tok/s); stop: {}",
-            self.prompt_tokens,
-            self.prefill_s,
-            self.prefill_tokens_per_s,
-            self.generated_tokens,
-            self.decode_s,
-            self.decode_tokens_per_s,
-            self.stop
-        )?;
-        write!(
-            f,
-            "strategy {}, {} forward passes, {:.2} tokens/pass",
-            self.strategy, self.forward_passes, self.mean_accepted_per_pass
-        )?;
-        if self.drafted_tokens > 0 {
-            write!(
-                f,
-                " ({} of {} drafted tokens accepted, {:.0}%; drafting {:.1} ms, verifying {:.3} s)",
-                self.accepted_tokens,
-                self.drafted_tokens,
-                100.0 * self.acceptance_rate,
-                1e3 * self.draft_s,
-                self.verify_s
-            )?;
-        }
-        write!(
-            f,
-            "; context {}/{}; peak RSS {}",
-            self.context_used,
-            self.context_size,
-            match self.peak_rss_bytes {
-                Some(b) => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
-                None => "unknown".to_string(),
-            }
-        )
     }
 }

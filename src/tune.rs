@@ -7,7 +7,6 @@
 //! measures decode speed with and without them, and saves the heads and the profile; further
 //! searches (e.g. self-speculation skip masks) are more stages.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,8 +25,28 @@ use crate::sampling::SamplingParams;
 use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use crate::tokenizer::TokenId;
 
+mod bar;
+mod profile;
+
+use bar::Bar;
+use profile::{keep_previous, read_profile_file};
+pub use profile::{load_profile, read_profile};
+
 /// The built-in calibration prompts (none of the bench suite's).
 pub const CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration.toml");
+
+/// The built-in calibration prompts for coder models (none of the `code` bench suite's).
+pub const CODE_CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration_code.toml");
+
+/// The calibration prompts `tune` uses for a model when none are given: code requests for coder
+/// models ([`crate::bench::is_code_model`]), everyday instructions for the others.
+pub fn calibration_suite_for(model: &Model) -> Result<Suite> {
+    if crate::bench::is_code_model(model.file()) {
+        Suite::from_toml("calibration_code", CODE_CALIBRATION_SUITE)
+    } else {
+        Suite::from_toml("calibration", CALIBRATION_SUITE)
+    }
+}
 
 /// What to tune and how long.
 #[derive(Clone, Debug)]
@@ -128,6 +147,11 @@ pub struct TuneReport {
     pub corpus_file: String,
     pub heads_file: String,
     pub profile_file: String,
+    /// Whether the self-speculation search was skipped (no time left in the budget).
+    pub self_spec_skipped: bool,
+    /// Set when the drafters saved earlier measured better than this run's, which were then not
+    /// saved: what was kept and why.
+    pub kept_previous: String,
 }
 
 /// The state stages share.
@@ -175,7 +199,7 @@ impl Tuner {
         let model = Model::load(&opts.model)?;
         let suite = match &opts.suite {
             Some(s) => s.clone(),
-            None => Suite::from_toml("calibration", CALIBRATION_SUITE)?,
+            None => calibration_suite_for(&model)?,
         };
         let name = opts.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let report = TuneReport {
@@ -274,7 +298,8 @@ impl Stage for Collect {
                 break;
             }
             t.session.reset();
-            let stats = reply(&mut t.session, &p.text, &greedy(t.opts.max_tokens, Strategy::Plain))?;
+            let n = scaled_tokens(t.opts.max_tokens, until - t.elapsed());
+            let stats = reply(&mut t.session, &p.text, &greedy(n, Strategy::Plain))?;
             tokens.clear();
             tokens.extend(t.session.tokens());
             let first = stats.prompt_tokens.saturating_sub(1);
@@ -300,7 +325,8 @@ impl Stage for Train {
 
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         let data = t.data.as_ref().ok_or_else(|| Error::internal("no calibration data collected"))?;
-        let left = (t.by(0.85) - t.elapsed()).max(10.0);
+        // What is left until 85% of the budget (a second at least: a step or two).
+        let left = (t.by(0.85) - t.elapsed()).max(1.0);
         let cfg = TrainConfig {
             k: t.opts.heads,
             rank: t.opts.rank,
@@ -373,7 +399,14 @@ impl Stage for Measure {
         let mut bar = Bar::new("measure", prompts.len() * widths.len(), t.opts.quiet);
         let mut totals = [Totals::default(); 3];
         let mut equal = true;
+        // Shorter replies when little of the budget is left (a short budget is honoured, with
+        // a noisier measurement).
+        let n = scaled_tokens(128, t.by(0.8) - t.elapsed());
         for (i, text) in prompts.iter().enumerate() {
+            // One prompt at least; more while the budget allows (to 80% of it).
+            if i > 0 && t.elapsed() > t.by(0.8) {
+                break;
+            }
             let mut plain: Vec<TokenId> = Vec::new();
             for (w, &width) in widths.iter().enumerate() {
                 let strategy = if width == 0 { Strategy::Plain } else { Strategy::Heads };
@@ -382,7 +415,7 @@ impl Stage for Measure {
                     t.session.set_heads(heads.clone())?;
                 }
                 t.session.reset();
-                let st = reply(&mut t.session, text, &greedy(128, strategy))?;
+                let st = reply(&mut t.session, text, &greedy(n, strategy))?;
                 let tokens: Vec<TokenId> = t.session.tokens().collect();
                 if width == 0 {
                     plain = tokens;
@@ -442,7 +475,13 @@ impl Stage for SelfSpecSearch {
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         use crate::decode::self_spec_search::{search_default, SearchOptions};
         let left = (t.opts.budget.as_secs_f64() - t.elapsed()).max(0.0);
-        let budget_s = left.min(t.by(0.25)).max(20.0);
+        let Some(budget_s) = search_seconds(left, t.opts.budget.as_secs_f64()) else {
+            if !t.opts.quiet {
+                eprintln!("tune: no time left in the budget for the self-speculation search; skipped");
+            }
+            t.report.self_spec_skipped = true;
+            return Ok(());
+        };
         let every = TrainConfig::default().holdout_every.max(1);
         let opts = SearchOptions {
             prompts: t
@@ -482,15 +521,31 @@ impl Stage for SelfSpecSearch {
     }
 }
 
+/// `tokens` per reply when `left_s` seconds remain for a stage: all of them with 10 s or more,
+/// proportionally fewer below (an eighth at least, 16 tokens at least).
+fn scaled_tokens(tokens: usize, left_s: f64) -> usize {
+    let share = (left_s / 10.0).clamp(0.125, 1.0);
+    ((tokens as f64 * share) as usize).max(16).min(tokens)
+}
+
+/// Seconds the self-speculation search may take with `left` of a `total` budget: at most a
+/// quarter of the budget and never past it; `None` (skip it) when under 2 s remain, too few to
+/// measure one variant against plain decoding.
+pub fn search_seconds(left: f64, total: f64) -> Option<f64> {
+    let s = left.min(total * 0.25);
+    (s >= 2.0).then_some(s)
+}
+
 /// How much faster than plain decoding a tuned drafter must have measured for `auto` to use it.
 pub const PAYS_MARGIN: f64 = 0.05;
 
 /// Profiles `edgespec tune` wrote for the catalog's models on the reference machine (a 2-core
 /// x86-64, see `models/profiles/`): settings and measurements, no weights. They stand in for a
 /// local profile until `tune` runs here.
-const SHIPPED: [&str; 2] = [
+const SHIPPED: [&str; 3] = [
     include_str!("../models/profiles/smollm2-135m.tune.json"),
     include_str!("../models/profiles/gemma3-270m.tune.json"),
+    include_str!("../models/profiles/qwen2.5-coder-0.5b.tune.json"),
 ];
 
 /// The shipped profile of the model file named `file_name`, if the catalog has one.
@@ -499,12 +554,6 @@ pub fn shipped_profile(file_name: &str) -> Option<TuneReport> {
         .iter()
         .filter_map(|text| serde_json::from_str::<TuneReport>(text).ok())
         .find(|p| p.model == file_name)
-}
-
-/// The profile `tune` saved beside the model at `model_path`, if there is one that parses.
-pub fn load_profile(model_path: &Path) -> Option<TuneReport> {
-    let text = std::fs::read_to_string(profile_path(model_path)).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 /// Tokens before each reply kept in the corpus.
@@ -521,6 +570,35 @@ impl Stage for Save {
     fn run(&mut self, t: &mut Tuner) -> Result<()> {
         let heads = t.heads.as_ref().ok_or_else(|| Error::internal("no heads trained"))?;
         let (hp, pp, cp) = out_paths(&t.opts.model, t.opts.out_dir.as_deref());
+        // Never replace drafters saved earlier with ones that measured worse (e.g. heads from a
+        // short budget's few replies): keep the files, say so in the report.
+        let previous = read_profile_file(&pp).ok().flatten().filter(|_| hp.exists());
+        if let Some(prev) = previous.filter(|p| keep_previous(p, &t.report)) {
+            t.report.kept_previous = format!(
+                "kept the drafters saved earlier ({}: heads {:.2}x plain) over this run's ({:.2}x{})",
+                pp.display(),
+                prev.speedup,
+                t.report.speedup,
+                if t.report.greedy_equal { "" } else { ", outputs not equal to plain" }
+            );
+            t.report.heads_file = hp.display().to_string();
+            t.report.corpus_file = cp.display().to_string();
+            t.report.profile_file = pp.display().to_string();
+            t.report.corpus_tokens = prev.corpus_tokens;
+            t.report.total_seconds = t.elapsed();
+            return Ok(());
+        }
+        if t.report.self_spec_skipped {
+            // No new search: the earlier one's findings still hold for this model and machine.
+            if let Some(prev) = read_profile_file(&pp).ok().flatten() {
+                let r = &mut t.report;
+                r.self_spec_variants = prev.self_spec_variants;
+                r.self_spec_best = prev.self_spec_best;
+                r.self_spec_best_speedup = prev.self_spec_best_speedup;
+                r.self_spec_pays = prev.self_spec_pays;
+                r.self_spec_table = prev.self_spec_table;
+            }
+        }
         heads.save(&hp)?;
         let corpus = Corpus::new(model_identity(&t.model), t.replies.iter().map(|r| &r[..]));
         corpus.save(&cp)?;
@@ -543,75 +621,31 @@ fn out_paths(model: &Path, dir: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
     (heads_path(&at), profile_path(&at), corpus_path(&at))
 }
 
-/// A progress bar on stderr (redrawn on a terminal; a line per quarter otherwise).
-struct Bar {
-    label: &'static str,
-    total: usize,
-    quiet: bool,
-    terminal: bool,
-    quarter: usize,
-    last: Option<Instant>,
-    start: Instant,
-}
-
-impl Bar {
-    fn new(label: &'static str, total: usize, quiet: bool) -> Bar {
-        let terminal = std::io::stderr().is_terminal();
-        Bar { label, total: total.max(1), quiet, terminal, quarter: 1, last: None, start: Instant::now() }
-    }
-
-    fn set_total(&mut self, total: usize) {
-        self.total = total.max(1);
-    }
-
-    fn update(&mut self, done: usize, detail: &str) {
-        if self.quiet {
-            return;
-        }
-        let pct = (done.min(self.total) * 100) / self.total;
-        if self.terminal {
-            if self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) && done < self.total {
-                return;
-            }
-            self.last = Some(Instant::now());
-            let filled = pct * 24 / 100;
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r{} [{}{}] {pct:>3}% {:.0} s, {detail}\x1b[K",
-                self.label,
-                "#".repeat(filled),
-                "-".repeat(24 - filled),
-                self.start.elapsed().as_secs_f64()
-            );
-            let _ = err.flush();
-        } else {
-            while self.quarter <= 3 && pct >= 25 * self.quarter {
-                eprintln!(
-                    "{}: {}% ({:.0} s, {detail})",
-                    self.label,
-                    25 * self.quarter,
-                    self.start.elapsed().as_secs_f64()
-                );
-                self.quarter += 1;
-            }
-        }
-    }
-
-    fn finish(&mut self, summary: &str) {
-        if self.quiet {
-            return;
-        }
-        if self.terminal {
-            eprintln!();
-        }
-        eprintln!("{}: done in {:.1} s: {summary}", self.label, self.start.elapsed().as_secs_f64());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_search_fits_the_budget_and_better_saved_drafters_are_kept() {
+        assert_eq!(search_seconds(100.0, 600.0), Some(100.0));
+        assert_eq!(search_seconds(500.0, 600.0), Some(150.0), "a quarter at most");
+        assert_eq!(search_seconds(1.0, 3.0), None, "`tune --budget 3` has no time for it");
+        assert_eq!(search_seconds(0.0, 600.0), None);
+        let r = |speedup: f64, greedy_equal: bool| TuneReport { speedup, greedy_equal, ..Default::default() };
+        assert!(keep_previous(&r(1.3, true), &r(0.9, true)));
+        assert!(!keep_previous(&r(1.1, true), &r(1.2, true)));
+        assert!(keep_previous(&r(1.0, true), &r(1.5, false)), "unequal outputs never replace");
+        assert!(!keep_previous(&r(2.0, false), &r(0.5, true)));
+        // Heads that predict worse win only by more than the noise margin.
+        let with_alpha = |speedup: f64, alpha: f32| {
+            let mut t = r(speedup, true);
+            t.train.alpha_top1 = vec![alpha, alpha / 2.0];
+            t
+        };
+        assert!(keep_previous(&with_alpha(1.02, 0.3), &with_alpha(1.04, 0.0)));
+        assert!(!keep_previous(&with_alpha(1.02, 0.3), &with_alpha(1.2, 0.0)));
+        assert!(!keep_previous(&with_alpha(1.02, 0.1), &with_alpha(1.04, 0.3)));
+    }
 
     #[test]
     fn a_saved_profile_loads_back_and_a_missing_or_broken_one_does_not() {
@@ -640,6 +674,11 @@ mod tests {
         // The shipped profiles parse and name their model files.
         let smollm2 = shipped_profile("SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
         assert!(smollm2.self_spec_variants > 0 && smollm2.train.alpha_top1.len() == smollm2.heads);
+        // Every catalog model has one, under its cached file name.
+        for m in crate::catalog::Catalog::embedded().unwrap().list() {
+            let p = shipped_profile(&m.file).unwrap_or_else(|| panic!("no shipped profile for {}", m.name));
+            assert!(p.self_spec_variants > 0, "{}: the profile has no self-spec search", m.name);
+        }
         assert!(shipped_profile("nothing.gguf").is_none());
         assert!(load_profile(&model).is_none());
         std::fs::remove_dir_all(&dir).ok();

@@ -2,9 +2,8 @@
 //! within GGML's per-type error budgets, quantization round trips, batch invariance of the
 //! batched mat-vec, and real GGUF tensors decoded like llama.cpp's gguf-py decodes them.
 //!
-//! The same file runs on aarch64 under qemu (`source ../shared/scripts/aarch64-env.sh`, then
-//! `cargo test --target aarch64-unknown-linux-gnu --test kernels`), where the tables are scalar,
-//! NEON and NEON+dotprod.
+//! The same file runs on aarch64 under qemu (`scripts/aarch64-test.sh`), where the tables are
+//! scalar, NEON and NEON+dotprod.
 
 use std::path::{Path, PathBuf};
 

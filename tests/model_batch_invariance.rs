@@ -1,4 +1,4 @@
-//! Invariant 3 (ARCHITECTURE.md): a token's logits are bitwise the same whether it is scored
+//! Invariant 3 (docs/architecture.md): a token's logits are bitwise the same whether it is scored
 //! alone, inside a batch of 2..16 tokens, or at the end of any prefill chunking — and the same
 //! after a rollback as on a fresh cache. Checked on tiny random llama and gemma3 models (gemma3
 //! adds sliding-window layers, QK-norm, post-norms and GELU) and on SmolLM2-135M.

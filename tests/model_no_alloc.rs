@@ -1,4 +1,4 @@
-//! Invariant 2 (ARCHITECTURE.md): no allocation per token. A counting allocator shows that,
+//! Invariant 2 (docs/architecture.md): no allocation per token. A counting allocator shows that,
 //! once a session is set up, decoding more tokens does not allocate more.
 
 mod common;

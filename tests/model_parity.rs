@@ -99,7 +99,14 @@ struct Summary {
     sum_rel: f64,
 }
 
-fn parity(path: PathBuf, prompts: &[&str], kv: KvType) {
+/// Code for the coder model, beside the mixed prompts above (its parity covers ≥ 600 positions).
+const CODE_PROMPTS: [&str; 3] = [
+    "<|im_start|>user\nPort this to JavaScript:\n```python\ndef clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n```<|im_end|>\n<|im_start|>assistant\n",
+    "class Inventory:\n    def __init__(self):\n        self.items = {}\n\n    def add(self, name, qty):\n",
+    "-- Customers with more than five orders\nSELECT c.id, c.name, COUNT(o.id) AS n\nFROM customers c\n",
+];
+
+fn parity(path: PathBuf, prompts: &[&str], kv: KvType, min_positions: usize) {
     let ours = Model::load(&path).unwrap();
     let tok = Tokenizer::from_gguf(ours.file()).unwrap();
     let reference = LlamaCppModel::load(&path, 2, 512).unwrap().with_kv_type(kv);
@@ -180,14 +187,14 @@ fn parity(path: PathBuf, prompts: &[&str], kv: KvType) {
         s.max_rel,
         s.sum_rel / s.positions as f64
     );
-    assert!(s.positions >= 400, "only {} positions", s.positions);
+    assert!(s.positions >= min_positions, "only {} positions", s.positions);
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]
 fn smollm2_matches_llama_cpp() {
     let _turn = turn();
-    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS, KvType::F16);
+    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS, KvType::F16, 400);
 }
 
 /// Both programs with 8-bit caches: llama.cpp's `--cache-type-k q8_0 --cache-type-v q8_0`
@@ -195,7 +202,16 @@ fn smollm2_matches_llama_cpp() {
 #[test]
 fn smollm2_matches_llama_cpp_with_q8_0_caches() {
     let _turn = turn();
-    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS, KvType::Q8_0);
+    parity(edgespec::catalog::resolve_model("smollm2-135m").unwrap(), &PROMPTS, KvType::Q8_0, 400);
+}
+
+/// The real-size coder model (qwen2: QKV biases, Q5_0/Q4_K/Q6_K blocks, an untied Q8_0 head) on
+/// the mixed prompts and code.
+#[test]
+fn qwen_coder_matches_llama_cpp() {
+    let _turn = turn();
+    let prompts: Vec<&str> = PROMPTS.iter().chain(&CODE_PROMPTS).copied().collect();
+    parity(edgespec::catalog::resolve_model("qwen2.5-coder-0.5b").unwrap(), &prompts, KvType::F16, 600);
 }
 
 #[test]
@@ -207,7 +223,7 @@ fn gemma3_matches_llama_cpp() {
         .iter()
         .map(|p| if p.starts_with("<|im_start|>") { "<start_of_turn>user\nWhat are three tips for staying healthy?<end_of_turn>\n<start_of_turn>model\n" } else { p })
         .collect();
-    parity(path, &prompts, KvType::F16);
+    parity(path, &prompts, KvType::F16, 400);
 }
 
 /// Varied prose, a list and code: long enough to run well past Gemma 3's 512-position window.

@@ -1,5 +1,8 @@
 //! Token-for-token parity with llama.cpp itself (linked by the `llama-cpp` feature): every corpus
-//! string, with and without special-token parsing and BOS/EOS, for both catalog models.
+//! string, with and without special-token parsing and BOS/EOS, for every catalog model. The
+//! shared corpus (`tests/data/tokenizer_corpus.json`) is joined by a code corpus
+//! (`tokenizer_corpus_code.json`: indentation runs, CRLF, tabs, numbers, CJK comments, emoji,
+//! ChatML and fill-in-the-middle special tokens).
 //!
 //! Strings containing NUL are skipped: they cannot cross the C string boundary.
 #![cfg(feature = "llama-cpp")]
@@ -11,8 +14,13 @@ use edgespec::reference::LlamaCppModel;
 use edgespec::tokenizer::Tokenizer;
 
 fn corpus() -> Vec<String> {
-    let path = format!("{}/tests/data/tokenizer_corpus.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let mut all = Vec::new();
+    for file in ["tokenizer_corpus.json", "tokenizer_corpus_code.json"] {
+        let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let part: Vec<String> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        all.extend(part);
+    }
+    all
 }
 
 fn check(name: &str) {
@@ -43,4 +51,9 @@ fn smollm2_tokenizes_like_llama_cpp() {
 #[test]
 fn gemma3_tokenizes_like_llama_cpp() {
     check("gemma3-270m");
+}
+
+#[test]
+fn qwen_coder_tokenizes_like_llama_cpp() {
+    check("qwen2.5-coder-0.5b");
 }

@@ -62,3 +62,51 @@ fn tune_saves_heads_corpus_and_profile_that_auto_uses() {
     assert!(said.contains("drafts"), "auto drafted nothing: {said}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_short_budget_is_honoured_and_better_saved_drafters_are_kept() {
+    let dir = std::env::temp_dir().join(format!("edgespec-tune-keep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.gguf");
+    std::fs::write(&path, synthetic::build(&SyntheticSpec::llama(6)).unwrap()).unwrap();
+    let prompts: String = (0..4)
+        .map(|i| {
+            format!(
+                "[[prompt]]\nname = \"p{i}\"\nkind = \"open\"\nmax_tokens = 16\ntext = \"prompt {i}\"\n\n"
+            )
+        })
+        .collect();
+    let opts = |secs: u64| {
+        let mut o = TuneOptions::new(&path);
+        o.suite = Some(Suite::from_toml("tiny", &prompts).unwrap());
+        o.budget = Duration::from_secs(secs);
+        o.max_tokens = 16;
+        o.measure_prompts = 1;
+        o.heads = 2;
+        o.rank = 8;
+        o.vocab = 64;
+        o.threads = Some(1);
+        o.quiet = true;
+        o
+    };
+    // `tune --budget 3`: no time for the self-speculation search, and the whole run within it.
+    let first = tune::tune(opts(3)).unwrap();
+    assert!(first.self_spec_skipped);
+    assert!(first.total_seconds < 3.0 + 1.0, "{}", first.total_seconds);
+    assert!(first.kept_previous.is_empty());
+    // Pretend the saved heads measured far better than any new ones can.
+    let profile = edgespec::decode::heads::profile_path(&path);
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    saved["speedup"] = 100.0.into();
+    saved["greedy_equal"] = true.into();
+    std::fs::write(&profile, saved.to_string()).unwrap();
+    let heads_before = std::fs::read(heads_path(&path)).unwrap();
+    let mut o = opts(3);
+    o.seed = 99;
+    let second = tune::tune(o).unwrap();
+    assert!(second.kept_previous.contains("kept the drafters saved earlier"), "{}", second.kept_previous);
+    assert_eq!(std::fs::read(heads_path(&path)).unwrap(), heads_before, "the better heads stay");
+    assert_eq!(tune::load_profile(&path).unwrap().speedup, 100.0, "and their profile");
+    std::fs::remove_dir_all(&dir).ok();
+}

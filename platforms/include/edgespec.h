@@ -218,8 +218,10 @@ typedef struct EdgespecModelParams {
   bool use_mlock;
   /**
    * Most bytes a session may need (weights + KV cache + scratch, estimated from the metadata);
-   * 0: no limit. With `n_ctx` 0 the context is shrunk to fit; otherwise a context that does
-   * not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`.
+   * 0: no limit. With `n_ctx` 0 the context is shrunk to fit (to 64 tokens at least);
+   * otherwise a context that does not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`, whose
+   * message names the smallest budget that would do. Without a budget, a context whose cache
+   * and scratch exceed the machine's memory fails session creation the same way.
    */
   uint64_t memory_budget_bytes;
   /**
@@ -268,8 +270,9 @@ typedef struct EdgespecSamplingParams {
 } EdgespecSamplingParams;
 
 /**
- * What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling, plain
- * decoding).
+ * What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling,
+ * strategy `auto`, which drafts only where its measured acceptance and pass cost say a draft
+ * pays; `EDGESPEC_STRATEGY_PLAIN` never drafts).
  */
 typedef struct EdgespecGenerateParams {
   /**
@@ -626,7 +629,8 @@ void edgespec_session_free(struct EdgespecSession *session);
  *
  * Returns OK when the generation ended by itself or because the callback returned false;
  * `CANCELLED` when `edgespec_cancel` stopped it (the text so far stays in the context, and the
- * session stays usable); `UNSUPPORTED` for a strategy this build does not implement;
+ * session stays usable; stopped while the prompt was being processed, the context is as it was
+ * before the call and no statistics are kept); `UNSUPPORTED` for a strategy this build does not implement;
  * `CONTEXT_OVERFLOW` when the prompt does not fit; `INVALID_ARGUMENT` for NULL pointers, invalid
  * UTF-8, bad parameters, an empty prompt on an empty context, or a busy session.
  * `edgespec_session_stats` then has the figures (after OK or CANCELLED).
@@ -665,7 +669,8 @@ EdgespecStatus edgespec_chat(struct EdgespecSession *session,
 
 /**
  * Ask the generation running on `session` to stop. It stops after the piece being produced
- * (within one forward pass; a long prompt's prefill is not interrupted) and returns `CANCELLED`.
+ * (within one forward pass), or, while the prompt is being processed, before its next chunk of
+ * up to 16 tokens, and returns `CANCELLED`.
  * A cancel issued while no generation runs has no effect on later ones. NULL is ignored.
  *
  * # Safety

@@ -25,7 +25,7 @@ use crate::tokenizer::TokenId;
 
 use super::heads::file::{artifact_identity, artifact_prefix, read_artifact, write_artifact};
 use super::heads::model_identity;
-use super::lookup::{gram_key, Index};
+use super::ngram::{gram_key, Index};
 
 const MAGIC: &[u8; 8] = b"EDGECORP";
 const VERSION: u32 = 1;

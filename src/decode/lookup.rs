@@ -16,8 +16,6 @@
 //! With a [`Corpus`] (`auto`, after `edgespec tune`), the model's own earlier replies are a second
 //! place to find a match, with its own acceptance statistics.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -25,6 +23,7 @@ use crate::tokenizer::TokenId;
 
 use super::adaptive::CostModel;
 use super::corpus::Corpus;
+use super::ngram::{gram_key, Index};
 use super::tree::TreeValue;
 use super::{Draft, DraftInput, Drafter};
 
@@ -57,38 +56,6 @@ impl Default for LookupParams {
             forget: 0.97,
         }
     }
-}
-
-/// A hasher for keys that are already well mixed u64 values.
-#[derive(Default)]
-pub(crate) struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-/// n-gram key → a position (of what followed the n-gram).
-pub(crate) type Index = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
-
-/// The key of an n-gram: its tokens and its length, mixed (collisions are checked against the
-/// tokens themselves before a match is used).
-pub(crate) fn gram_key(gram: &[TokenId]) -> u64 {
-    let mut h = 0x9E37_79B9_7F4A_7C15u64 ^ gram.len() as u64;
-    for &t in gram {
-        h = (h ^ u64::from(t)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 29;
-    }
-    h
 }
 
 /// Most n-gram lengths the drafter tracks.

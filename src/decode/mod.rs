@@ -14,6 +14,7 @@ pub mod engine;
 pub mod heads;
 pub mod lookahead;
 pub mod lookup;
+pub mod ngram;
 pub mod self_spec;
 pub mod self_spec_rank;
 pub mod self_spec_search;

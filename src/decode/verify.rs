@@ -1,4 +1,4 @@
-//! The acceptance rules that keep speculative decoding exact (see ANCHORS.md): each drafted
+//! The acceptance rules that keep speculative decoding exact (docs/architecture.md, section 3): each drafted
 //! token is checked against the model's distribution at its position, in order, and the first
 //! one that fails is replaced by a token drawn so that the output follows the model exactly.
 //!

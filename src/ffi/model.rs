@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
-use crate::model::{KvType, Model, ModelConfig, MAX_BATCH};
-use crate::session::{SessionOptions, DEFAULT_CTX};
+use crate::memory::{self, MemoryRequest};
+use crate::model::{KvType, Model};
+use crate::session::SessionOptions;
 use crate::tokenizer::Tokenizer;
 
 use super::{c_out, c_ref, c_str, guard, EdgespecModelParams, EdgespecStatus};
@@ -31,58 +32,6 @@ impl EdgespecModel {
     pub(crate) fn options(&self) -> &SessionOptions {
         &self.opts
     }
-}
-
-/// Bytes a session over `config` at context `ctx` needs: the weights, an f16 KV cache and the
-/// scratch of the widest batch.
-fn session_bytes(config: &ModelConfig, weight_bytes: u64, ctx: usize, kv: KvType) -> u64 {
-    weight_bytes
-        .saturating_add(config.kv_cache_bytes_as(ctx, kv))
-        .saturating_add(config.scratch_bytes(MAX_BATCH, ctx))
-}
-
-/// The context length to use: the one asked for, else the model's capped at [`DEFAULT_CTX`]
-/// (the session's own default), shrunk to the budget when there is one and none was asked for.
-fn choose_ctx(
-    config: &ModelConfig,
-    weight_bytes: u64,
-    asked: Option<usize>,
-    budget: u64,
-    kv: KvType,
-) -> Result<usize> {
-    let ctx = asked.unwrap_or(config.context_length.clamp(1, DEFAULT_CTX));
-    let fits = |c: usize| budget == 0 || session_bytes(config, weight_bytes, c, kv) <= budget;
-    if fits(ctx) {
-        return Ok(ctx);
-    }
-    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    let over = || {
-        Error::new(
-            ErrorKind::OutOfMemory,
-            format!(
-                "memory budget of {:.1} MiB cannot hold the model ({:.1} MiB of weights) with a {} token \
-                 context ({:.1} MiB needed)",
-                mib(budget),
-                mib(weight_bytes),
-                ctx,
-                mib(session_bytes(config, weight_bytes, ctx, kv))
-            ),
-        )
-    };
-    if asked.is_some() || !fits(1) {
-        return Err(over());
-    }
-    // The need grows with the context: find the longest one that fits.
-    let (mut lo, mut hi) = (1, ctx);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    Ok(lo)
 }
 
 /// Lock `bytes` in RAM. Pages unlock by themselves when the memory is unmapped or freed.
@@ -124,7 +73,13 @@ fn load(path: &str, p: &EdgespecModelParams) -> Result<EdgespecModel> {
     let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| e.context(path))?;
     let asked = (p.n_ctx > 0).then_some(p.n_ctx as usize);
     let kv_type = kv_type_from_id(p.kv_type)?;
-    let ctx = choose_ctx(model.config(), file.len(), asked, p.memory_budget_bytes, kv_type)?;
+    // The CLI's --mem-budget takes the same road (crate::memory), with the cache type free.
+    let req = MemoryRequest {
+        ctx: asked,
+        kv_type: Some(kv_type),
+        budget: (p.memory_budget_bytes > 0).then_some(p.memory_budget_bytes),
+    };
+    let ctx = memory::choose(model.config(), Some(model.arch()), file.len(), &req)?.ctx;
     if p.use_mlock {
         lock_in_ram(file.bytes())?;
     }
@@ -328,35 +283,4 @@ pub unsafe extern "C" fn edgespec_detokenize(
         }
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gguf::GgufFile;
-    use crate::model::synthetic::{self, SyntheticSpec};
-
-    #[test]
-    fn the_budget_shrinks_a_default_context_and_refuses_an_explicit_one() {
-        const F16: KvType = KvType::F16;
-        let file = GgufFile::from_bytes(synthetic::build(&SyntheticSpec::llama(1)).unwrap()).unwrap();
-        let config = ModelConfig::from_gguf(&file).unwrap();
-        let w = file.len();
-        assert_eq!(choose_ctx(&config, w, None, 0, F16).unwrap(), 256, "the model's own, under the cap");
-        assert_eq!(choose_ctx(&config, w, Some(100), 0, F16).unwrap(), 100);
-        let budget = session_bytes(&config, w, 64, F16);
-        assert_eq!(choose_ctx(&config, w, None, budget, F16).unwrap(), 64, "the longest context that fits");
-        assert_eq!(choose_ctx(&config, w, Some(64), budget, F16).unwrap(), 64);
-        let e = choose_ctx(&config, w, Some(65), budget, F16).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::OutOfMemory);
-        let e = choose_ctx(&config, w, None, w / 2, F16).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::OutOfMemory, "not even the weights fit: {e}");
-        // With heads of whole Q8_0 blocks, an 8-bit cache fits a longer context in a budget.
-        let spec = SyntheticSpec { head_dim: 32, ..SyntheticSpec::llama(1) };
-        let config =
-            ModelConfig::from_gguf(&GgufFile::from_bytes(synthetic::build(&spec).unwrap()).unwrap()).unwrap();
-        let budget = session_bytes(&config, w, 64, F16);
-        let q8 = choose_ctx(&config, w, None, budget, KvType::Q8_0).unwrap();
-        assert!(q8 > 64 && session_bytes(&config, w, q8, KvType::Q8_0) <= budget, "{q8}");
-    }
 }

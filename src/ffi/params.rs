@@ -24,8 +24,10 @@ pub struct EdgespecModelParams {
     /// `EDGESPEC_STATUS_UNSUPPORTED` on platforms without mlock.
     pub use_mlock: bool,
     /// Most bytes a session may need (weights + KV cache + scratch, estimated from the metadata);
-    /// 0: no limit. With `n_ctx` 0 the context is shrunk to fit; otherwise a context that does
-    /// not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`.
+    /// 0: no limit. With `n_ctx` 0 the context is shrunk to fit (to 64 tokens at least);
+    /// otherwise a context that does not fit fails with `EDGESPEC_STATUS_OUT_OF_MEMORY`, whose
+    /// message names the smallest budget that would do. Without a budget, a context whose cache
+    /// and scratch exceed the machine's memory fails session creation the same way.
     pub memory_budget_bytes: u64,
     /// KV cache type of the model's sessions: 0 f16 (the default), 1 f32, 2 q8_0 (8-bit, 53% of
     /// f16's memory and attention bandwidth; head dimensions must be multiples of 32, else
@@ -56,8 +58,9 @@ pub struct EdgespecSamplingParams {
     pub seed: u64,
 }
 
-/// What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling, plain
-/// decoding).
+/// What to generate (`edgespec_generate_params_default()`: 256 tokens, default sampling,
+/// strategy `auto`, which drafts only where its measured acceptance and pass cost say a draft
+/// pays; `EDGESPEC_STRATEGY_PLAIN` never drafts).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub struct EdgespecGenerateParams {

@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::session::{Flow, GenerateParams, GenerationStats, Session, StopReason};
@@ -28,8 +28,9 @@ pub type EdgespecTokenCallback =
 /// Create with `edgespec_session_create`, release with `edgespec_session_free`.
 pub struct EdgespecSession {
     state: Mutex<State>,
-    /// Raised by `edgespec_cancel`, checked after every streamed piece.
-    cancel: AtomicBool,
+    /// Raised by `edgespec_cancel`; the session checks it between prefill chunks and after
+    /// every streamed piece.
+    cancel: Arc<AtomicBool>,
 }
 
 struct State {
@@ -72,10 +73,12 @@ pub unsafe extern "C" fn edgespec_session_create(
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: NULL or live by contract.
         let model = unsafe { c_ref(model, "model") }?;
-        let session = Session::new(model.model()?, model.options())?;
+        let mut session = Session::new(model.model()?, model.options())?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        session.set_cancel_flag(Some(cancel.clone()));
         let handle = EdgespecSession {
             state: Mutex::new(State { session, stats: None, piece: Vec::with_capacity(256) }),
-            cancel: AtomicBool::new(false),
+            cancel,
         };
         // SAFETY: as above.
         unsafe { out.write(Box::into_raw(Box::new(handle))) };
@@ -143,7 +146,18 @@ unsafe fn run(
             Flow::Continue
         }
     };
-    let stats = body(&mut state.session, &params, &mut on_token)?;
+    let stats = match body(&mut state.session, &params, &mut on_token) {
+        Ok(s) => s,
+        Err(e) if e.kind() == ErrorKind::Cancelled => {
+            h.cancel.store(false, Ordering::SeqCst);
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "edgespec_cancel stopped the generation while the prompt was processed (the context is as \
+                 it was before the call)",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let cancelled = h.cancel.swap(false, Ordering::SeqCst) && stats.stop == StopReason::Cancelled;
     state.stats = Some(EdgespecStats::from_lib(&stats, params.strategy));
     if cancelled {
@@ -159,7 +173,8 @@ unsafe fn run(
 ///
 /// Returns OK when the generation ended by itself or because the callback returned false;
 /// `CANCELLED` when `edgespec_cancel` stopped it (the text so far stays in the context, and the
-/// session stays usable); `UNSUPPORTED` for a strategy this build does not implement;
+/// session stays usable; stopped while the prompt was being processed, the context is as it was
+/// before the call and no statistics are kept); `UNSUPPORTED` for a strategy this build does not implement;
 /// `CONTEXT_OVERFLOW` when the prompt does not fit; `INVALID_ARGUMENT` for NULL pointers, invalid
 /// UTF-8, bad parameters, an empty prompt on an empty context, or a busy session.
 /// `edgespec_session_stats` then has the figures (after OK or CANCELLED).
@@ -214,7 +229,8 @@ pub unsafe extern "C" fn edgespec_chat(
 }
 
 /// Ask the generation running on `session` to stop. It stops after the piece being produced
-/// (within one forward pass; a long prompt's prefill is not interrupted) and returns `CANCELLED`.
+/// (within one forward pass), or, while the prompt is being processed, before its next chunk of
+/// up to 16 tokens, and returns `CANCELLED`.
 /// A cancel issued while no generation runs has no effect on later ones. NULL is ignored.
 ///
 /// # Safety

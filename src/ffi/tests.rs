@@ -151,3 +151,80 @@ fn kv_type_ids_reach_the_session_and_bad_ones_are_refused() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A session handle that may cross to the cancelling thread.
+struct SendSession(*const EdgespecSession);
+// SAFETY: edgespec_cancel may be called from any thread while the session lives.
+unsafe impl Send for SendSession {}
+
+#[test]
+fn edgespec_cancel_stops_a_long_prefill_between_chunks() {
+    use crate::model::synthetic::{self, SyntheticSpec};
+    let dir = std::env::temp_dir().join(format!("edgespec-ffi-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("slow.gguf");
+    // Slow enough on one thread that thousands of prompt tokens take seconds.
+    let spec = SyntheticSpec {
+        n_layers: 8,
+        dim: 512,
+        ffn_dim: 2048,
+        n_heads: 8,
+        n_kv_heads: 4,
+        head_dim: 64,
+        context_length: 16384,
+        ..SyntheticSpec::llama(7)
+    };
+    std::fs::write(&path, synthetic::build(&spec).unwrap()).unwrap();
+    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let p = EdgespecModelParams { n_ctx: 16384, n_threads: 1, ..edgespec_model_params_default() };
+    let (mut model, mut session) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: valid path, params and out pointers.
+    assert_eq!(unsafe { edgespec_model_load(cpath.as_ptr(), &p, &mut model) }, EdgespecStatus::Ok);
+    // SAFETY: a live model; writable out pointer.
+    assert_eq!(unsafe { edgespec_session_create(model, &mut session) }, EdgespecStatus::Ok);
+
+    unsafe extern "C" fn count(_: *const std::ffi::c_char, _: usize, n: *mut std::ffi::c_void) -> bool {
+        // SAFETY: `n` is the counter passed below, alive for the call.
+        unsafe { *n.cast::<usize>() += 1 };
+        true
+    }
+    let prompt = std::ffi::CString::new("the quick brown fox jumps over the lazy dog. ".repeat(270)).unwrap();
+    let mut params = edgespec_generate_params_default();
+    params.max_tokens = 4;
+    params.sampling = edgespec_sampling_params_greedy();
+    let handle = SendSession(session);
+    let canceller = std::thread::spawn(move || {
+        let h = handle;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SAFETY: the session outlives this thread (joined before it is freed).
+        unsafe { edgespec_cancel(h.0) };
+    });
+    let mut pieces = 0usize;
+    let t0 = std::time::Instant::now();
+    // SAFETY: live session, NUL-terminated prompt, valid params; the callback gets our counter.
+    let status = unsafe {
+        edgespec_generate(session, prompt.as_ptr(), &params, Some(count), (&mut pieces as *mut usize).cast())
+    };
+    let took = t0.elapsed();
+    canceller.join().unwrap();
+    assert_eq!(status, EdgespecStatus::Cancelled);
+    assert_eq!(pieces, 0, "cancelled before anything was generated");
+    assert!(took < std::time::Duration::from_secs(4), "stopped between chunks, not at the end: {took:?}");
+    let mut used = u32::MAX;
+    // SAFETY: live session; writable out pointer.
+    assert_eq!(unsafe { edgespec_session_context_used(session, &mut used) }, EdgespecStatus::Ok);
+    assert_eq!(used, 0, "the context is as it was before the call");
+    // The session goes on.
+    let short = std::ffi::CString::new("hello").unwrap();
+    // SAFETY: as above.
+    let status = unsafe {
+        edgespec_generate(session, short.as_ptr(), &params, Some(count), (&mut pieces as *mut usize).cast())
+    };
+    assert_eq!(status, EdgespecStatus::Ok);
+    // SAFETY: handles from the calls above, freed once.
+    unsafe {
+        edgespec_session_free(session);
+        edgespec_model_free(model);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

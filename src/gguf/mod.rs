@@ -19,8 +19,8 @@ mod writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub use reader::{TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_KEY_LEN, MAX_STRING_LEN};
-pub use value::{ArrayIter, ArrayView, MetaValue, Value, ValueType};
+pub use reader::{TensorInfo, DEFAULT_ALIGNMENT, MAX_KEY_LEN};
+pub use value::{ArrayIter, ArrayView, MetaValue, Value, ValueType, MAX_ARRAY_DEPTH, MAX_STRING_LEN};
 pub use writer::GgufWriter;
 
 use crate::error::{Error, Result};

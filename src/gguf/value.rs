@@ -1,5 +1,5 @@
 //! GGUF metadata values: the type tags, a borrowed view of a value inside the file, and an owned
-//! value for the writer.
+//! value for the writer; and the bounds-checked cursor that reads them out of the file.
 //!
 //! Values are not copied out of the map when a file is opened: strings are borrowed, and arrays
 //! (a 262k-entry vocabulary, say) stay a typed view over their bytes until someone asks for them.
@@ -241,7 +241,7 @@ impl<'a> ArrayView<'a> {
 
     /// Decode the elements one by one.
     pub fn iter(&self) -> ArrayIter<'a> {
-        ArrayIter { elem: self.elem, remaining: self.len, cursor: super::reader::Cursor::new(self.bytes) }
+        ArrayIter { elem: self.elem, remaining: self.len, cursor: Cursor::new(self.bytes) }
     }
 
     /// All elements as strings; a `Format` error if the elements are not strings.
@@ -288,7 +288,7 @@ impl<'a> ArrayView<'a> {
 pub struct ArrayIter<'a> {
     elem: ValueType,
     remaining: usize,
-    cursor: super::reader::Cursor<'a>,
+    cursor: Cursor<'a>,
 }
 
 impl<'a> Iterator for ArrayIter<'a> {
@@ -389,5 +389,135 @@ impl From<f32> for MetaValue {
 impl From<bool> for MetaValue {
     fn from(v: bool) -> Self {
         MetaValue::Bool(v)
+    }
+}
+
+/// Longest string value accepted (chat templates are a few KiB).
+pub const MAX_STRING_LEN: u64 = 64 * 1024 * 1024;
+/// Deepest nesting of arrays accepted.
+pub const MAX_ARRAY_DEPTH: u32 = 4;
+
+/// A read position over a byte slice; every read is bounds-checked.
+#[derive(Clone, Debug)]
+pub(crate) struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, pos: 0 }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    pub(crate) fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() as u64 {
+            return Err(Error::format(format!(
+                "truncated: {what} needs {n} bytes at offset {}, only {} remain",
+                self.pos,
+                self.remaining()
+            )));
+        }
+        let n = n as usize;
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let b = self.take(N as u64, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// A length-prefixed string of at most `cap` bytes, checked for UTF-8.
+    pub(crate) fn string(&mut self, cap: u64, what: &str) -> Result<&'a str> {
+        let at = self.pos;
+        let len = self.u64(what)?;
+        if len > cap {
+            return Err(Error::format(format!(
+                "{what} at offset {at} claims {len} bytes, more than the limit of {cap}"
+            )));
+        }
+        let b = self.take(len, what)?;
+        std::str::from_utf8(b).map_err(|e| Error::format(format!("{what} at offset {at} is not UTF-8: {e}")))
+    }
+
+    /// One value of type `ty`. `depth` counts enclosing arrays (1 for an array's elements).
+    pub(crate) fn value(&mut self, ty: ValueType, depth: u32) -> Result<Value<'a>> {
+        Ok(match ty {
+            ValueType::U8 => Value::U8(u8::from_le_bytes(self.array("u8 value")?)),
+            ValueType::I8 => Value::I8(i8::from_le_bytes(self.array("i8 value")?)),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array("u16 value")?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array("i16 value")?)),
+            ValueType::U32 => Value::U32(self.u32("u32 value")?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array("i32 value")?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array("f32 value")?)),
+            ValueType::U64 => Value::U64(self.u64("u64 value")?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array("i64 value")?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array("f64 value")?)),
+            ValueType::Bool => {
+                let at = self.pos;
+                match self.array::<1>("bool value")?[0] {
+                    0 => Value::Bool(false),
+                    1 => Value::Bool(true),
+                    b => return Err(Error::format(format!("bool at offset {at} has value {b}, not 0 or 1"))),
+                }
+            }
+            ValueType::String => Value::String(self.string(MAX_STRING_LEN, "string value")?),
+            ValueType::Array => Value::Array(self.array_value(depth)?),
+        })
+    }
+
+    fn array_value(&mut self, depth: u32) -> Result<ArrayView<'a>> {
+        let at = self.pos;
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(Error::format(format!("arrays nested deeper than {MAX_ARRAY_DEPTH} at offset {at}")));
+        }
+        let elem = ValueType::from_id(self.u32("array element type")?)
+            .map_err(|e| e.context(format!("array at offset {at}")))?;
+        let len = self.u64("array length")?;
+        // Every element takes at least min_size bytes: a larger count cannot fit in the file.
+        let max = self.remaining() as u64 / elem.min_size() as u64;
+        if len > max {
+            return Err(Error::format(format!(
+                "array at offset {at} claims {len} {} elements but only {} bytes remain",
+                elem.name(),
+                self.remaining()
+            )));
+        }
+        let start = self.pos;
+        match elem.fixed_size() {
+            Some(size) => {
+                self.take(len * size as u64, "array elements")?;
+                if elem == ValueType::Bool {
+                    if let Some(b) = self.bytes[start..self.pos].iter().find(|&&b| b > 1) {
+                        return Err(Error::format(format!("bool array at offset {at} holds value {b}")));
+                    }
+                }
+            }
+            None => {
+                for _ in 0..len {
+                    self.value(elem, depth + 1)?;
+                }
+            }
+        }
+        Ok(ArrayView { elem, len: len as usize, bytes: &self.bytes[start..self.pos] })
     }
 }

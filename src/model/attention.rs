@@ -19,8 +19,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{KernelPool, Kernels};
 
 use super::kv_cache::{quantize_q8_row, KvCache, KvRows, KvType, MAX_Q8_ROW};
-use super::plan::MAX_BATCH;
-use super::tree::TokenTree;
+use super::plan::{TokenTree, MAX_BATCH};
 use crate::quant::QK;
 
 /// The shape and numerics of one layer's attention.

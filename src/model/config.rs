@@ -135,17 +135,14 @@ impl ModelConfig {
     /// `ctx`: the residual stream and its normed copy, q/k/v, attention scores, the MLP's hidden
     /// activations and one logits row per batch position. An upper estimate of what
     /// [`crate::model::Workspace`] allocates (it keeps attention scores per thread, not per
-    /// head).
-    pub fn scratch_bytes(&self, batch: usize, ctx: usize) -> u64 {
-        let q = self.n_heads * self.head_dim;
-        let kv = self.n_kv_heads * (self.head_dim + self.head_dim_v);
-        let per_token = 3 * self.dim
-            + q
-            + kv
-            + self.n_heads * self.head_dim_v
-            + 2 * self.ffn_dim
-            + self.n_heads * ctx
-            + self.vocab_size;
-        (4 * batch * per_token) as u64
+    /// head); `None` when it does not fit in 64 bits (a context length is user input).
+    pub fn scratch_bytes(&self, batch: usize, ctx: usize) -> Option<u64> {
+        let w = |n: usize| n as u64;
+        let q = w(self.n_heads) * w(self.head_dim);
+        let kv = w(self.n_kv_heads) * w(self.head_dim + self.head_dim_v);
+        let fixed = 3 * w(self.dim) + q + kv + w(self.n_heads) * w(self.head_dim_v) + 2 * w(self.ffn_dim);
+        let per_token =
+            w(self.n_heads).checked_mul(w(ctx))?.checked_add(fixed)?.checked_add(w(self.vocab_size))?;
+        per_token.checked_mul(4)?.checked_mul(w(batch))
     }
 }

@@ -7,7 +7,7 @@
 //! `k` drafted tokens streams the same weight bytes as decoding one. Everything else — norms,
 //! RoPE, attention, activations — is computed row by row with the same operations whatever the
 //! batch, so a token's logits are bitwise the same alone, in a batch, or in any prefill chunking
-//! (ARCHITECTURE.md invariant 3; `tests/model_batch_invariance.rs` holds it).
+//! (docs/architecture.md, invariant 3; `tests/model_batch_invariance.rs` holds it).
 //!
 //! All buffers live in a [`Workspace`] sized once from the config and the context length; a
 //! pass allocates nothing.
@@ -216,6 +216,20 @@ impl Model {
         start: usize,
         chunk: usize,
     ) -> Result<&'w [f32]> {
+        self.prefill_until(ws, cache, tokens, start, chunk, &|| false)
+    }
+
+    /// [`Model::prefill`] that asks `stop` before each chunk and fails with
+    /// `Cancelled` when it says so (the cache then holds the chunks already run: truncate it).
+    pub fn prefill_until<'w>(
+        &self,
+        ws: &'w mut Workspace,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        start: usize,
+        chunk: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<&'w [f32]> {
         if tokens.is_empty() {
             return Err(Error::invalid("nothing to prefill"));
         }
@@ -234,6 +248,9 @@ impl Model {
         }
         let n_chunks = tokens.len().div_ceil(chunk);
         for (c, part) in tokens.chunks(chunk).enumerate() {
+            if stop() {
+                return Err(Error::new(ErrorKind::Cancelled, "prompt processing was cancelled"));
+            }
             let plan = ForwardPlan::at(start + c * chunk).logits(if c + 1 == n_chunks {
                 super::plan::LogitRows::Last
             } else {
@@ -534,6 +551,14 @@ impl Workspace {
         let c = model.config();
         let bb = MAX_BATCH;
         let widest = c.dim.max(c.ffn_dim).max(c.n_heads * c.head_dim_v);
+        // One row of attention scores per thread: the only buffer sized by the context (user input).
+        let scores = pool
+            .threads()
+            .checked_mul(ctx.max(1))
+            .filter(|&n| n <= isize::MAX as usize / 8)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::OutOfMemory, format!("buffers for a context of {ctx} tokens overflow"))
+            })?;
         let bufs = Buffers {
             x: vec![0.0; bb * c.dim],
             xn: vec![0.0; bb * c.dim],
@@ -544,7 +569,7 @@ impl Workspace {
             att: vec![0.0; bb * c.n_heads * c.head_dim_v],
             gate: vec![0.0; bb * c.ffn_dim],
             up: vec![0.0; bb * c.ffn_dim],
-            scores: vec![0.0; pool.threads() * ctx.max(1)],
+            scores: vec![0.0; scores],
             tmp: vec![0.0; c.head_dim],
             rope_cos: vec![0.0; 2 * bb * (c.rope_dim / 2)],
             rope_sin: vec![0.0; 2 * bb * (c.rope_dim / 2)],

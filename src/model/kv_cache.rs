@@ -215,9 +215,7 @@ impl KvCache {
         if capacity == 0 {
             return Err(Error::invalid("the context length must be at least 1"));
         }
-        if ty == KvType::Q8_0
-            && [config.head_dim, config.head_dim_v].iter().any(|&n| !n.is_multiple_of(QK) || n > MAX_Q8_ROW)
-        {
+        if ty == KvType::Q8_0 && !KvCache::q8_0_supported(config) {
             return Err(Error::invalid(format!(
                 "a q8_0 KV cache needs head dimensions that are multiples of {QK} up to {MAX_Q8_ROW}; this \
                  model's are {} (keys) and {} (values): use f16",
@@ -253,6 +251,12 @@ impl KvCache {
             k: KvData::zeros(ty, k_len),
             v: KvData::zeros(ty, v_len),
         })
+    }
+
+    /// Whether a q8_0 cache can store this model's rows (head dimensions of whole blocks, up to
+    /// the longest row the quantizer takes).
+    pub fn q8_0_supported(config: &ModelConfig) -> bool {
+        [config.head_dim, config.head_dim_v].iter().all(|&n| n.is_multiple_of(QK) && n <= MAX_Q8_ROW)
     }
 
     /// Bytes [`KvCache::new`] would allocate for the same arguments, without allocating them

@@ -15,12 +15,10 @@ mod kv_cache;
 mod plan;
 mod repack;
 pub mod synthetic;
-mod tree;
 mod weights;
 
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
 pub use forward::{Model, Workspace, LAYOUT_ENV};
 pub use kv_cache::{KvCache, KvLayout, KvType};
-pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, MAX_BATCH, MAX_LAYERS};
-pub use tree::TokenTree;
+pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, TokenTree, MAX_BATCH, MAX_LAYERS};

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::integrate::Integrator;
-use super::sampler::{offline_max_gap, Phase};
+use super::sampler::offline_max_gap;
+use super::Phase;
 use super::{Domain, DomainKind, PowerMeter, Provenance, Reading, Scope, TraceSample};
 use crate::error::{Error, Result};
 

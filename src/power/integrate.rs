@@ -6,8 +6,8 @@
 //! serves the live sampler and an external meter's log imported after the run, and so tests can
 //! drive it with synthetic traces and check the numbers exactly.
 
+use super::Phase;
 use super::{DomainKind, Reading};
-use crate::power::sampler::Phase;
 
 /// Energy attributed to one phase for one domain.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -54,7 +54,7 @@ pub use csv::{CsvMeter, PowerLog, WindowEnergy};
 pub use integrate::{DomainEnergy, TraceInterval};
 pub use null::{EstimateMeter, NullMeter};
 pub use powermetrics::{parse_powermetrics, PowermetricsMeter, PowermetricsSample};
-pub use sampler::{Measurement, Phase, PhaseResult, Replay, Sampler, Segment};
+pub use sampler::{Measurement, PhaseResult, Replay, Sampler, Segment};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use battery::BatteryMeter;
@@ -66,6 +66,47 @@ pub use nvml::NvmlMeter;
 pub use pi5::{parse_pmic_adc, Pi5Meter, PmicReading, PmicSource};
 #[cfg(target_os = "linux")]
 pub use rapl::RaplMeter;
+
+/// What the run is doing, for attributing energy. Marking a phase costs no allocation, so labels
+/// are `&'static str`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Loading or mapping the model.
+    Load,
+    /// Model loaded, nothing running: the baseline that above-idle figures subtract.
+    Idle,
+    /// Processing the prompt.
+    Prefill,
+    /// Generating tokens.
+    Decode,
+    /// Anything else, by name.
+    Label(&'static str),
+    /// A named phase of one numbered workload (the benchmark's `prefill`/`decode` of each
+    /// strategy and repetition), so one sampler keeps many workloads apart without allocating.
+    Numbered(&'static str, u32),
+}
+
+impl Phase {
+    /// The phase's name as printed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Load => "load",
+            Phase::Idle => "idle",
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+            Phase::Label(s) | Phase::Numbered(s, _) => s,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Numbered(s, n) => write!(f, "{s} #{n}"),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
 
 /// What part of the machine a domain's energy covers. Domains of the same scope reported by one
 /// meter are disjoint (two sockets, two batteries, two rails), so they may be added; domains of

@@ -22,7 +22,8 @@
 
 use std::fmt;
 
-use super::sampler::{Measurement, Phase};
+use super::sampler::Measurement;
+use super::Phase;
 use super::{Provenance, Scope};
 
 /// Coverage below which per-token figures are withheld.

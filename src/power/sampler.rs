@@ -16,49 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::integrate::{DomainEnergy, Integrator, TotalDef, TraceInterval};
-use super::{Domain, DomainKind, PowerMeter, Reading, Scope};
+use super::{Domain, DomainKind, Phase, PowerMeter, Reading, Scope};
 use crate::error::{Error, Result};
-
-/// What the run is doing, for attributing energy. Marking a phase costs no allocation, so labels
-/// are `&'static str`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Phase {
-    /// Loading or mapping the model.
-    Load,
-    /// Model loaded, nothing running: the baseline that above-idle figures subtract.
-    Idle,
-    /// Processing the prompt.
-    Prefill,
-    /// Generating tokens.
-    Decode,
-    /// Anything else, by name.
-    Label(&'static str),
-    /// A named phase of one numbered workload (the benchmark's `prefill`/`decode` of each
-    /// strategy and repetition), so one sampler keeps many workloads apart without allocating.
-    Numbered(&'static str, u32),
-}
-
-impl Phase {
-    /// The phase's name as printed.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Phase::Load => "load",
-            Phase::Idle => "idle",
-            Phase::Prefill => "prefill",
-            Phase::Decode => "decode",
-            Phase::Label(s) | Phase::Numbered(s, _) => s,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Phase::Numbered(s, n) => write!(f, "{s} #{n}"),
-            _ => f.write_str(self.name()),
-        }
-    }
-}
 
 /// One stretch of the timeline, in seconds since the sampler started.
 #[derive(Clone, Copy, Debug, PartialEq)]

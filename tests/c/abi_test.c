@@ -118,6 +118,7 @@ static void *fail_on_other_thread(void *arg) {
 static EdgespecGenerateParams greedy(uint32_t max_tokens) {
     EdgespecGenerateParams p = edgespec_generate_params_default();
     p.max_tokens = max_tokens;
+    p.strategy = EDGESPEC_STRATEGY_PLAIN; /* the baseline; the default is auto */
     p.sampling = edgespec_sampling_params_greedy();
     return p;
 }
@@ -156,6 +157,7 @@ int main(int argc, char **argv) {
     CHECK(strcmp(edgespec_strategy_name(EDGESPEC_STRATEGY_LOOKUP), "lookup") == 0);
     CHECK(edgespec_strategy_name(-1) == NULL && edgespec_strategy_name(n_strategies) == NULL);
     CHECK(edgespec_strategy_is_implemented(EDGESPEC_STRATEGY_PLAIN));
+    CHECK(edgespec_generate_params_default().strategy == EDGESPEC_STRATEGY_AUTO);
     int32_t id = -1;
     CHECK_STATUS(edgespec_strategy_from_name("self-spec", &id), EDGESPEC_STATUS_OK);
     CHECK(id == EDGESPEC_STRATEGY_SELF_SPEC);

@@ -20,7 +20,7 @@ pub enum Command {
     Info(InfoArgs),
     /// Generate a continuation of a prompt; only the generated text goes to stdout.
     Run(RunArgs),
-    /// Talk with a model in a read-eval-print loop (/reset, /stats, /help; Ctrl-C stops a reply).
+    /// Talk with a model in a read-eval-print loop (/reset, /stats, /help, /quit; Ctrl-C stops a reply).
     Chat(ChatArgs),
     /// Decode a prompt suite under each strategy: tokens/s, speedup over plain, acceptance.
     Bench(BenchArgs),
@@ -52,7 +52,8 @@ pub struct TuneArgs {
     /// Tokens generated per calibration prompt at most.
     #[arg(short = 'n', long = "n-predict", default_value_t = 192)]
     pub n_predict: usize,
-    /// Calibration prompts: a suite file (see benches/prompts/calibration.toml, built in).
+    /// Calibration prompts: a suite file (built in: benches/prompts/calibration.toml, or
+    /// calibration_code.toml for coder models).
     #[arg(long)]
     pub suite: Option<String>,
     /// Kernel threads (default: the number of physical cores).
@@ -71,9 +72,10 @@ pub struct BenchArgs {
     /// Strategies to compare, comma-separated (plain is always measured, as the baseline).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,lookup")]
     pub strategies: Vec<Strategy>,
-    /// `default` (built in) or the path of a suite file (see benches/prompts/).
-    #[arg(long, default_value = "default")]
-    pub suite: String,
+    /// `default` or `code` (built in) or the path of a suite file (see benches/prompts/);
+    /// without it, `code` for coder models and `default` for the others.
+    #[arg(long)]
+    pub suite: Option<String>,
     /// Only these prompts of the suite, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub prompts: Vec<String>,
@@ -89,9 +91,13 @@ pub struct BenchArgs {
     /// Kernel threads (default: the number of physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// KV cache type: f16, f32 or q8_0.
-    #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
-    pub kv_type: edgespec::model::KvType,
+    /// KV cache type: f16 (the default), f32 or q8_0.
+    #[arg(long = "kv-type", value_parser = parse_kv_type)]
+    pub kv_type: Option<edgespec::model::KvType>,
+    /// Most memory the session may take (e.g. 300M, 1.5G): picks the context length and KV cache
+    /// type that fit.
+    #[arg(long = "mem-budget", value_name = "SIZE", value_parser = parse_mem_budget)]
+    pub mem_budget: Option<u64>,
     /// Energy measurement: `none`, `auto` (the best meter found), or a backend: `rapl`,
     /// `hwmon[:NAME]`, `battery`, `pi5`, `nvml`, `powermetrics`, `csv:PATH` (an external meter's
     /// log), `estimate:WATTS` (printed as ESTIMATE).
@@ -145,6 +151,9 @@ pub struct InfoArgs {
     /// Context length for the memory estimate (default: the model's trained context).
     #[arg(long)]
     pub ctx: Option<usize>,
+    /// Show the context length and KV cache type a session gets within SIZE (e.g. 300M, 1.5G).
+    #[arg(long = "mem-budget", value_name = "SIZE", value_parser = parse_mem_budget)]
+    pub mem_budget: Option<u64>,
     /// Also print every metadata entry.
     #[arg(long)]
     pub metadata: bool,
@@ -175,8 +184,9 @@ pub struct ModelArgs {
     /// A catalog name (pulled on first use) or a path to a .gguf file.
     #[arg(short = 'm', long = "model", default_value = "smollm2-135m")]
     pub model: String,
-    /// Decoding strategy.
-    #[arg(long, value_enum, default_value = "plain")]
+    /// Decoding strategy. Every strategy emits plain decoding's tokens; `auto` (the default)
+    /// drafts where its measured acceptance and pass cost say a draft pays, `plain` never drafts.
+    #[arg(long, value_enum, default_value = "auto")]
     pub strategy: Strategy,
     /// Kernel threads (default: the number of physical cores).
     #[arg(long)]
@@ -184,10 +194,20 @@ pub struct ModelArgs {
     /// Context length in tokens (default: the model's, at most 4096).
     #[arg(long)]
     pub ctx: Option<usize>,
-    /// KV cache type: f16, f32, or q8_0 (8-bit, 53% of f16's memory and bandwidth; needs head
-    /// dimensions that are multiples of 32).
-    #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
-    pub kv_type: edgespec::model::KvType,
+    /// KV cache type: f16 (the default), f32, or q8_0 (8-bit, 53% of f16's memory and bandwidth;
+    /// needs head dimensions that are multiples of 32).
+    #[arg(long = "kv-type", value_parser = parse_kv_type)]
+    pub kv_type: Option<edgespec::model::KvType>,
+    /// Most memory the session may take (e.g. 300M, 1.5G; weights count as their file size):
+    /// picks the context length and KV cache type that fit, says which on stderr, and refuses
+    /// naming the smallest budget that works when nothing fits.
+    #[arg(long = "mem-budget", value_name = "SIZE", value_parser = parse_mem_budget)]
+    pub mem_budget: Option<u64>,
+}
+
+/// `--mem-budget`'s parser.
+pub fn parse_mem_budget(s: &str) -> Result<u64, String> {
+    edgespec::memory::parse_size(s).map_err(|e| e.message().to_string())
 }
 
 /// `--kv-type`'s parser.
@@ -198,7 +218,7 @@ pub fn parse_kv_type(s: &str) -> Result<edgespec::model::KvType, String> {
 /// Sampling options.
 #[derive(Args, Debug)]
 pub struct SamplingArgs {
-    /// Temperature; 0 means greedy (argmax) decoding.
+    /// Temperature (0 or more); 0 means greedy (argmax) decoding.
     #[arg(long = "temp", default_value_t = 0.8)]
     pub temp: f32,
     /// Random seed (default: a fresh one, reported by --stats).
@@ -229,7 +249,7 @@ pub struct RunArgs {
     /// The prompt text.
     #[arg(short = 'p', long = "prompt")]
     pub prompt: Option<String>,
-    /// Read the prompt from FILE.
+    /// Read the prompt from FILE (`-` for standard input).
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
     /// Most tokens to generate.
@@ -243,6 +263,9 @@ pub struct RunArgs {
     /// Print speed and memory figures to stderr.
     #[arg(long)]
     pub stats: bool,
+    /// With --stats: say why figures are missing (e.g. why no energy meter was found).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Write the figures as JSON to PATH.
     #[arg(long = "stats-json", value_name = "PATH")]
     pub stats_json: Option<PathBuf>,
@@ -288,16 +311,28 @@ impl ModelArgs {
     /// Session options from the flags.
     pub fn session_options(&self) -> edgespec::Result<edgespec::session::SessionOptions> {
         self.strategy.library()?;
-        if self.threads == Some(0) {
-            return Err(edgespec::Error::invalid("--threads must be at least 1"));
-        }
         Ok(edgespec::session::SessionOptions {
-            threads: self.threads,
+            threads: checked_threads(self.threads)?,
             ctx: self.ctx,
-            kv_type: self.kv_type,
+            kv_type: self.kv_type.unwrap_or_default(),
             ..Default::default()
         })
     }
+}
+
+/// `--threads`: at least 1, and at most this machine's logical CPUs (more only time-slice the
+/// same cores: capped, and said on stderr).
+pub fn checked_threads(threads: Option<usize>) -> edgespec::Result<Option<usize>> {
+    let Some(n) = threads else { return Ok(None) };
+    if n == 0 {
+        return Err(edgespec::Error::invalid("--threads must be at least 1"));
+    }
+    let cpus = std::thread::available_parallelism().map_or(n, |c| c.get());
+    if n > cpus {
+        eprintln!("edgespec: --threads {n} is more than the {cpus} logical CPUs here; using {cpus}");
+        return Ok(Some(cpus));
+    }
+    Ok(Some(n))
 }
 
 impl SamplingArgs {
@@ -307,6 +342,12 @@ impl SamplingArgs {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             now.as_nanos() as u64 ^ u64::from(std::process::id())
         });
+        if self.temp.is_nan() || self.temp < 0.0 {
+            return Err(edgespec::Error::invalid(format!(
+                "--temp must be 0 (greedy) or more, not {}",
+                self.temp
+            )));
+        }
         let p = edgespec::sampling::SamplingParams {
             temperature: self.temp,
             top_k: self.top_k,

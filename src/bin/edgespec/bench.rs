@@ -6,15 +6,13 @@ use std::time::Duration;
 use edgespec::bench::{self, BenchOptions, Suite};
 use edgespec::catalog;
 use edgespec::power::PowerChoice;
-use edgespec::session::{Session, SessionOptions};
+use edgespec::session::SessionOptions;
 use edgespec::{Error, Result};
 
 use crate::args::{BenchArgs, BenchFormat};
 
 pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.threads == Some(0) {
-        return Err(Error::invalid("--threads must be at least 1"));
-    }
+    let threads = crate::args::checked_threads(a.threads)?;
     // Fail before loading anything when the flags cannot work.
     bench::llama::check_available(a.vs_llama_cpp)?;
     let power: PowerChoice = a.power.parse()?;
@@ -24,12 +22,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         Some(s) => return Err(Error::invalid(format!("--energy-window must be positive seconds, not {s}"))),
     };
     let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
-    let suite = Suite::load(&a.suite)?;
+    let named_suite = a.suite.as_deref().map(Suite::load).transpose()?;
     let path = catalog::resolve_model(&a.model)?;
-    let mut session = Session::load(
-        &path,
-        &SessionOptions { threads: a.threads, kv_type: a.kv_type, ..Default::default() },
-    )?;
+    let opts = SessionOptions { threads, ..Default::default() };
+    // Ctrl-C ends a benchmark as it always did (a run cut short measures nothing).
+    let mut session = crate::setup::open_session(&path, opts, a.kv_type, a.mem_budget, false)?;
+    let suite = match named_suite {
+        Some(s) => s,
+        None => Suite::for_model(session.model().file())?,
+    };
     let opts = BenchOptions {
         strategies,
         reps: a.reps,
@@ -52,8 +53,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
     }
     match a.format {
-        BenchFormat::Md => print!("{}", report.to_markdown()),
-        BenchFormat::Json => println!("{json}"),
+        BenchFormat::Md => crate::commands::print_out(&report.to_markdown())?,
+        BenchFormat::Json => crate::commands::print_out(&format!("{json}\n"))?,
     }
     if !report.greedy_equivalence {
         return Err(Error::internal("a strategy did not reproduce plain decoding's tokens (see the table)"));

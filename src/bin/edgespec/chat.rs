@@ -1,48 +1,27 @@
 //! `edgespec chat`: a read-eval-print loop over a session that keeps the whole conversation in
 //! its KV cache. Line editing and history come from rustyline; Ctrl-C during a reply stops the
-//! reply (a SIGINT handler raises a flag the token callback reads), Ctrl-C at the prompt clears
-//! the line, Ctrl-D or /quit leaves.
+//! reply, and during the processing of a long message stops that (the session stops on the
+//! flag a SIGINT handler raises, see [`super::setup`]); Ctrl-C at the prompt clears the line,
+//! Ctrl-D or /quit leaves. A turn that fails is reported and the conversation goes on.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use edgespec::catalog;
-use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, StopReason};
-use edgespec::{ErrorKind, Result};
+use edgespec::session::{Flow, GenerateParams, GenerationStats, StopReason};
+use edgespec::{Error, ErrorKind, Result};
 use rustyline::error::ReadlineError;
 
 use super::args::ChatArgs;
-
-/// Raised by SIGINT while a reply is being generated.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-#[cfg(unix)]
-extern "C" fn on_sigint(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Route Ctrl-C to [`INTERRUPTED`] instead of killing the process.
-fn install_sigint_handler() {
-    #[cfg(unix)]
-    {
-        let handler = on_sigint as extern "C" fn(libc::c_int);
-        // SAFETY: `on_sigint` only performs an atomic store, which is async-signal-safe; the
-        // handler is a plain `extern "C"` function that lives for the whole program.
-        unsafe {
-            libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-        }
-    }
-}
+use super::setup;
 
 const HELP: &str = "commands: /reset (forget the conversation), /stats (figures of the last reply), \
-                    /help, /quit (or Ctrl-D); Ctrl-C stops a reply";
+                    /help, /quit (or Ctrl-D); Ctrl-C stops a reply, or the reading of a long message";
 
 pub fn chat(a: ChatArgs) -> Result<()> {
     let opts = a.model.session_options()?;
     let sampling = a.sampling.params()?;
     let path = catalog::resolve_model(&a.model.model)?;
-    let mut session = Session::load(&path, &opts)?;
+    let mut session = setup::open_session(&path, opts, a.model.kv_type, a.model.mem_budget, true)?;
     if session.chat_template().is_none() {
         return Err(edgespec::Error::unsupported(format!(
             "{} has no chat template (a base model?); use `edgespec run -p TEXT` to continue text instead",
@@ -51,9 +30,11 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     }
     session.set_system(a.system.as_deref());
     let params = GenerateParams { max_tokens: a.n_predict, sampling, strategy: a.model.strategy.library()? };
+    // The strategy's prerequisites (e.g. trained heads) are checked now, not at the first message.
+    session.prepare_strategy(params.strategy)?;
+    setup::print_notes(&mut session);
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| edgespec::Error::internal(format!("cannot start the line editor: {e}")))?;
-    install_sigint_handler();
     eprintln!(
         "edgespec chat — {} ({} threads, context {} tokens). {HELP}",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
@@ -81,6 +62,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             }
             "/reset" => {
                 session.reset();
+                last = None;
                 eprintln!("[conversation cleared]");
                 continue;
             }
@@ -98,20 +80,25 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             }
             _ => {}
         }
-        INTERRUPTED.store(false, Ordering::SeqCst);
+        setup::clear_interrupt();
         let mut stdout = std::io::stdout();
-        let mut on_token = |piece: &str| {
-            let _ = stdout.write_all(piece.as_bytes());
-            let _ = stdout.flush();
-            if INTERRUPTED.load(Ordering::SeqCst) {
+        let mut write_error: Option<std::io::Error> = None;
+        let mut on_token = |piece: &str| match stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush())
+        {
+            Ok(()) => Flow::Continue,
+            Err(e) => {
+                write_error = Some(e);
                 Flow::Stop
-            } else {
-                Flow::Continue
             }
         };
-        match session.chat(text, &params, &mut on_token) {
+        let result = session.chat(text, &params, &mut on_token);
+        let newline = if result.is_ok() { writeln!(stdout).err() } else { None };
+        if let Some(e) = write_error.or(newline) {
+            return Err(Error::io("cannot write the reply to standard output", e));
+        }
+        setup::print_notes(&mut session);
+        match result {
             Ok((_, stats)) => {
-                println!();
                 if session.dropped_messages() > 0 {
                     eprintln!(
                         "[context full: the {} oldest messages were dropped to make room]",
@@ -134,7 +121,11 @@ pub fn chat(a: ChatArgs) -> Result<()> {
             Err(e) if e.kind() == ErrorKind::ContextOverflow => {
                 eprintln!("[{}]", e.message());
             }
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                eprintln!("[stopped while reading your message; the conversation is as before it]");
+            }
+            // Any other failed turn leaves the conversation as it was: say so and go on.
+            Err(e) => eprintln!("[this turn failed: {e}; the conversation is as before it]"),
         }
     }
     Ok(())

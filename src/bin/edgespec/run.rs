@@ -1,27 +1,37 @@
 //! `edgespec run`: one prompt in, its continuation out (stdout carries only generated text).
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use edgespec::catalog;
 use edgespec::power::{self, Measurement, Phase, PowerChoice};
-use edgespec::session::{Flow, GenerateParams, GenerationStats, Session};
-use edgespec::{Error, Result};
+use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, StopReason};
+use edgespec::{Error, ErrorKind, Result};
 
 use super::args::RunArgs;
+use super::setup;
 
 pub fn run(a: RunArgs) -> Result<()> {
     let opts = a.model.session_options()?;
     let sampling = a.sampling.params()?;
     let prompt = match (&a.prompt, &a.file) {
         (Some(p), _) => p.clone(),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io("cannot read the prompt from standard input", e))?;
+            text
+        }
         (None, Some(f)) => {
             std::fs::read_to_string(f).map_err(|e| Error::io(format!("cannot read {}", f.display()), e))?
         }
         (None, None) => return Err(Error::invalid("give a prompt with -p TEXT or -f FILE")),
     };
     let path = catalog::resolve_model(&a.model.model)?;
-    let mut session = Session::load(&path, &opts)?;
+    let mut session = setup::open_session(&path, opts, a.model.kv_type, a.model.mem_budget, true)?;
     let params = GenerateParams { max_tokens: a.n_predict, sampling, strategy: a.model.strategy.library()? };
+    session.prepare_strategy(params.strategy)?;
+    setup::print_notes(&mut session);
     let choice: PowerChoice = a.power.parse()?;
     let sampler = power::Sampler::start(power::detect(&choice)?, Phase::Prefill)?;
     let mut first_piece = true;
@@ -30,29 +40,66 @@ pub fn run(a: RunArgs) -> Result<()> {
     let tty = stdout.is_terminal();
     let mut out = stdout.lock();
     let mut broken = false;
+    let mut write_error: Option<std::io::Error> = None;
     let mut on_token = |piece: &str| {
         if first_piece {
             // The first token comes from the prompt's last pass: decoding starts here.
             sampler.mark(Phase::Decode);
             first_piece = false;
         }
-        if out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_err() {
-            broken = true; // e.g. `| head`: stop quietly
-            return Flow::Stop;
+        match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => Flow::Continue,
+            // e.g. `| head`: the reader has what it wanted; stop quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                broken = true;
+                Flow::Stop
+            }
+            // e.g. a full disk: the text is lost, which must not look like success.
+            Err(e) => {
+                write_error = Some(e);
+                Flow::Stop
+            }
         }
-        Flow::Continue
     };
-    let stats = if a.chat {
-        session.chat(&prompt, &params, &mut on_token)?.1
+    let result = if a.chat {
+        session.chat(&prompt, &params, &mut on_token).map(|r| r.1)
     } else {
-        session.generate(&prompt, &params, &mut on_token)?
+        session.generate(&prompt, &params, &mut on_token)
+    };
+    if let Some(e) = write_error {
+        return Err(Error::io("cannot write the generated text to standard output", e));
+    }
+    let stats = match result {
+        Ok(s) => s,
+        Err(e) if e.kind() == ErrorKind::Cancelled => {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "interrupted while processing the prompt; nothing generated",
+            ))
+        }
+        Err(e) => return Err(e),
     };
     if tty && !broken {
         let _ = writeln!(out);
     }
     drop(out);
+    let interrupted = stats.stop == StopReason::Cancelled && setup::interrupted();
+    if stats.stop == StopReason::ContextFull {
+        eprintln!(
+            "edgespec: output cut after {} tokens: the context of {} tokens is full (raise --ctx)",
+            stats.generated_tokens, stats.context_size
+        );
+    }
     let energy = Energy::of(&sampler.stop()?, stats.generated_tokens);
-    report(&stats, &session, &path, sampling.seed, a.stats, a.stats_json.as_deref(), &energy)
+    let human = a.stats.then_some(a.verbose);
+    report(&stats, &session, &path, sampling.seed, human, a.stats_json.as_deref(), &energy)?;
+    if interrupted {
+        return Err(Error::new(
+            ErrorKind::Cancelled,
+            format!("interrupted after {} generated tokens", stats.generated_tokens),
+        ));
+    }
+    Ok(())
 }
 
 /// The energy of one generation (prefill and decode), or why there is none.
@@ -103,17 +150,18 @@ impl Energy {
     }
 }
 
-/// Print `stats` to stderr (`--stats`) and/or as JSON to a file (`--stats-json`).
+/// Print `stats` to stderr (`human`: `--stats`, with `Some(true)` for `--verbose`) and/or as JSON
+/// to a file (`--stats-json`).
 pub fn report(
     stats: &GenerationStats,
     session: &Session,
     model: &std::path::Path,
     seed: u64,
-    human: bool,
+    human: Option<bool>,
     json: Option<&std::path::Path>,
     energy: &Energy,
 ) -> Result<()> {
-    if human {
+    if let Some(verbose) = human {
         eprintln!("{stats}");
         eprintln!("threads {}, seed {seed}, model {}", session.threads(), model.display());
         if let Some(choice) = session.drafter_summary() {
@@ -123,7 +171,12 @@ pub fn report(
             Energy::Measured { joules, tokens_per_j, source, provenance } => {
                 eprintln!("energy {joules:.3} J, {tokens_per_j:.2} tokens/J ({source}, {provenance})")
             }
-            Energy::Unavailable(why) => eprintln!("energy: unavailable ({why})"),
+            // Every meter's reason together is long: only with --verbose (and always in the
+            // JSON); a short one (e.g. `--power none`) is said as it is.
+            Energy::Unavailable(why) if verbose || why.len() <= 120 => {
+                eprintln!("energy: unavailable ({why})")
+            }
+            Energy::Unavailable(_) => eprintln!("energy: unavailable (--verbose says why)"),
         }
     }
     if let Some(path) = json {
@@ -137,6 +190,9 @@ pub fn report(
             obj.insert("kv_type".into(), session.cache().kv_type().name().into());
             if let Some(choice) = session.drafter_summary() {
                 obj.insert("drafter_choice".into(), choice.into());
+            }
+            if let Energy::Unavailable(why) = energy {
+                obj.insert("energy_unavailable".into(), why.clone().into());
             }
             if let Energy::Measured { joules, tokens_per_j, source, provenance } = energy {
                 obj.insert("energy_j".into(), (*joules).into());

@@ -1,6 +1,7 @@
 //! `edgespec tune`: train the model's draft heads within a time budget and report what was
 //! measured (progress on stderr, the summary on stdout).
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use edgespec::bench::Suite;
@@ -11,9 +12,7 @@ use edgespec::{Error, Result};
 use crate::args::TuneArgs;
 
 pub fn tune(a: TuneArgs) -> Result<()> {
-    if a.threads == Some(0) {
-        return Err(Error::invalid("--threads must be at least 1"));
-    }
+    let threads = crate::args::checked_threads(a.threads)?;
     if a.heads == 0 || a.rank == 0 || a.vocab == 0 || a.budget == 0 || a.n_predict == 0 {
         return Err(Error::invalid("--heads, --rank, --vocab, --budget and -n must be at least 1"));
     }
@@ -25,13 +24,16 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     opts.vocab = a.vocab;
     opts.rank = a.rank;
     opts.max_tokens = a.n_predict;
-    opts.threads = a.threads;
+    opts.threads = threads;
     opts.quiet = a.quiet;
     opts.suite = a.suite.as_deref().map(Suite::load).transpose()?;
     let r = tune::tune(opts)?;
-    println!("model: {}", r.model);
-    println!("heads: K {} rank {} V {} seed {}", r.heads, r.rank, r.vocab, r.seed);
-    println!(
+    // The summary is gathered, then written once: a failed write is an error.
+    let mut o = String::new();
+    let _ = writeln!(o, "model: {}", r.model);
+    let _ = writeln!(o, "heads: K {} rank {} V {} seed {}", r.heads, r.rank, r.vocab, r.seed);
+    let _ = writeln!(
+        o,
         "data: {} replies, {} training / {} held-out positions; {} of {} planned steps",
         r.sequences, r.train.train_samples, r.train.heldout_samples, r.train.steps, r.train.planned_steps
     );
@@ -41,9 +43,10 @@ pub fn tune(a: TuneArgs) -> Result<()> {
             (Some(f), Some(l)) => format!("loss {f:.3} -> {l:.3}"),
             _ => String::new(),
         };
-        println!("head {} (token +{}): held-out α top-1 {a1:.3}, top-3 {a3:.3}; {loss}", k + 1, k + 2);
+        let _ =
+            writeln!(o, "head {} (token +{}): held-out α top-1 {a1:.3}, top-3 {a3:.3}; {loss}", k + 1, k + 2);
     }
-    println!(
+    let _ = writeln!(o,
         "decode: plain {:.1} tok/s, heads {:.1} tok/s ({:.2}x, {:.1}% of the time drafting), {:.2} tokens/pass, \
          acceptance {:.2}, outputs equal: {}",
         r.plain_tokens_per_s,
@@ -54,17 +57,25 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         r.heads_acceptance,
         r.greedy_equal
     );
-    println!(
+    let _ = writeln!(
+        o,
         "drafting: chain {:.1} tok/s, tree (width 3) {:.1} tok/s: chose {}",
         r.chain_tokens_per_s,
         r.tree_tokens_per_s,
         if r.width > 1 { format!("the tree (width {})", r.width) } else { "the chain".into() }
     );
     let stages: Vec<String> = r.stage_seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect();
-    println!("time: {:.0} s ({})", r.total_seconds, stages.join(", "));
-    println!(
-        "saved: {}\ncorpus: {} tokens of the model's replies ({})\nprofile: {}",
-        r.heads_file, r.corpus_tokens, r.corpus_file, r.profile_file
-    );
-    Ok(())
+    let _ = writeln!(o, "time: {:.0} s ({})", r.total_seconds, stages.join(", "));
+    if r.kept_previous.is_empty() {
+        let _ = writeln!(
+            o,
+            "saved: {}\ncorpus: {} tokens of the model's replies ({})\nprofile: {}",
+            r.heads_file, r.corpus_tokens, r.corpus_file, r.profile_file
+        );
+    } else {
+        // Said on stderr too: a user watching the progress should not miss it.
+        eprintln!("tune: {}", r.kept_previous);
+        let _ = writeln!(o, "not saved: {}", r.kept_previous);
+    }
+    crate::commands::print_out(&o)
 }
