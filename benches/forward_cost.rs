@@ -4,8 +4,8 @@
 //! context position. Speculative decoding pays only while these ratios stay near 1.
 //!
 //! `cargo bench --bench forward_cost -- [--model NAME|PATH] [--threads N] [--pos P] [--runs R]
-//! [--kernels avx2,avx512-vnni] [--kv f16,q8_0]` (several tables or KV cache types: timed in
-//! interleaved runs, side by side)
+//! [--kernels avx2,avx512-vnni] [--kv f16,q8_0] [--layout plain,interleaved]` (several tables,
+//! KV cache types or weight layouts: timed in interleaved runs, side by side)
 //! Each cell is the fastest of `--runs` timings (the better estimate on a shared machine) and,
 //! beside it, the median.
 
@@ -31,16 +31,41 @@ fn main() -> edgespec::Result<()> {
         }
         None => vec![KvType::F16],
     };
-    let configs: Vec<(&'static Kernels, KvType)> =
-        tables.iter().flat_map(|&k| kvs.iter().map(move |&kv| (k, kv))).collect();
+    // Weight layouts of the Q5_0/Q8_0 matrices (`None`: the default for the table).
+    let layouts: Vec<Option<bool>> = match arg("--layout") {
+        Some(list) => list
+            .split(',')
+            .map(|l| match l.trim() {
+                "plain" => Ok(Some(false)),
+                "interleaved" => Ok(Some(true)),
+                other => Err(edgespec::Error::invalid(format!("unknown layout {other:?}"))),
+            })
+            .collect::<edgespec::Result<_>>()?,
+        None => vec![None],
+    };
+    let mut configs: Vec<(&'static Kernels, KvType, Option<bool>)> = Vec::new();
+    for &k in &tables {
+        for &kv in &kvs {
+            configs.extend(layouts.iter().map(|&l| (k, kv, l)));
+        }
+    }
 
-    let model = Model::load(edgespec::catalog::resolve_model(&model_name)?)?;
+    let path = edgespec::catalog::resolve_model(&model_name)?;
+    // One model per layout (the same file mapped once per model).
+    let mut models: Vec<Model> = Vec::new();
+    for &(_, _, layout) in &configs {
+        let mut m = Model::load(&path)?;
+        if let Some(on) = layout {
+            m.set_interleaved(on)?;
+        }
+        models.push(m);
+    }
     let ctx = pos + 64;
     let tokens: Vec<u32> = (0..ctx as u32).map(|i| 100 + (i * 37) % 1000).collect();
     // One workspace and cache per table and cache type, each prefilled to `pos`.
     let mut states: Vec<(Workspace, KvCache)> = Vec::new();
-    for &(k, kv) in &configs {
-        let mut ws = Workspace::new(&model, KernelPool::with_kernels(threads, k)?, ctx)?;
+    for (&(k, kv, _), model) in configs.iter().zip(&models) {
+        let mut ws = Workspace::new(model, KernelPool::with_kernels(threads, k)?, ctx)?;
         let mut cache = model.new_cache(ctx, kv)?;
         if pos > 0 {
             model.prefill(&mut ws, &mut cache, &tokens[..pos], 0, 16)?;
@@ -50,7 +75,18 @@ fn main() -> edgespec::Result<()> {
     let nthreads = states.first().map_or(0, |(ws, _)| ws.pool().threads());
     let names: Vec<String> = configs
         .iter()
-        .map(|(k, kv)| if kvs.len() > 1 { format!("{} {kv}", k.name()) } else { k.name().to_string() })
+        .map(|(k, kv, layout)| {
+            let mut name = k.name().to_string();
+            if kvs.len() > 1 {
+                name += &format!(" {kv}");
+            }
+            match layout {
+                Some(true) => name += " interleaved",
+                Some(false) => name += " plain",
+                None => {}
+            }
+            name
+        })
         .collect();
     println!("{model_name}, {nthreads} threads, position {pos}, {runs} interleaved runs (min / median ms)");
     for (label, rows, tree) in [
@@ -78,7 +114,7 @@ fn main() -> edgespec::Result<()> {
             }
             let mut t = vec![Vec::with_capacity(runs); configs.len()];
             for _ in 0..runs {
-                for ((ws, cache), t) in states.iter_mut().zip(&mut t) {
+                for (((ws, cache), t), model) in states.iter_mut().zip(&mut t).zip(&models) {
                     let t0 = Instant::now();
                     model.forward(ws, cache, &tokens[pos..pos + b], &plan)?;
                     t.push(t0.elapsed().as_secs_f64() * 1e3);

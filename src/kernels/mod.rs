@@ -50,12 +50,12 @@ use half::{bf16, f16};
 
 pub use acts::{ActKind, QuantizedActs, MAX_COLUMNS};
 pub use matvec::{matvec, matvec_many, physical_cores, KernelPool, MAX_GROUP, MIN_PARALLEL_WORK};
-pub use weights::WeightMatrix;
+pub use weights::{InterleavedData, WeightMatrix};
 
 use crate::error::{Error, Result};
 use crate::quant::{
-    BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K,
-    BlockQ8_0, QK, QK_K,
+    BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_0x8, BlockQ5_1, BlockQ5_K,
+    BlockQ6_K, BlockQ8_0, BlockQ8_0x8, QK, QK_K, ROWS_X8,
 };
 use acts::ActsView;
 use weights::WeightData;
@@ -93,7 +93,8 @@ impl Isa {
 ///
 /// # Safety
 /// The table's CPU features must be present, `nb ≥ 1`, `w.len()` a multiple of `nb`,
-/// `out.len() == w.len() / nb · acts.b`, `1 ≤ acts.b ≤ MAX_COLUMNS`, and `acts` must hold this
+/// `out.len() == w.len() / nb · acts.b` (`8 · w.len() / nb · acts.b` for row-interleaved records,
+/// each of which holds a block of eight rows), `1 ≤ acts.b ≤ MAX_COLUMNS`, and `acts` must hold this
 /// weight type's activation kind for `n = nb · block size` (as [`QuantizedActs::view`] returns).
 pub(crate) type RowsFn<B> = unsafe fn(w: &[B], nb: usize, acts: &ActsView<'_>, out: &mut [f32]);
 
@@ -134,6 +135,13 @@ pub struct Kernels {
     pub(crate) q4_k: RowsFn<BlockQ4_K>,
     pub(crate) q5_k: RowsFn<BlockQ5_K>,
     pub(crate) q6_k: RowsFn<BlockQ6_K>,
+    /// Row-interleaved Q5_0 (`nb` records per group of eight rows; see [`crate::quant::interleaved`]).
+    pub(crate) q5_0x8: RowsFn<BlockQ5_0x8>,
+    /// Row-interleaved Q8_0.
+    pub(crate) q8_0x8: RowsFn<BlockQ8_0x8>,
+    /// Whether the row-interleaved kernels are faster than the plain ones on this table (a model
+    /// loaded for it interleaves its Q5_0 and Q8_0 matrices); the scalar twins stand in otherwise.
+    pub(crate) interleaved_pays: bool,
     pub(crate) f32: RowsFn<f32>,
     pub(crate) f16: RowsFn<f16>,
     pub(crate) bf16: RowsFn<bf16>,
@@ -181,6 +189,9 @@ static SCALAR: Kernels = Kernels {
     q4_k: scalar::rows_k::<BlockQ4_K>,
     q5_k: scalar::rows_k::<BlockQ5_K>,
     q6_k: scalar::rows_k::<BlockQ6_K>,
+    q5_0x8: scalar::rows_x8::<BlockQ5_0x8>,
+    q8_0x8: scalar::rows_x8::<BlockQ8_0x8>,
+    interleaved_pays: false,
     f32: scalar::rows_f32,
     f16: scalar::rows_f16,
     bf16: scalar::rows_bf16,
@@ -350,8 +361,16 @@ impl Kernels {
             WeightData::Q4K(d) => run!(d, self.q4_k),
             WeightData::Q5K(d) => run!(d, self.q5_k),
             WeightData::Q6K(d) => run!(d, self.q6_k),
+            WeightData::Q5_0x8(d) => return run_x8(d, self.q5_0x8, nb, rows, acts, out),
+            WeightData::Q8_0x8(d) => return run_x8(d, self.q8_0x8, nb, rows, acts, out),
         }
         Ok(())
+    }
+
+    /// Whether this table's row-interleaved kernels beat its plain ones (measured; see
+    /// docs/decisions.md): a model loaded for it then interleaves the matrices that have them.
+    pub fn interleaved_pays(&self) -> bool {
+        self.interleaved_pays
     }
 
     /// `Σ a_i·x_i` for an f16 vector (a KV-cache row) and f32 values, in the fixed
@@ -498,6 +517,48 @@ impl Kernels {
         unsafe { (self.f16_to_f32)(src, dst) };
         Ok(())
     }
+}
+
+/// Rows `rows` of a row-interleaved matrix (`nb` records per group of eight rows) through the
+/// row kernel `f`: whole groups in one call, a range that starts or ends inside a group through
+/// a buffer of that group's rows (the same results: each row's arithmetic does not depend on its
+/// neighbours).
+fn run_x8<X>(
+    data: &[X],
+    f: RowsFn<X>,
+    nb: usize,
+    rows: Range<usize>,
+    acts: &ActsView<'_>,
+    out: &mut [f32],
+) -> Result<()> {
+    let b = acts.b;
+    let (g0, g1) = (rows.start / ROWS_X8, rows.end.div_ceil(ROWS_X8));
+    let groups = |a: usize, z: usize| {
+        data.get(a * nb..z * nb).ok_or_else(|| Error::internal("row range outside the interleaved weights"))
+    };
+    if rows.start.is_multiple_of(ROWS_X8) && rows.end.is_multiple_of(ROWS_X8) {
+        let part = groups(g0, g1)?;
+        // SAFETY: `part` is whole groups of `nb` records, eight rows each, and `out` holds
+        // `rows × b` = `8·(g1 − g0) × b` slots; the caller checked `acts` against the matrix; the
+        // table only exists on CPUs with its features.
+        unsafe { f(part, nb, acts, out) };
+        return Ok(());
+    }
+    let mut buf = [0f32; ROWS_X8 * MAX_COLUMNS];
+    for g in g0..g1 {
+        let part = groups(g, g + 1)?;
+        let buf = &mut buf[..ROWS_X8 * b];
+        // SAFETY: as above, for one group and a buffer of its `8 × b` results.
+        unsafe { f(part, nb, acts, buf) };
+        let (lo, hi) = (rows.start.max(ROWS_X8 * g), rows.end.min(ROWS_X8 * (g + 1)));
+        for r in lo..hi {
+            let src = &buf[(r - ROWS_X8 * g) * b..][..b];
+            out.get_mut((r - rows.start) * b..(r - rows.start + 1) * b)
+                .ok_or_else(|| Error::internal("mat-vec output shorter than its rows"))?
+                .copy_from_slice(src);
+        }
+    }
+    Ok(())
 }
 
 /// The table `requested` names among `available` (scalar first, fastest last), else the fastest.

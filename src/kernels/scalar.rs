@@ -7,7 +7,7 @@
 use half::{bf16, f16};
 
 use crate::quant::dot::{k_lanes, k_term, legacy_term, KWeight, Lanes8, LegacyWeight};
-use crate::quant::{f16_to_f32, round_f16, BlockQ8_0, BlockQ8_K, QK, QK_K};
+use crate::quant::{f16_to_f32, round_f16, BlockQ8_0, BlockQ8_K, Interleaved, QK, QK_K, ROWS_X8};
 
 use super::acts::{ActsView, MAX_COLUMNS};
 
@@ -27,6 +27,33 @@ pub(crate) fn rows_legacy<W: LegacyWeight>(w: &[W], nb: usize, acts: &ActsView<'
         }
         for (o, l) in out.iter_mut().zip(&lanes) {
             *o = l.sum();
+        }
+    }
+}
+
+/// Row-interleaved legacy weights (`nb` records per group of eight rows, see
+/// [`crate::quant::interleaved`]) against Q8 activations: every row's terms exactly as
+/// [`rows_legacy`] adds them, so the results are bitwise the same as the plain layout's.
+pub(crate) fn rows_x8<X: Interleaved>(w: &[X], nb: usize, acts: &ActsView<'_>, out: &mut [f32]) {
+    let (b, n, st) = (acts.b, acts.n, acts.q8_stride);
+    for (group, out) in w.chunks_exact(nb).zip(out.chunks_exact_mut(ROWS_X8 * b)) {
+        let mut lanes = [[Lanes8::default(); MAX_COLUMNS]; ROWS_X8];
+        for (i, rec) in group.iter().enumerate() {
+            for (r, lanes) in lanes.iter_mut().enumerate() {
+                let blk = rec.row(r);
+                let (dw, mw) = (blk.scale(), blk.min());
+                for (c, lanes) in lanes.iter_mut().enumerate().take(b) {
+                    let a = &acts.q8_qs[c * n + QK * i..c * n + QK * i + QK];
+                    let Ok(a) = <&[i8; QK]>::try_from(a) else { continue };
+                    let min = mw.map(|m| (m, acts.q8_s[c * st + i]));
+                    legacy_term(lanes, i, blk.isum(a), dw, acts.q8_d[c * st + i], min);
+                }
+            }
+        }
+        for (out, lanes) in out.chunks_exact_mut(b).zip(&lanes) {
+            for (o, l) in out.iter_mut().zip(lanes) {
+                *o = l.sum();
+            }
         }
     }
 }

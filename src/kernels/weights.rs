@@ -9,8 +9,8 @@ use half::{bf16, f16};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::quant::{
-    as_blocks, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
-    BlockQ6_K, BlockQ8_0, GgmlType,
+    as_blocks, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_0x8, BlockQ5_1,
+    BlockQ5_K, BlockQ6_K, BlockQ8_0, BlockQ8_0x8, GgmlType, ROWS_X8,
 };
 
 use super::acts::ActKind;
@@ -31,6 +31,19 @@ pub(crate) enum WeightData<'a> {
     Q4K(&'a [BlockQ4_K]),
     Q5K(&'a [BlockQ5_K]),
     Q6K(&'a [BlockQ6_K]),
+    /// Row-interleaved Q5_0: `rows / 8 × blocks per row` records.
+    Q5_0x8(&'a [BlockQ5_0x8]),
+    /// Row-interleaved Q8_0.
+    Q8_0x8(&'a [BlockQ8_0x8]),
+}
+
+/// Row-interleaved records of a matrix (see [`crate::quant::interleaved`]), borrowed.
+#[derive(Clone, Copy, Debug)]
+pub enum InterleavedData<'a> {
+    /// Q5_0 rows.
+    Q5_0(&'a [BlockQ5_0x8]),
+    /// Q8_0 rows.
+    Q8_0(&'a [BlockQ8_0x8]),
 }
 
 /// A `rows × n` weight matrix of one quant type, borrowed (typically from a GGUF memory map).
@@ -77,6 +90,38 @@ impl<'a> WeightMatrix<'a> {
             other => return Err(Error::unsupported(format!("no CPU kernel for {other} weights"))),
         };
         Ok(WeightMatrix { data, ty, rows, n })
+    }
+
+    /// A `rows × n` matrix stored row-interleaved (`rows` a multiple of 8, `data` holding
+    /// `rows / 8 × n / 32` records): the same values and, through every kernel table, bitwise the
+    /// same mat-vec results as the plain layout.
+    pub fn interleaved(data: InterleavedData<'a>, rows: usize, n: usize) -> Result<Self> {
+        let (ty, len) = match data {
+            InterleavedData::Q5_0(d) => (GgmlType::Q5_0, d.len()),
+            InterleavedData::Q8_0(d) => (GgmlType::Q8_0, d.len()),
+        };
+        let nb = n / ty.block_size();
+        if rows == 0 || nb == 0 || !n.is_multiple_of(ty.block_size()) || !rows.is_multiple_of(ROWS_X8) {
+            return Err(Error::invalid(format!(
+                "a {rows}×{n} matrix cannot be interleaved by {ROWS_X8} rows"
+            )));
+        }
+        if len != rows / ROWS_X8 * nb {
+            return Err(Error::format(format!(
+                "a {rows}×{n} interleaved {ty} matrix takes {} records, the data has {len}",
+                rows / ROWS_X8 * nb
+            )));
+        }
+        let data = match data {
+            InterleavedData::Q5_0(d) => WeightData::Q5_0x8(d),
+            InterleavedData::Q8_0(d) => WeightData::Q8_0x8(d),
+        };
+        Ok(WeightMatrix { data, ty, rows, n })
+    }
+
+    /// Whether the matrix is stored row-interleaved.
+    pub fn is_interleaved(&self) -> bool {
+        matches!(self.data, WeightData::Q5_0x8(_) | WeightData::Q8_0x8(_))
     }
 
     /// The 2-D tensor `info` of `file` (GGML shape `[n, rows]`), borrowed from the file's bytes.
@@ -132,7 +177,9 @@ impl<'a> WeightMatrix<'a> {
             | WeightData::Q4_1(_)
             | WeightData::Q5_0(_)
             | WeightData::Q5_1(_)
-            | WeightData::Q8_0(_) => ActKind::Q8,
+            | WeightData::Q8_0(_)
+            | WeightData::Q5_0x8(_)
+            | WeightData::Q8_0x8(_) => ActKind::Q8,
             WeightData::Q2K(_)
             | WeightData::Q3K(_)
             | WeightData::Q4K(_)

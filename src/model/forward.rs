@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
-use crate::kernels::{matvec, matvec_many, ops, KernelPool, QuantizedActs, WeightMatrix};
+use crate::kernels::{matvec, matvec_many, ops, KernelPool, Kernels, QuantizedActs, WeightMatrix};
 
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
@@ -25,7 +25,12 @@ use super::config::ModelConfig;
 use super::head::{reduced_head, HeadExtra};
 use super::kv_cache::{KvCache, KvLayout, KvType};
 use super::plan::{ForwardPlan, HeadVocab, SubLayer, MAX_BATCH};
+use super::repack::Repacked;
 use super::weights::{LayerWeights, Vector, View, Weights};
+
+/// Name of the environment variable that picks the weight layout of the Q5_0/Q8_0 matrices:
+/// `plain` (the map) or `interleaved` (row-interleaved copies); unset, the kernel table decides.
+pub const LAYOUT_ENV: &str = "EDGESPEC_LAYOUT";
 
 /// A loaded model: the memory-mapped file, its configuration and architecture, and the checked
 /// locations of its tensors. Cheap to share (`Arc` inside); holds no per-session state.
@@ -34,6 +39,8 @@ pub struct Model {
     config: ModelConfig,
     arch: ArchSpec,
     weights: Weights,
+    /// Row-interleaved copies of the Q5_0/Q8_0 matrices (empty when the kernels do not gain).
+    repacked: Repacked,
 }
 
 impl std::fmt::Debug for Model {
@@ -83,7 +90,37 @@ impl Model {
             ));
         }
         let weights = Weights::load(&file, &config, &arch)?;
-        Ok(Model { file, config, arch, weights })
+        let interleave = match std::env::var(LAYOUT_ENV).ok().as_deref().map(str::trim) {
+            Some("plain") => false,
+            Some("interleaved") => true,
+            _ => Kernels::get().interleaved_pays(),
+        };
+        let repacked =
+            if interleave { Repacked::open_or_write(&file, &weights.mats())? } else { Repacked::none() };
+        Ok(Model { file, config, arch, weights, repacked })
+    }
+
+    /// Read the Q5_0 and Q8_0 matrices row-interleaved (`true`; mapped from the sidecar file
+    /// `MODEL.edgespec-x8`, written first if missing or stale, or built in memory when the file
+    /// has no path or the sidecar cannot be written) or from the map (`false`). Results are bitwise the same either way; the default follows the
+    /// kernel table (`Kernels::interleaved_pays`), or `EDGESPEC_LAYOUT=plain|interleaved`.
+    pub fn set_interleaved(&mut self, on: bool) -> Result<()> {
+        self.repacked = match (on, self.repacked.len()) {
+            (false, _) => Repacked::none(),
+            (true, 0) => Repacked::open_or_write(&self.file, &self.weights.mats())?,
+            (true, _) => return Ok(()),
+        };
+        Ok(())
+    }
+
+    /// Matrices read row-interleaved, and the bytes their copies hold.
+    pub fn interleaved_matrices(&self) -> (usize, usize) {
+        (self.repacked.len(), self.repacked.bytes())
+    }
+
+    /// The sidecar file the interleaved copies are mapped from (`None`: in memory, or none).
+    pub fn interleaved_sidecar(&self) -> Option<&Path> {
+        self.repacked.sidecar()
     }
 
     /// The hyperparameters.
@@ -235,7 +272,7 @@ impl Model {
         plan: &ForwardPlan,
     ) -> Result<usize> {
         let c = &self.config;
-        let view = View { file: &self.file };
+        let view = View { file: &self.file, repacked: &self.repacked };
         let n = tokens.len();
         let dim = c.dim;
 
@@ -320,7 +357,7 @@ impl Model {
         if rows == 0 || rows > out.rows {
             return Err(Error::invalid(format!("{rows} head rows asked of a head with {}", out.rows)));
         }
-        View { file: &self.file }.mat_rows(out, rows)
+        View { file: &self.file, repacked: &self.repacked }.mat_rows(out, rows)
     }
 
     /// The RoPE base of sliding-window layers when it differs from the global one: the file's

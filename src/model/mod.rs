@@ -13,11 +13,12 @@ mod forward;
 mod head;
 mod kv_cache;
 mod plan;
+mod repack;
 pub mod synthetic;
 mod weights;
 
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
-pub use forward::{Model, Workspace};
+pub use forward::{Model, Workspace, LAYOUT_ENV};
 pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, TokenTree, MAX_BATCH, MAX_LAYERS};

@@ -12,6 +12,7 @@ use crate::quant::{as_blocks, GgmlType};
 
 use super::arch::ArchSpec;
 use super::config::ModelConfig;
+use super::repack::Repacked;
 
 /// A weight matrix: `rows` outputs over `n` inputs.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +21,13 @@ pub(crate) struct Mat {
     pub rows: usize,
     pub n: usize,
     pub act: ActKind,
+}
+
+impl Mat {
+    /// Index of the tensor in the file's table.
+    pub fn tensor(&self) -> usize {
+        self.tensor
+    }
 }
 
 /// An f32 vector (a norm weight or a bias), or a shifted copy when the architecture stores
@@ -222,20 +230,40 @@ impl Weights {
     }
 }
 
+impl Weights {
+    /// Every matrix a forward pass multiplies by (the head included).
+    pub fn mats(&self) -> Vec<&Mat> {
+        let mut v: Vec<&Mat> = Vec::with_capacity(7 * self.layers.len() + 1);
+        for l in &self.layers {
+            v.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        }
+        v.push(&self.output);
+        v
+    }
+}
+
 /// Views of mapped weights for one forward pass.
 pub(crate) struct View<'a> {
     pub file: &'a GgufFile,
+    /// Row-interleaved copies, read instead of the map where a matrix has one.
+    pub repacked: &'a Repacked,
 }
 
 impl<'a> View<'a> {
-    /// The matrix `m`, borrowed from the map.
+    /// The matrix `m`: its interleaved copy if it has one, else borrowed from the map.
     pub fn mat(&self, m: &Mat) -> Result<WeightMatrix<'a>> {
+        if let Some(w) = self.repacked.mat(m, m.rows) {
+            return w;
+        }
         let info = self.file.tensors().get(m.tensor).ok_or_else(|| Error::internal("tensor index"))?;
         WeightMatrix::new(info.ty, self.file.tensor_data(info), m.rows, m.n)
     }
 
     /// The first `rows` rows of the matrix `m` (`rows` ≤ `m.rows`), borrowed from the map.
     pub fn mat_rows(&self, m: &Mat, rows: usize) -> Result<WeightMatrix<'a>> {
+        if let Some(w) = self.repacked.mat(m, rows) {
+            return w;
+        }
         let info = self.file.tensors().get(m.tensor).ok_or_else(|| Error::internal("tensor index"))?;
         let row_bytes = info
             .ty

@@ -8,12 +8,14 @@
 
 pub mod dot;
 mod float;
+pub mod interleaved;
 mod kquantize;
 mod kquants;
 mod legacy;
 mod types;
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, round_f16};
+pub use interleaved::{BlockQ5_0x8, BlockQ8_0x8, Interleaved, ROWS_X8};
 pub use kquants::{
     k4_scale_min, q3_k_scales, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, KForm,
     KUnpacked,

@@ -20,6 +20,10 @@ static NEON: Kernels = Kernels {
     q4_k: neon::rows_q4_k,
     q5_k: neon::rows_q5_k,
     q6_k: neon::rows_q6_k,
+    // Row-interleaved matrices: the scalar twins (a model loaded for NEON keeps the plain layout).
+    q5_0x8: crate::kernels::scalar::rows_x8::<crate::quant::BlockQ5_0x8>,
+    q8_0x8: crate::kernels::scalar::rows_x8::<crate::quant::BlockQ8_0x8>,
+    interleaved_pays: false,
     f32: neon_ops::rows_f32,
     f16: neon_ops::rows_f16,
     bf16: neon_ops::rows_bf16,
