@@ -168,6 +168,8 @@ pub struct Session {
     drafter: Option<(Strategy, Box<dyn Drafter>)>,
     /// The draft heads of strategy `heads` (loaded from beside the model on first use, or set).
     heads: Option<Arc<DraftHeads>>,
+    /// The drafter network of strategy `eagle` (loaded from beside the model on first use, or set).
+    eagle: Option<Arc<crate::decode::EagleNet>>,
     /// The model's own generations for `auto`'s lookup (saved by `edgespec tune` beside the model).
     corpus: Option<Arc<Corpus>>,
     /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
@@ -227,6 +229,7 @@ impl Session {
             conversation: Conversation::new(None),
             drafter: None,
             heads: None,
+            eagle: None,
             corpus: None,
             cost: CostModel::default(),
             length: DraftLength::new(4, MAX_BATCH - 1),
@@ -329,6 +332,17 @@ impl Session {
         Ok(())
     }
 
+    /// Use `net` for strategy `eagle` (instead of the file beside the model); checked against
+    /// the model.
+    pub fn set_eagle(&mut self, net: crate::decode::EagleNet) -> Result<()> {
+        net.check_for(&self.model)?;
+        self.eagle = Some(Arc::new(net));
+        if self.drafter.as_ref().is_some_and(|(s, _)| *s == Strategy::Eagle) {
+            self.drafter = None;
+        }
+        Ok(())
+    }
+
     /// Ready the drafter of `strategy`.
     fn prepare(&mut self, strategy: Strategy) -> Result<()> {
         strategy.check()?;
@@ -357,6 +371,14 @@ impl Session {
                     };
                     self.heads = Some(heads.clone());
                     Box::new(HeadsDrafter::new(&self.model, heads)?)
+                }
+                Strategy::Eagle => {
+                    let net = match &self.eagle {
+                        Some(n) => n.clone(),
+                        None => Arc::new(crate::decode::EagleNet::load_for(&self.model)?),
+                    };
+                    self.eagle = Some(net.clone());
+                    Box::new(crate::decode::EagleDrafter::new(&self.model, net)?)
                 }
                 other => return other.check(),
             };

@@ -26,6 +26,8 @@ use crate::sampling::SamplingParams;
 use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use crate::tokenizer::TokenId;
 
+pub mod eagle;
+
 /// The built-in calibration prompts (none of the bench suite's).
 pub const CALIBRATION_SUITE: &str = include_str!("../benches/prompts/calibration.toml");
 
@@ -69,6 +71,8 @@ pub struct TuneOptions {
     pub out_dir: Option<PathBuf>,
     /// No progress output.
     pub quiet: bool,
+    /// Training time of the eagle drafter (`None`: a quarter of the budget).
+    pub eagle_budget: Option<Duration>,
 }
 
 impl TuneOptions {
@@ -87,6 +91,7 @@ impl TuneOptions {
             measure_prompts: 4,
             out_dir: None,
             quiet: false,
+            eagle_budget: None,
         }
     }
 }
@@ -141,6 +146,10 @@ pub struct TuneReport {
     pub corpus_file: String,
     pub heads_file: String,
     pub profile_file: String,
+    /// The eagle drafter's training (held-out acceptance), whether it was saved, and where.
+    pub eagle: crate::decode::eagle::EagleReport,
+    pub eagle_saved: bool,
+    pub eagle_file: String,
 }
 
 /// The state stages share.
@@ -240,7 +249,19 @@ impl Tuner {
 
 /// The default stages: collect, train, measure, search self-speculation, save.
 pub fn default_stages() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(Collect), Box::new(Train), Box::new(Measure), Box::new(SelfSpecSearch), Box::new(Save)]
+    vec![
+        Box::new(Collect),
+        Box::new(eagle::EagleTrain),
+        Box::new(Train),
+        Box::new(Measure),
+        Box::new(SelfSpecSearch),
+        Box::new(Save),
+    ]
+}
+
+/// The stages that train the eagle drafter alone: collect, train it, save it.
+pub fn eagle_stages() -> Vec<Box<dyn Stage>> {
+    vec![Box::new(Collect), Box::new(eagle::EagleTrain)]
 }
 
 /// Tune the model with the default stages.

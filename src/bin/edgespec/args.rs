@@ -62,6 +62,10 @@ pub struct TuneArgs {
     /// No progress output.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Train only the eagle drafter (strategy `eagle`): collect, train it, save it where it
+    /// measured better than the saved one.
+    #[arg(long)]
+    pub eagle_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +173,8 @@ pub enum Strategy {
     Auto,
     /// Self-distilled draft heads (train them first with `edgespec tune`).
     Heads,
+    /// Feature-level (EAGLE-style) drafter (train it first with `edgespec tune`).
+    Eagle,
 }
 
 /// Options every generating command shares.
@@ -281,6 +287,7 @@ impl Strategy {
             Strategy::Lookahead => S::Lookahead,
             Strategy::Auto => S::Auto,
             Strategy::Heads => S::Heads,
+            Strategy::Eagle => S::Eagle,
         };
         s.check()?;
         Ok(s)

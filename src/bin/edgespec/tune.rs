@@ -28,6 +28,9 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     opts.threads = a.threads;
     opts.quiet = a.quiet;
     opts.suite = a.suite.as_deref().map(Suite::load).transpose()?;
+    if a.eagle_only {
+        return eagle_only(opts);
+    }
     let r = tune::tune(opts)?;
     println!("model: {}", r.model);
     println!("heads: K {} rank {} V {} seed {}", r.heads, r.rank, r.vocab, r.seed);
@@ -62,9 +65,37 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     );
     let stages: Vec<String> = r.stage_seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect();
     println!("time: {:.0} s ({})", r.total_seconds, stages.join(", "));
+    print_eagle(&r);
     println!(
         "saved: {}\ncorpus: {} tokens of the model's replies ({})\nprofile: {}",
         r.heads_file, r.corpus_tokens, r.corpus_file, r.profile_file
     );
     Ok(())
+}
+
+/// `tune --eagle-only`: collect, then train the eagle drafter for the rest of the budget.
+fn eagle_only(mut opts: TuneOptions) -> Result<()> {
+    opts.eagle_budget = Some(opts.budget.mul_f64(0.55));
+    let mut t = tune::Tuner::new(opts)?;
+    t.run(&mut tune::eagle_stages())?;
+    let r = &t.report;
+    println!("model: {}", r.model);
+    println!("data: {} replies", r.sequences);
+    print_eagle(r);
+    Ok(())
+}
+
+fn print_eagle(r: &tune::TuneReport) {
+    let e = &r.eagle;
+    println!(
+        "eagle: {} weights, {} training / {} held-out positions, {} of {} planned steps, loss {:.4} -> {:.4}",
+        e.params, e.train_samples, e.heldout_samples, e.steps, e.planned_steps, e.first_loss, e.last_loss
+    );
+    println!(
+        "eagle: held-out acceptance first token {:.3}, second given first {:.3} (training first {:.3}); {}",
+        e.alpha_first,
+        e.alpha_second,
+        e.train_first,
+        if r.eagle_saved { format!("saved {}", r.eagle_file) } else { "kept the saved drafter".into() }
+    );
 }
