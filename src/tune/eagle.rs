@@ -61,7 +61,9 @@ impl Stage for EagleTrain {
 fn eagle_out(t: &Tuner) -> PathBuf {
     let model = &t.opts.model;
     match t.opts.out_dir.as_deref() {
-        Some(d) => eagle_path(&d.join(model.file_name().map(PathBuf::from).unwrap_or_else(|| "model".into()))),
+        Some(d) => {
+            eagle_path(&d.join(model.file_name().map(PathBuf::from).unwrap_or_else(|| "model".into())))
+        }
         None => eagle_path(model),
     }
 }

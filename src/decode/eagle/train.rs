@@ -392,7 +392,11 @@ fn evaluate(
             let x = &mut bt.x[row * 2 * d..(row + 1) * 2 * d];
             x[..d].copy_from_slice(&hs[row * d..(row + 1) * d]);
             let y = data.targets[i * data.k];
-            token_embedding(model, if (y as usize) < model.config().vocab_size { y } else { 0 }, &mut x[d..])?;
+            token_embedding(
+                model,
+                if (y as usize) < model.config().vocab_size { y } else { 0 },
+                &mut x[d..],
+            )?;
         }
         bt.forward(net, e, b);
         for (row, &i) in chunk.iter().enumerate() {
