@@ -73,6 +73,8 @@ pub struct TuneOptions {
     pub quiet: bool,
     /// Training time of the eagle drafter (`None`: a quarter of the budget).
     pub eagle_budget: Option<Duration>,
+    /// Files or folders of text the eagle drafter also learns from (`tune --data`).
+    pub data: Vec<PathBuf>,
 }
 
 impl TuneOptions {
@@ -92,6 +94,7 @@ impl TuneOptions {
             out_dir: None,
             quiet: false,
             eagle_budget: None,
+            data: Vec::new(),
         }
     }
 }
@@ -251,6 +254,7 @@ impl Tuner {
 pub fn default_stages() -> Vec<Box<dyn Stage>> {
     vec![
         Box::new(Collect),
+        Box::new(eagle::CollectFiles),
         Box::new(eagle::EagleTrain),
         Box::new(Train),
         Box::new(Measure),
@@ -261,7 +265,7 @@ pub fn default_stages() -> Vec<Box<dyn Stage>> {
 
 /// The stages that train the eagle drafter alone: collect, train it, save it.
 pub fn eagle_stages() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(Collect), Box::new(eagle::EagleTrain)]
+    vec![Box::new(Collect), Box::new(eagle::CollectFiles), Box::new(eagle::EagleTrain)]
 }
 
 /// Tune the model with the default stages.

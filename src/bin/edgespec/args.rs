@@ -66,6 +66,10 @@ pub struct TuneArgs {
     /// measured better than the saved one.
     #[arg(long)]
     pub eagle_only: bool,
+    /// Text files or folders the eagle drafter also learns from (teacher-forced, at prefill
+    /// speed): e.g. your own repository for a code model.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -27,6 +27,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     opts.max_tokens = a.n_predict;
     opts.threads = a.threads;
     opts.quiet = a.quiet;
+    opts.data = a.data;
     opts.suite = a.suite.as_deref().map(Suite::load).transpose()?;
     if a.eagle_only {
         return eagle_only(opts);
@@ -73,9 +74,10 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// `tune --eagle-only`: collect, then train the eagle drafter for the rest of the budget.
+/// `tune --eagle-only`: collect (replies, then `--data` files), then train the eagle drafter
+/// for the rest of the budget.
 fn eagle_only(mut opts: TuneOptions) -> Result<()> {
-    opts.eagle_budget = Some(opts.budget.mul_f64(0.55));
+    opts.eagle_budget = Some(opts.budget.mul_f64(0.4));
     let mut t = tune::Tuner::new(opts)?;
     t.run(&mut tune::eagle_stages())?;
     let r = &t.report;
@@ -88,8 +90,8 @@ fn eagle_only(mut opts: TuneOptions) -> Result<()> {
 fn print_eagle(r: &tune::TuneReport) {
     let e = &r.eagle;
     println!(
-        "eagle: {} weights, {} training / {} held-out positions, {} of {} planned steps, loss {:.4} -> {:.4}",
-        e.params, e.train_samples, e.heldout_samples, e.steps, e.planned_steps, e.first_loss, e.last_loss
+        "eagle: {} weights, {} training ({} from data files) / {} held-out positions, {} of {} planned steps, loss {:.4} -> {:.4}",
+        e.params, e.train_samples, e.file_samples, e.heldout_samples, e.steps, e.planned_steps, e.first_loss, e.last_loss
     );
     println!(
         "eagle: held-out acceptance first token {:.3}, second given first {:.3} (training first {:.3}); {}",

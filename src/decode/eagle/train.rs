@@ -35,6 +35,9 @@ pub struct EagleConfig {
     pub lr: f32,
     /// Every how many-th sequence is held out for evaluation (0: none).
     pub holdout_every: usize,
+    /// Only sequences below this index may be held out (the model's replies, added first;
+    /// sequences of other text after them always train).
+    pub holdout_below: u32,
     /// Stop after this long (the network trained so far is kept).
     pub budget: Duration,
     /// Weight of the distillation cross-entropy against the feature regression.
@@ -55,6 +58,7 @@ impl Default for EagleConfig {
             batch: 128,
             lr: 1e-3,
             holdout_every: 10,
+            holdout_below: u32::MAX,
             budget: Duration::from_secs(240),
             ce_weight: 0.1,
             noise: 0.05,
@@ -67,6 +71,8 @@ impl Default for EagleConfig {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct EagleReport {
+    /// Samples from the user's data files (`tune --data`).
+    pub file_samples: usize,
     /// Training and held-out samples (positions with a next feature).
     pub train_samples: usize,
     pub heldout_samples: usize,
@@ -166,7 +172,11 @@ pub fn train(
         )));
     }
     let (r, bsz) = (cfg.rank, cfg.batch);
-    let held = |s: u32| cfg.holdout_every > 0 && (s as usize) % cfg.holdout_every == cfg.holdout_every - 1;
+    let held = |s: u32| {
+        cfg.holdout_every > 0
+            && s < cfg.holdout_below
+            && (s as usize) % cfg.holdout_every == cfg.holdout_every - 1
+    };
     let usable: Vec<usize> = (0..data.len()).filter(|&i| next(data, i).is_some()).collect();
     let (heldout, mut train_idx): (Vec<usize>, Vec<usize>) =
         usable.into_iter().partition(|&i| held(data.sequence[i]));
@@ -198,6 +208,7 @@ pub fn train(
     let steps_per_batch = 1 + usize::from(cfg.unroll);
     let planned = train_idx.len().div_ceil(bsz) * cfg.epochs.max(1) * steps_per_batch;
     let mut report = EagleReport {
+        file_samples: 0,
         train_samples: train_idx.len(),
         heldout_samples: heldout.len(),
         planned_steps: planned,
