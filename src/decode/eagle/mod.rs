@@ -136,7 +136,7 @@ impl Drafter for EagleDrafter {
         self.last_p.clear();
         let t0 = Instant::now();
         let mut steps = 0usize;
-        for j in 0..max {
+        for (j, slot) in tokens.iter_mut().enumerate().take(max) {
             token_embedding(input.model, tok, &mut self.emb)?;
             net.step(&self.feat, &self.emb, &mut self.scratch, &mut self.next);
             let pool = input.ws.pool();
@@ -145,7 +145,7 @@ impl Drafter for EagleDrafter {
             steps += 1;
             let [(t, p)] = top_n::<1>(&self.logits);
             tok = TokenId::try_from(t).map_err(|_| Error::internal("draft token id"))?;
-            tokens[j] = tok;
+            *slot = tok;
             self.last_p.push(p);
             reach *= (p * self.calibration(j)).min(0.99);
             expected += reach;
