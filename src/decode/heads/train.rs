@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::model::{ForwardPlan, KvCache, LogitRows, Model, Workspace, MAX_BATCH};
+use crate::model::{ForwardPlan, HeadVocab, KvCache, LogitRows, Model, Workspace, MAX_BATCH};
 use crate::sampling::Rng;
 use crate::tokenizer::TokenId;
 
@@ -150,7 +150,9 @@ impl Dataset {
         let seq = self.sequences;
         for (c, part) in tokens.chunks(MAX_BATCH).enumerate() {
             let start = c * MAX_BATCH;
-            model.forward(ws, cache, part, &ForwardPlan::at(start).logits(LogitRows::All))?;
+            // Only the hidden states are kept: one head row keeps them without the head's cost.
+            let plan = ForwardPlan::at(start).logits(LogitRows::All).vocab(HeadVocab::Reduced { prefix: 1 });
+            model.forward(ws, cache, part, &plan)?;
             for i in 0..part.len() {
                 let p = start + i;
                 // Head 1's target is token p + 2: nothing to learn without it.
