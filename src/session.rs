@@ -101,6 +101,8 @@ pub struct Session {
     drafter: Option<(Strategy, Box<dyn Drafter>)>,
     /// The draft heads of strategy `heads` (loaded from beside the model on first use, or set).
     heads: Option<Arc<DraftHeads>>,
+    /// The drafter network of strategy `eagle` (loaded from beside the model on first use, or set).
+    eagle: Option<Arc<crate::decode::EagleNet>>,
     /// The model's own generations for `auto`'s lookup (saved by `edgespec tune` beside the model).
     corpus: Option<Arc<Corpus>>,
     /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
@@ -175,6 +177,7 @@ impl Session {
             conversation: Conversation::new(None),
             drafter: None,
             heads: None,
+            eagle: None,
             corpus: None,
             cost: CostModel::default(),
             length: DraftLength::new(4, MAX_BATCH - 1),
@@ -285,6 +288,17 @@ impl Session {
     /// lowers the flag before the next generation. `None` removes it.
     pub fn set_cancel_flag(&mut self, flag: Option<Arc<AtomicBool>>) {
         self.cancel = flag;
+    }
+
+    /// Use `net` for strategy `eagle` (instead of the file beside the model); checked against
+    /// the model.
+    pub fn set_eagle(&mut self, net: crate::decode::EagleNet) -> Result<()> {
+        net.check_for(&self.model)?;
+        self.eagle = Some(Arc::new(net));
+        if self.drafter.as_ref().is_some_and(|(s, _)| *s == Strategy::Eagle) {
+            self.drafter = None;
+        }
+        Ok(())
     }
 
     /// Messages for the user gathered since the last call (each said once): e.g. a damaged

@@ -24,6 +24,7 @@ use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOpti
 use crate::tokenizer::TokenId;
 
 mod bar;
+pub mod eagle;
 mod profile;
 pub mod self_spec_rank;
 pub mod self_spec_search;
@@ -77,6 +78,10 @@ pub struct TuneOptions {
     pub out_dir: Option<PathBuf>,
     /// No progress output.
     pub quiet: bool,
+    /// Training time of the eagle drafter (`None`: a quarter of the budget).
+    pub eagle_budget: Option<Duration>,
+    /// Files or folders of text the eagle drafter also learns from (`tune --data`).
+    pub data: Vec<PathBuf>,
 }
 
 impl TuneOptions {
@@ -95,6 +100,8 @@ impl TuneOptions {
             measure_prompts: 4,
             out_dir: None,
             quiet: false,
+            eagle_budget: None,
+            data: Vec::new(),
         }
     }
 }
@@ -196,7 +203,20 @@ impl Tuner {
 
 /// The default stages: collect, train, measure, search self-speculation, save.
 pub fn default_stages() -> Vec<Box<dyn Stage>> {
-    vec![Box::new(Collect), Box::new(Train), Box::new(Measure), Box::new(SelfSpecSearch), Box::new(Save)]
+    vec![
+        Box::new(Collect),
+        Box::new(eagle::CollectFiles),
+        Box::new(eagle::EagleTrain),
+        Box::new(Train),
+        Box::new(Measure),
+        Box::new(SelfSpecSearch),
+        Box::new(Save),
+    ]
+}
+
+/// The stages that train the eagle drafter alone: collect, train it, save it.
+pub fn eagle_stages() -> Vec<Box<dyn Stage>> {
+    vec![Box::new(Collect), Box::new(eagle::CollectFiles), Box::new(eagle::EagleTrain)]
 }
 
 /// Tune the model with the default stages.

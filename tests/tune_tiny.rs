@@ -42,6 +42,10 @@ fn tune_saves_heads_corpus_and_profile_that_auto_uses() {
     let corpus = Corpus::load(&corpus_path(&path), &model).unwrap();
     assert_eq!(corpus.len(), report.corpus_tokens);
     assert_eq!(DraftHeads::load_for(&model).unwrap().k, 2);
+    // The eagle drafter is trained and saved beside the model, with its held-out acceptance.
+    assert!(report.eagle.steps > 0 && report.eagle_saved, "{:?}", report.eagle);
+    let eagle = edgespec::decode::EagleNet::load_for(&model).unwrap();
+    assert_eq!(eagle.alpha[0], report.eagle.alpha_first);
     assert_eq!(heads_path(&path).display().to_string(), report.heads_file);
     let profile = tune::load_profile(&path).unwrap();
     assert_eq!(profile.corpus_tokens, report.corpus_tokens);

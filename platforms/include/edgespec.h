@@ -135,6 +135,10 @@ enum EdgespecStrategy
    * Self-distilled draft heads (trained by `edgespec tune`).
    */
   EDGESPEC_STRATEGY_HEADS = 6,
+  /**
+   * Feature-level drafting (EAGLE-style; the drafter is trained by `edgespec tune`).
+   */
+  EDGESPEC_STRATEGY_EAGLE = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -10,6 +10,7 @@
 pub mod adaptive;
 pub mod auto;
 pub mod corpus;
+pub mod eagle;
 pub mod engine;
 pub mod heads;
 pub mod lookahead;
@@ -30,6 +31,7 @@ use crate::tokenizer::TokenId;
 
 pub use adaptive::{CostModel, DraftLength};
 pub use auto::AutoDrafter;
+pub use eagle::{EagleDrafter, EagleNet};
 pub use engine::DecodeStats;
 pub use heads::{DraftHeads, HeadsDrafter};
 pub use lookahead::LookaheadDrafter;
@@ -57,11 +59,14 @@ pub enum Strategy {
     /// Self-distilled draft heads (Medusa-style, trained by `edgespec tune`) on the model's
     /// final hidden state propose the next tokens.
     Heads,
+    /// Feature-level drafting (EAGLE-style): a small network distilled by `edgespec tune`
+    /// drafts the model's next hidden states autoregressively, scored by its own output matrix.
+    Eagle,
 }
 
 impl Strategy {
     /// Every strategy, in the order of the CLI contract.
-    pub const ALL: [Strategy; 7] = [
+    pub const ALL: [Strategy; 8] = [
         Strategy::Plain,
         Strategy::Lookup,
         Strategy::SelfSpec,
@@ -69,6 +74,7 @@ impl Strategy {
         Strategy::Lookahead,
         Strategy::Auto,
         Strategy::Heads,
+        Strategy::Eagle,
     ];
 
     /// The name used on the command line, in statistics and in the C ABI.
@@ -81,6 +87,7 @@ impl Strategy {
             Strategy::Lookahead => "lookahead",
             Strategy::Auto => "auto",
             Strategy::Heads => "heads",
+            Strategy::Eagle => "eagle",
         }
     }
 

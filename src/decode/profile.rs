@@ -68,6 +68,10 @@ pub struct TuneReport {
     pub corpus_file: String,
     pub heads_file: String,
     pub profile_file: String,
+    /// The eagle drafter's training (held-out acceptance), whether it was saved, and where.
+    pub eagle: super::eagle::EagleReport,
+    pub eagle_saved: bool,
+    pub eagle_file: String,
     /// Whether the self-speculation search was skipped (no time left in the budget).
     pub self_spec_skipped: bool,
     /// Set when the drafters saved earlier measured better than this run's, which were then not

@@ -109,6 +109,8 @@ pub enum EdgespecStrategy {
     Auto = 5,
     /// Self-distilled draft heads (trained by `edgespec tune`).
     Heads = 6,
+    /// Feature-level drafting (EAGLE-style; the drafter is trained by `edgespec tune`).
+    Eagle = 7,
 }
 
 /// Why a generation ended (`EdgespecStats::stop_reason`).

@@ -43,6 +43,7 @@ fn strategy_ids_follow_the_library_list() {
         (EdgespecStrategy::Lookahead, "lookahead"),
         (EdgespecStrategy::Auto, "auto"),
         (EdgespecStrategy::Heads, "heads"),
+        (EdgespecStrategy::Eagle, "eagle"),
     ];
     assert!(edgespec_strategy_count() as usize >= named.len(), "strategies are only ever appended");
     for (id, name) in named {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::decode::corpus::Corpus;
 use crate::decode::profile::{read_profile, shipped_profile};
 use crate::decode::{
-    AutoDrafter, DraftHeads, Drafter, HeadsDrafter, LookaheadDrafter, LookupDrafter, LookupParams,
-    SelfSpecDrafter, SelfSpecParams, Strategy,
+    AutoDrafter, DraftHeads, Drafter, EagleDrafter, EagleNet, HeadsDrafter, LookaheadDrafter, LookupDrafter,
+    LookupParams, SelfSpecDrafter, SelfSpecParams, Strategy,
 };
 use crate::error::{ErrorKind, Result};
 
@@ -43,6 +43,14 @@ impl Session {
                     };
                     self.heads = Some(heads.clone());
                     Box::new(HeadsDrafter::new(&self.model, heads)?)
+                }
+                Strategy::Eagle => {
+                    let net = match &self.eagle {
+                        Some(n) => n.clone(),
+                        None => Arc::new(EagleNet::load_for(&self.model)?),
+                    };
+                    self.eagle = Some(net.clone());
+                    Box::new(EagleDrafter::new(&self.model, net)?)
                 }
                 other => return other.check(),
             };

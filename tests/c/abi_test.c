@@ -297,11 +297,12 @@ int main(int argc, char **argv) {
         sp.strategy = s;
         collector_init(&c);
         EdgespecStatus status = edgespec_generate(session, "hello world", &sp, collect, &c);
-        if (strcmp(name, "heads") == 0 && status == EDGESPEC_STATUS_NOT_FOUND) {
-            /* Draft heads are trained per model by `edgespec tune`; without them, a clear error. */
+        if ((strcmp(name, "heads") == 0 || strcmp(name, "eagle") == 0) && status == EDGESPEC_STATUS_NOT_FOUND) {
+            /* Draft heads and the eagle drafter are trained per model by `edgespec tune`; without
+               them, a clear error. */
             CHECK(strstr(edgespec_last_error(), "edgespec tune") != NULL);
             CHECK(c.pieces == 0);
-            printf("strategy %-10s needs `edgespec tune` first (no heads file): refused\n", name);
+            printf("strategy %-10s needs `edgespec tune` first (no trained drafter): refused\n", name);
         } else if (edgespec_strategy_is_implemented(s)) {
             CHECK_STATUS(status, EDGESPEC_STATUS_OK);
             CHECK(strcmp(c.text, plain.text) == 0);

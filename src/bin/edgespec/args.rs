@@ -62,6 +62,14 @@ pub struct TuneArgs {
     /// No progress output.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Train only the eagle drafter (strategy `eagle`): collect, train it, save it where it
+    /// measured better than the saved one.
+    #[arg(long)]
+    pub eagle_only: bool,
+    /// Text files or folders the eagle drafter also learns from (teacher-forced, at prefill
+    /// speed): e.g. your own repository for a code model.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +184,8 @@ pub enum Strategy {
     Auto,
     /// Self-distilled draft heads (train them first with `edgespec tune`).
     Heads,
+    /// Feature-level (EAGLE-style) drafter (train it first with `edgespec tune`).
+    Eagle,
 }
 
 /// Options every generating command shares.
@@ -301,6 +311,7 @@ impl Strategy {
             Strategy::Lookahead => S::Lookahead,
             Strategy::Auto => S::Auto,
             Strategy::Heads => S::Heads,
+            Strategy::Eagle => S::Eagle,
         };
         s.check()?;
         Ok(s)

@@ -26,7 +26,11 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     opts.max_tokens = a.n_predict;
     opts.threads = threads;
     opts.quiet = a.quiet;
+    opts.data = a.data;
     opts.suite = a.suite.as_deref().map(Suite::load).transpose()?;
+    if a.eagle_only {
+        return eagle_only(opts);
+    }
     let r = tune::tune(opts)?;
     // The summary is gathered, then written once: a failed write is an error.
     let mut o = String::new();
@@ -66,6 +70,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     );
     let stages: Vec<String> = r.stage_seconds.iter().map(|(n, s)| format!("{n} {s:.0} s")).collect();
     let _ = writeln!(o, "time: {:.0} s ({})", r.total_seconds, stages.join(", "));
+    eagle_lines(&r, &mut o);
     if r.kept_previous.is_empty() {
         let _ = writeln!(
             o,
@@ -78,4 +83,36 @@ pub fn tune(a: TuneArgs) -> Result<()> {
         let _ = writeln!(o, "not saved: {}", r.kept_previous);
     }
     crate::commands::print_out(&o)
+}
+
+/// `tune --eagle-only`: collect (replies, then `--data` files), then train the eagle drafter
+/// for the rest of the budget.
+fn eagle_only(mut opts: TuneOptions) -> Result<()> {
+    opts.eagle_budget = Some(opts.budget.mul_f64(0.4));
+    let mut t = tune::Tuner::new(opts)?;
+    t.run(&mut tune::eagle_stages())?;
+    let r = &t.report;
+    let mut o = String::new();
+    let _ = writeln!(o, "model: {}", r.model);
+    let _ = writeln!(o, "data: {} replies", r.sequences);
+    eagle_lines(r, &mut o);
+    crate::commands::print_out(&o)
+}
+
+/// The eagle drafter's lines of the summary.
+fn eagle_lines(r: &tune::TuneReport, o: &mut String) {
+    let e = &r.eagle;
+    let _ = writeln!(
+        o,
+        "eagle: {} weights, {} training ({} from data files) / {} held-out positions, {} of {} planned steps, loss {:.4} -> {:.4}",
+        e.params, e.train_samples, e.file_samples, e.heldout_samples, e.steps, e.planned_steps, e.first_loss, e.last_loss
+    );
+    let _ = writeln!(
+        o,
+        "eagle: held-out acceptance first token {:.3}, second given first {:.3} (training first {:.3}); {}",
+        e.alpha_first,
+        e.alpha_second,
+        e.train_first,
+        if r.eagle_saved { format!("saved {}", r.eagle_file) } else { "kept the saved drafter".into() }
+    );
 }

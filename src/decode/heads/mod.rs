@@ -224,7 +224,7 @@ impl HeadsDrafter {
 
 /// The `N` largest entries of `row` (ties to the lower index) and their softmax
 /// probabilities, best first.
-fn top_n<const N: usize>(row: &[f32]) -> [(usize, f32); N] {
+pub(crate) fn top_n<const N: usize>(row: &[f32]) -> [(usize, f32); N] {
     let mut best = [(0usize, f32::NEG_INFINITY); N];
     for (i, &v) in row.iter().enumerate() {
         if v > best[N - 1].1 {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::model::{ForwardPlan, KvCache, LogitRows, Model, Workspace, MAX_BATCH};
+use crate::model::{ForwardPlan, HeadVocab, KvCache, LogitRows, Model, Workspace, MAX_BATCH};
 use crate::sampling::Rng;
 use crate::tokenizer::TokenId;
 
@@ -150,7 +150,9 @@ impl Dataset {
         let seq = self.sequences;
         for (c, part) in tokens.chunks(MAX_BATCH).enumerate() {
             let start = c * MAX_BATCH;
-            model.forward(ws, cache, part, &ForwardPlan::at(start).logits(LogitRows::All))?;
+            // Only the hidden states are kept: one head row keeps them without the head's cost.
+            let plan = ForwardPlan::at(start).logits(LogitRows::All).vocab(HeadVocab::Reduced { prefix: 1 });
+            model.forward(ws, cache, part, &plan)?;
             for i in 0..part.len() {
                 let p = start + i;
                 // Head 1's target is token p + 2: nothing to learn without it.
@@ -187,7 +189,7 @@ pub fn output_rows_f32(model: &Model, v: usize) -> Result<Vec<f32>> {
 }
 
 /// Softmax of `row` in place.
-fn softmax(row: &mut [f32]) {
+pub(crate) fn softmax(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let mut sum = 0f32;
     row.iter_mut().for_each(|x| {
@@ -199,17 +201,17 @@ fn softmax(row: &mut [f32]) {
 }
 
 /// Adam state of one parameter tensor.
-struct Adam {
+pub(crate) struct Adam {
     m: Vec<f32>,
     v: Vec<f32>,
 }
 
 impl Adam {
-    fn new(n: usize) -> Adam {
+    pub(crate) fn new(n: usize) -> Adam {
         Adam { m: vec![0.0; n], v: vec![0.0; n] }
     }
 
-    fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, t: i32, wd: f32) {
+    pub(crate) fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, t: i32, wd: f32) {
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         for (((w, &g), m), v) in w.iter_mut().zip(g).zip(&mut self.m).zip(&mut self.v) {
