@@ -85,7 +85,7 @@ const MAX_FILE: u64 = 1 << 20;
 
 /// Add teacher-forced passes over the user's files (`tune --data PATH…`) to the collected data:
 /// every text file under the paths (sorted, hidden entries skipped) in sequences of
-/// [`FILE_CHUNK`] tokens, at prefill speed, until 60% of the budget is used. The features are
+/// `FILE_CHUNK` (32) tokens, at prefill speed, until 60% of the budget is used. The features are
 /// the model's own whatever the text, so any text in the domain the model will serve teaches
 /// the drafter; these sequences always train (held-out acceptance stays on the model's replies).
 pub struct CollectFiles;
