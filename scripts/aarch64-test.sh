@@ -3,7 +3,7 @@
 # kernels are compiled and checked bitwise against the scalar references on an x86-64 Debian
 # machine. CI runs this (.ci/run); anyone with a clone and root can too:
 #
-#   scripts/aarch64-test.sh                # the kernel tests (tests/kernels.rs, lib kernels:: quant::)
+#   scripts/aarch64-test.sh                # the kernel tests (tests/kernels*.rs, lib kernels:: quant::)
 #   scripts/aarch64-test.sh --lib foo::    # any other `cargo test` arguments instead
 #
 # Why it is built this way:
@@ -45,6 +45,6 @@ target=(--release --locked --target aarch64-unknown-linux-gnu)
 if [ $# -gt 0 ]; then
   cargo test "${target[@]}" "$@"
 else
-  cargo test "${target[@]}" --test kernels
+  cargo test "${target[@]}" --test kernels --test kernels_interleaved
   cargo test "${target[@]}" --lib -- kernels:: quant::
 fi
