@@ -15,20 +15,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::chat::{ChatTemplate, Conversation};
-use crate::decode::corpus::Corpus;
-use crate::decode::engine::{self, Emitted, LoopEnd, Scratch, Target};
-use crate::decode::{CostModel, DecodeStats, DraftHeads, DraftLength, Drafter, Strategy};
+use crate::decode::engine::{Emitted, LoopEnd, Target};
+use crate::decode::{CostModel, Decoder, DraftHeads, Drafter, Drafting, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
 use crate::model::{KvCache, KvType, Model, Workspace, MAX_BATCH};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TokenId, Tokenizer};
 
-mod drafters;
 mod stats;
 
 use stats::per_s;
-pub use stats::{peak_rss_bytes, GenerationStats, StopReason};
+pub use stats::{peak_rss_bytes, DecodeTotals, GenerationStats, StopReason};
 
 pub use crate::memory::DEFAULT_CTX;
 
@@ -97,27 +95,13 @@ pub struct Session {
     /// The system message chats start with.
     system: Option<String>,
     conversation: Conversation,
-    /// The drafter of the last speculative strategy used (kept: it learns as it goes).
-    drafter: Option<(Strategy, Box<dyn Drafter>)>,
-    /// The draft heads of strategy `heads` (loaded from beside the model on first use, or set).
-    heads: Option<Arc<DraftHeads>>,
-    /// The drafter network of strategy `eagle` (loaded from beside the model on first use, or set).
-    eagle: Option<Arc<crate::decode::EagleNet>>,
-    /// The model's own generations for `auto`'s lookup (saved by `edgespec tune` beside the model).
-    corpus: Option<Arc<Corpus>>,
-    /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
-    cost: CostModel,
-    /// Draft-length bound following live acceptance.
-    length: DraftLength,
-    /// Buffers of the decode loop.
-    scratch: Scratch,
+    /// The decode state: the drafter, draft-length bound, cost model, buffers, drafter files.
+    decoder: Decoder,
     /// Messages the last chat turn dropped from the front of the conversation to make room.
     dropped: usize,
     /// Raised by the caller (Ctrl-C, `edgespec_cancel`) to stop prefill between chunks and
     /// decoding between passes.
     cancel: Option<Arc<AtomicBool>>,
-    /// Things the user should hear about once (e.g. a damaged tuning file ignored).
-    notes: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -175,16 +159,9 @@ impl Session {
             feed_buf: Vec::with_capacity(ctx),
             system: None,
             conversation: Conversation::new(None),
-            drafter: None,
-            heads: None,
-            eagle: None,
-            corpus: None,
-            cost: CostModel::default(),
-            length: DraftLength::new(4, MAX_BATCH - 1),
-            scratch: Scratch::default(),
+            decoder: Decoder::new(),
             dropped: 0,
             cancel: None,
-            notes: Vec::new(),
             model,
         })
     }
@@ -242,9 +219,7 @@ impl Session {
         self.history.clear();
         self.pending = None;
         self.have_logits = false;
-        if let Some((_, d)) = &mut self.drafter {
-            d.reset();
-        }
+        self.decoder.reset();
     }
 
     /// Messages the last [`chat`](Self::chat) turn dropped from the front of the conversation
@@ -257,29 +232,24 @@ impl Session {
     /// The cost curve of verify passes as learnt so far (`None` until a pass of more than one
     /// token was timed).
     pub fn cost_model(&self) -> Option<&CostModel> {
-        (self.cost.observed() > 0).then_some(&self.cost)
+        self.decoder.cost_model()
     }
 
     /// Replace the pass cost curve (e.g. with [`CostModel::frozen`] for measurements whose draft
     /// choices must not depend on timings).
     pub fn set_cost_model(&mut self, cost: CostModel) {
-        self.cost = cost;
+        self.decoder.set_cost_model(cost);
     }
 
     /// What the drafter of the last speculative strategy chose (see [`Drafter::describe`]).
     pub fn drafter_summary(&self) -> Option<String> {
-        self.drafter.as_ref().and_then(|(_, d)| d.describe())
+        self.decoder.drafter_summary()
     }
 
     /// Use `heads` for strategy `heads` (instead of the file beside the model); checked against
     /// the model.
     pub fn set_heads(&mut self, heads: DraftHeads) -> Result<()> {
-        heads.check_for(&self.model)?;
-        self.heads = Some(Arc::new(heads));
-        if self.drafter.as_ref().is_some_and(|(s, _)| *s == Strategy::Heads) {
-            self.drafter = None;
-        }
-        Ok(())
+        self.decoder.set_heads(heads, &self.model)
     }
 
     /// Stop prefill (between chunks) and decoding (between passes) when `flag` is raised; the
@@ -293,25 +263,20 @@ impl Session {
     /// Use `net` for strategy `eagle` (instead of the file beside the model); checked against
     /// the model.
     pub fn set_eagle(&mut self, net: crate::decode::EagleNet) -> Result<()> {
-        net.check_for(&self.model)?;
-        self.eagle = Some(Arc::new(net));
-        if self.drafter.as_ref().is_some_and(|(s, _)| *s == Strategy::Eagle) {
-            self.drafter = None;
-        }
-        Ok(())
+        self.decoder.set_eagle(net, &self.model)
     }
 
     /// Messages for the user gathered since the last call (each said once): e.g. a damaged
     /// tuning profile, corpus or heads file beside the model that `auto` ignored.
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        self.decoder.take_notes()
     }
 
     /// Check `strategy`'s prerequisites now (e.g. trained heads for `heads`) and ready its
     /// drafter, so that a session that cannot use it fails at the start, not at the first
     /// message. Generation does this by itself.
     pub fn prepare_strategy(&mut self, strategy: Strategy) -> Result<()> {
-        self.prepare(strategy)
+        self.decoder.prepare(strategy, &self.model, self.cache.capacity())
     }
 
     /// The logits after the last token in the cache (the distribution the next token is drawn
@@ -408,14 +373,8 @@ impl Session {
         params: &GenerateParams,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<GenerationStats> {
-        self.prepare(params.strategy)?;
-        let mut taken = if params.strategy == Strategy::Plain { None } else { self.drafter.take() };
-        let drafter = taken.as_mut().map(|(_, d)| d.as_mut() as &mut dyn Drafter);
-        let result = self.run_generation(prompt, params, drafter, params.strategy.name(), on_token);
-        if taken.is_some() {
-            self.drafter = taken;
-        }
-        result
+        self.prepare_strategy(params.strategy)?;
+        self.run_generation(prompt, params, Drafting::Strategy(params.strategy), on_token)
     }
 
     /// [`Session::generate`] with a drafter of the caller's (any [`Drafter`]); `params.strategy`
@@ -428,18 +387,17 @@ impl Session {
         drafter: &mut dyn Drafter,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<GenerationStats> {
-        let name = drafter.name();
-        self.run_generation(prompt, params, Some(drafter), name, on_token)
+        self.run_generation(prompt, params, Drafting::With(drafter), on_token)
     }
 
     fn run_generation(
         &mut self,
         prompt: &str,
         params: &GenerateParams,
-        drafter: Option<&mut dyn Drafter>,
-        name: &'static str,
+        drafting: Drafting<'_>,
         on_token: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<GenerationStats> {
+        let name = drafting.name();
         let mut sampler = Sampler::new(params.sampling, self.model.config().vocab_size)?;
         let t0 = Instant::now();
         self.tokenize_into_buf(prompt);
@@ -480,18 +438,8 @@ impl Session {
             pending: &mut self.pending,
             logits: &mut self.logits,
         };
-        let mut ds = DecodeStats::default();
-        let end = engine::run(
-            &mut target,
-            drafter,
-            &mut self.length,
-            &mut self.cost,
-            &mut sampler,
-            &mut self.scratch,
-            params.max_tokens,
-            &mut ds,
-            &mut emit,
-        )?;
+        let (end, ds) =
+            self.decoder.generate(&mut target, drafting, &mut sampler, params.max_tokens, &mut emit)?;
         text.clear();
         decoder.finish(&mut text);
         if !text.is_empty() {
@@ -517,6 +465,7 @@ impl Session {
             prefill_tokens_per_s: per_s(prompt_tokens, prefill_s),
             decode_tokens_per_s: per_s(generated.saturating_sub(1), decode_s),
             forward_passes: feed_passes + ds.passes,
+            decode_passes: ds.passes,
             drafted_tokens: ds.drafted,
             accepted_tokens: ds.accepted,
             acceptance_rate: if ds.drafted > 0 { ds.accepted as f64 / ds.drafted as f64 } else { 0.0 },

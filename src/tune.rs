@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::kernels::KernelPool;
 use crate::model::{KvType, Model, Workspace};
 use crate::sampling::SamplingParams;
-use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
+use crate::session::{DecodeTotals, Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use crate::tokenizer::TokenId;
 
 mod bar;
@@ -318,27 +318,6 @@ impl Stage for Train {
 /// trees; keep the faster way of drafting, compare speed, check the outputs are equal.
 pub struct Measure;
 
-/// Totals of one way of decoding over the measurement prompts.
-#[derive(Clone, Copy, Debug, Default)]
-struct Totals {
-    tokens: usize,
-    decode_s: f64,
-    passes: f64,
-    drafted: usize,
-    accepted: usize,
-    draft_s: f64,
-}
-
-impl Totals {
-    fn tokens_per_s(&self) -> f64 {
-        if self.decode_s > 0.0 {
-            self.tokens as f64 / self.decode_s
-        } else {
-            0.0
-        }
-    }
-}
-
 /// Tree width tried beside the chain.
 const TREE_WIDTH: usize = 3;
 
@@ -362,7 +341,7 @@ impl Stage for Measure {
         // Plain, the chain, the tree: interleaved per prompt so a noisy machine slows all alike.
         let widths = [0, 1, TREE_WIDTH];
         let mut bar = Bar::new("measure", prompts.len() * widths.len(), t.opts.quiet);
-        let mut totals = [Totals::default(); 3];
+        let mut totals = [DecodeTotals::default(); 3];
         let mut equal = true;
         // Shorter replies when little of the budget is left (a short budget is honoured, with
         // a noisier measurement).
@@ -387,14 +366,7 @@ impl Stage for Measure {
                 } else {
                     equal &= tokens == plain;
                 }
-                let e = &mut totals[w];
-                e.tokens += st.generated_tokens.saturating_sub(1);
-                e.decode_s += st.decode_s;
-                // Passes that produced tokens (the prefill's last one gave the first token).
-                e.passes += st.generated_tokens as f64 / st.mean_accepted_per_pass.max(1e-9) - 1.0;
-                e.drafted += st.drafted_tokens;
-                e.accepted += st.accepted_tokens;
-                e.draft_s += st.draft_s;
+                totals[w].add(&st);
                 bar.update(widths.len() * i + w + 1, strategy.name());
             }
         }
@@ -409,8 +381,8 @@ impl Stage for Measure {
         r.tree_tokens_per_s = totals[2].tokens_per_s();
         r.width = widths[best];
         r.speedup = if p.tokens_per_s() > 0.0 { h.tokens_per_s() / p.tokens_per_s() } else { 0.0 };
-        r.heads_acceptance = if h.drafted > 0 { h.accepted as f64 / h.drafted as f64 } else { 0.0 };
-        r.heads_tokens_per_pass = if h.passes > 0.0 { h.tokens as f64 / h.passes } else { 0.0 };
+        r.heads_acceptance = h.acceptance();
+        r.heads_tokens_per_pass = h.tokens_per_pass();
         r.greedy_equal = equal;
         r.heads_draft_share = if h.decode_s > 0.0 { h.draft_s / h.decode_s } else { 0.0 };
         bar.finish(&format!(

@@ -12,15 +12,15 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::model::Model;
 
 use super::corpus::Corpus;
 use super::heads::{DraftHeads, HeadsDrafter};
 use super::lookup::{LookupDrafter, LookupParams};
-use super::profile::TuneReport;
+use super::profile::{read_profile, shipped_profile, TuneReport};
 use super::self_spec::{SelfSpecDrafter, SelfSpecParams};
-use super::{Draft, DraftInput, Drafter};
+use super::{Built, Draft, DraftInput, Drafter, Setup};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
@@ -115,6 +115,52 @@ impl AutoDrafter {
     pub fn chain_only(n_layers: usize, ctx: usize) -> Result<AutoDrafter> {
         Ok(AutoDrafter { tree: false, ..AutoDrafter::new(n_layers, ctx)? })
     }
+}
+
+/// The drafter of strategy `auto` as `edgespec tune` left it for the model: the files beside
+/// the model (its profile, else the one shipped for a catalog model; its corpus; its heads where
+/// the profile says they pay) loaded once and handed to [`AutoDrafter::from_profile`], which
+/// decides what drafts. A damaged file is said once in the notes and ignored.
+pub(crate) fn build(s: &mut Setup<'_>) -> Built {
+    let path = s.model.file().path();
+    let local = match path.map(read_profile).transpose() {
+        Ok(p) => p.flatten(),
+        Err(e) => {
+            s.notes.push(format!("{e}; auto uses the shipped or default settings"));
+            None
+        }
+    };
+    let shipped = || shipped_profile(path?.file_name()?.to_str()?);
+    let profile = local.or_else(shipped);
+    if let Some(p) = &profile {
+        if s.files.corpus.is_none() {
+            // A corpus that does not load (missing, or another model's): without it, and said
+            // once when the file is there.
+            s.files.corpus = match Corpus::load_for(s.model) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    if e.kind() != ErrorKind::NotFound {
+                        s.notes.push(format!("ignoring the corpus beside the model: {e}"));
+                    }
+                    None
+                }
+            };
+        }
+        if p.heads_pay() && s.files.heads.is_none() {
+            // Heads that no longer load (another model now at that path): without them.
+            s.files.heads = match DraftHeads::load_for(s.model) {
+                Ok(h) => Some(Arc::new(h)),
+                Err(e) => {
+                    if e.kind() != ErrorKind::NotFound {
+                        s.notes.push(format!("auto drafts without heads: {e}"));
+                    }
+                    None
+                }
+            };
+        }
+    }
+    let (corpus, heads) = (s.files.corpus.clone(), s.files.heads.clone());
+    Ok(Some(Box::new(AutoDrafter::from_profile(s.model, s.ctx, profile.as_ref(), corpus, heads)?)))
 }
 
 impl Drafter for AutoDrafter {

@@ -85,9 +85,41 @@ pub struct Target<'a> {
     pub logits: &'a mut [f32],
 }
 
-/// Buffers of the loop, kept by the session so that a generation allocates nothing.
+/// What the loop keeps from one generation to the next (held by a
+/// [`Decoder`](super::Decoder)): the draft-length bound, the pass cost model and the buffers.
 #[derive(Debug)]
-pub struct Scratch {
+pub struct LoopState {
+    /// Draft-length bound following live acceptance.
+    pub length: DraftLength,
+    /// What a verify pass of `b` tokens costs here, learnt from the decode passes.
+    pub cost: CostModel,
+    scratch: Scratch,
+}
+
+impl Default for LoopState {
+    fn default() -> Self {
+        LoopState {
+            length: DraftLength::new(4, MAX_BATCH - 1),
+            cost: CostModel::default(),
+            scratch: Scratch::default(),
+        }
+    }
+}
+
+impl Target<'_> {
+    /// Undo a step that failed before its tokens were accepted: back to the `base` tokens before
+    /// it, with `pending` out of the context again (the cache keeps what it can of them), and
+    /// hand the error on.
+    fn roll_back(&mut self, base: usize, e: Error) -> Error {
+        self.history.truncate(base);
+        self.cache.truncate(base.min(self.cache.len())).ok();
+        e
+    }
+}
+
+/// Buffers of the loop, kept between generations so that a generation allocates nothing.
+#[derive(Debug)]
+struct Scratch {
     draft: Draft,
     batch: Vec<TokenId>,
     /// Rows of the pass that stand, from row 0.
@@ -116,24 +148,36 @@ impl Default for Scratch {
 }
 
 /// Run the loop until `max_tokens` tokens are emitted (counting from 0), the context is full, or
-/// `emit` ends it. Without a drafter (or with draft length 0) this is plain decoding. Every pass
-/// is timed into `cost`, which bounds the draft length.
+/// `emit` ends it; returns why it ended and its counters. Without a drafter (or with draft length
+/// 0) this is plain decoding. Every pass is timed into `state.cost`, which bounds the draft
+/// length.
 ///
 /// When nothing is pending, the workspace's last pass must be the one that produced `t.logits`
 /// (the prompt's prefill): its last hidden row is what drafters get as [`DraftInput::hidden`]
 /// for the first step.
-#[allow(clippy::too_many_arguments)]
 pub fn run(
     t: &mut Target<'_>,
-    mut drafter: Option<&mut dyn Drafter>,
-    length: &mut DraftLength,
-    cost: &mut CostModel,
+    drafter: Option<&mut dyn Drafter>,
+    state: &mut LoopState,
     sampler: &mut Sampler,
-    scratch: &mut Scratch,
+    max_tokens: usize,
+    emit: &mut dyn FnMut(TokenId) -> Result<Emitted>,
+) -> Result<(LoopEnd, DecodeStats)> {
+    let mut stats = DecodeStats::default();
+    let end = run_loop(t, drafter, state, sampler, max_tokens, &mut stats, emit)?;
+    Ok((end, stats))
+}
+
+fn run_loop(
+    t: &mut Target<'_>,
+    mut drafter: Option<&mut dyn Drafter>,
+    state: &mut LoopState,
+    sampler: &mut Sampler,
     max_tokens: usize,
     stats: &mut DecodeStats,
     emit: &mut dyn FnMut(TokenId) -> Result<Emitted>,
 ) -> Result<LoopEnd> {
+    let LoopState { length, cost, scratch } = state;
     let capacity = t.cache.capacity();
     let vocab = t.model.config().vocab_size;
     if t.logits.len() != vocab {
@@ -198,10 +242,7 @@ pub fn run(
                 let drafted = d.draft(&mut input, &mut scratch.draft);
                 stats.draft_s += t0.elapsed().as_secs_f64();
                 if let Err(e) = drafted {
-                    // Leave the state as before the step: `pending` not in the context.
-                    t.history.truncate(base);
-                    t.cache.truncate(base.min(t.cache.len())).ok();
-                    return Err(e);
+                    return Err(t.roll_back(base, e));
                 }
             }
         }
@@ -219,11 +260,7 @@ pub fn run(
             };
             match parsed {
                 Ok(s) => Some(s),
-                Err(e) => {
-                    t.history.truncate(base);
-                    t.cache.truncate(base.min(t.cache.len())).ok();
-                    return Err(e);
-                }
+                Err(e) => return Err(t.roll_back(base, e)),
             }
         } else {
             None
@@ -240,11 +277,7 @@ pub fn run(
         }
         let logits = match t.model.forward(t.ws, t.cache, &scratch.batch, &plan) {
             Ok(l) => l,
-            Err(e) => {
-                t.history.truncate(base);
-                t.cache.truncate(base.min(t.cache.len())).ok();
-                return Err(e);
-            }
+            Err(e) => return Err(t.roll_back(base, e)),
         };
         let took = t0.elapsed().as_secs_f64();
         cost.observe(scratch.batch.len(), took);

@@ -39,7 +39,7 @@ use crate::tokenizer::TokenId;
 use super::adaptive::CostModel;
 use super::lookup::{LookupDrafter, LookupParams};
 use super::tree::TreeValue;
-use super::{Draft, DraftInput, Drafter};
+use super::{Built, Draft, DraftInput, Drafter, Setup};
 
 /// Most window columns.
 const W_MAX: usize = 8;
@@ -321,6 +321,11 @@ fn add_gram(pool: &mut HashMap<TokenId, Vec<Gram>>, first: TokenId, gram: Gram) 
         list.pop();
     }
     list.insert(0, gram);
+}
+
+/// The drafter of strategy `lookahead`.
+pub(crate) fn build(s: &mut Setup<'_>) -> Built {
+    Ok(Some(Box::new(LookaheadDrafter::new(s.ctx)?)))
 }
 
 impl Drafter for LookaheadDrafter {

@@ -25,7 +25,7 @@ use super::adaptive::CostModel;
 use super::corpus::Corpus;
 use super::ngram::{gram_key, Index};
 use super::tree::TreeValue;
-use super::{Draft, DraftInput, Drafter};
+use super::{Built, Draft, DraftInput, Drafter, Setup};
 
 /// Settings of the lookup drafter.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -192,6 +192,11 @@ impl LookupDrafter {
             }
         }
     }
+}
+
+/// The drafter of strategy `lookup`.
+pub(crate) fn build(s: &mut Setup<'_>) -> Built {
+    Ok(Some(Box::new(LookupDrafter::new(LookupParams::default(), s.ctx)?)))
 }
 
 impl Drafter for LookupDrafter {

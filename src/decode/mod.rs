@@ -10,6 +10,7 @@
 pub mod adaptive;
 pub mod auto;
 pub mod corpus;
+pub mod decoder;
 pub mod eagle;
 pub mod engine;
 pub mod heads;
@@ -31,6 +32,7 @@ use crate::tokenizer::TokenId;
 
 pub use adaptive::{CostModel, DraftLength};
 pub use auto::AutoDrafter;
+pub use decoder::{Built, Decoder, Drafting, Setup};
 pub use eagle::{EagleDrafter, EagleNet};
 pub use engine::DecodeStats;
 pub use heads::{DraftHeads, HeadsDrafter};
@@ -38,57 +40,104 @@ pub use lookahead::LookaheadDrafter;
 pub use lookup::{LookupDrafter, LookupParams};
 pub use self_spec::{SelfSpecDrafter, SelfSpecParams};
 
-/// How tokens are decoded (the `--strategy` names of the CLI contract).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Strategy {
-    /// One token per forward pass.
-    #[default]
-    Plain,
-    /// Prompt-lookup drafting: propose what followed the last matching n-gram of the context.
-    Lookup,
-    /// Self-speculative drafting: the model itself with sub-layers skipped.
-    SelfSpec,
-    /// Early-exit drafting: the model's first layers with the head applied there.
-    EarlyExit,
-    /// Lookahead (Jacobi) decoding: a window of guesses refined in parallel harvests n-grams,
-    /// which are verified in the same pass (a token tree).
-    Lookahead,
-    /// Choose per step: prompt lookup when it has a reliable match, else the self-derived
-    /// drafter when its measured acceptance and cost say it pays, else a plain pass.
-    Auto,
-    /// Self-distilled draft heads (Medusa-style, trained by `edgespec tune`) on the model's
-    /// final hidden state propose the next tokens.
-    Heads,
-    /// Feature-level drafting (EAGLE-style): a small network distilled by `edgespec tune`
-    /// drafts the model's next hidden states autoregressively, scored by its own output matrix.
-    Eagle,
+/// The strategy list, the one place strategies are defined: each entry is a doc comment, the
+/// variant, its name (for the CLI, the statistics and the C ABI) and the builder of its drafter
+/// (a `fn(&mut Setup) -> Built` in the drafter's own file). An entry's position is its C id
+/// (`EdgespecStrategy`), so entries are only ever appended. Adding a strategy is a drafter file
+/// and one entry here; [`Strategy`], its names, [`Strategy::ALL`], the CLI's `--strategy` values
+/// and the drafter it prepares all follow, and the C enum in `src/ffi/` is checked against this
+/// list when compiling.
+///
+/// `strategy_list!(m)` calls the macro `m` with the list (so the C ABI can check its enum).
+macro_rules! strategy_list {
+    ($then:ident) => {
+        $then! {
+            /// One token per forward pass.
+            Plain "plain" => decoder::plain;
+            /// Prompt-lookup drafting: propose what followed the last matching n-gram of the context.
+            Lookup "lookup" => lookup::build;
+            /// Self-speculative drafting: the model itself with sub-layers skipped.
+            SelfSpec "self-spec" => self_spec::build_layer_skip;
+            /// Early-exit drafting: the model's first layers with the head applied there.
+            EarlyExit "early-exit" => self_spec::build_early_exit;
+            /// Lookahead (Jacobi) decoding: a window of guesses refined in parallel harvests n-grams,
+            /// which are verified in the same pass (a token tree).
+            Lookahead "lookahead" => lookahead::build;
+            /// Choose per step: prompt lookup when it has a reliable match, else the self-derived
+            /// drafter when its measured acceptance and cost say it pays, else a plain pass.
+            Auto "auto" => auto::build;
+            /// Self-distilled draft heads (Medusa-style, trained by `edgespec tune`) on the model's
+            /// final hidden state propose the next tokens.
+            Heads "heads" => heads::build;
+            /// Feature-level drafting (EAGLE-style): a small network distilled by `edgespec tune`
+            /// drafts the model's next hidden states autoregressively, scored by its own output matrix.
+            Eagle "eagle" => eagle::build;
+        }
+    };
+}
+pub(crate) use strategy_list;
+
+/// Defines [`Strategy`] and what follows from the list of [`strategy_list`]: the enum, the names,
+/// [`Strategy::ALL`], the descriptions and the drafter builders.
+macro_rules! define_strategies {
+    ($( $(#[doc = $doc:literal])+ $variant:ident $name:literal => $build:path; )+) => {
+        /// How tokens are decoded (the `--strategy` names of the CLI contract), as listed in the
+        /// strategy list (`strategy_list!` in `src/decode/mod.rs`); the default is the first,
+        /// `plain`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Strategy {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Strategy {
+            /// Every strategy, in the order of the list (an index is a C id).
+            pub const ALL: [Strategy; [$(stringify!($variant)),+].len()] = [$(Strategy::$variant),+];
+
+            /// The name used on the command line, in statistics and in the C ABI.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Strategy::$variant => $name, )+
+                }
+            }
+
+            /// What the strategy does, in one paragraph (its documentation; the CLI's help).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $( Strategy::$variant => concat!($($doc),+).trim_ascii(), )+
+                }
+            }
+
+            /// Build the strategy's drafter (`None` for plain decoding).
+            pub fn drafter(self, setup: &mut Setup<'_>) -> Built {
+                match self {
+                    $( Strategy::$variant => $build(setup), )+
+                }
+            }
+        }
+    };
+}
+strategy_list!(define_strategies);
+
+// An index in `ALL` is the variant's discriminant (the C id).
+const _: () = {
+    let mut i = 0;
+    while i < Strategy::ALL.len() {
+        assert!(Strategy::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+impl Default for Strategy {
+    /// The first of the list: plain decoding.
+    fn default() -> Self {
+        Strategy::ALL[0]
+    }
 }
 
 impl Strategy {
-    /// Every strategy, in the order of the CLI contract.
-    pub const ALL: [Strategy; 8] = [
-        Strategy::Plain,
-        Strategy::Lookup,
-        Strategy::SelfSpec,
-        Strategy::EarlyExit,
-        Strategy::Lookahead,
-        Strategy::Auto,
-        Strategy::Heads,
-        Strategy::Eagle,
-    ];
-
-    /// The name used on the command line, in statistics and in the C ABI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Plain => "plain",
-            Strategy::Lookup => "lookup",
-            Strategy::SelfSpec => "self-spec",
-            Strategy::EarlyExit => "early-exit",
-            Strategy::Lookahead => "lookahead",
-            Strategy::Auto => "auto",
-            Strategy::Heads => "heads",
-            Strategy::Eagle => "eagle",
-        }
+    /// The strategy's position in [`Strategy::ALL`] (its C id).
+    pub const fn index(self) -> usize {
+        self as usize
     }
 
     /// Whether this build can decode with the strategy.

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer};
 use crate::tokenizer::TokenId;
 
-use super::{Draft, DraftInput, Drafter};
+use super::{Built, Draft, DraftInput, Drafter, Setup, Strategy};
 
 /// Which cheaper model drafts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,6 +217,18 @@ fn top1(logits: &[f32], ids: Computed<'_>) -> Option<(TokenId, f32)> {
 fn top1_probability(logits: &[f32], ids: Computed<'_>, max: f32) -> f32 {
     let z: f32 = ids.each(logits).map(|(_, v)| (v - max).exp()).sum();
     1.0 / z
+}
+
+/// The drafter of strategy `self-spec`: the default layer skip.
+pub(crate) fn build_layer_skip(s: &mut Setup<'_>) -> Built {
+    let p = SelfSpecParams::layer_skip(s.model.config().n_layers)?;
+    Ok(Some(Box::new(SelfSpecDrafter::new(Strategy::SelfSpec.name(), p))))
+}
+
+/// The drafter of strategy `early-exit`: the first half of the layers.
+pub(crate) fn build_early_exit(s: &mut Setup<'_>) -> Built {
+    let p = SelfSpecParams::early_exit(s.model.config().n_layers.div_ceil(2))?;
+    Ok(Some(Box::new(SelfSpecDrafter::new(Strategy::EarlyExit.name(), p))))
 }
 
 impl Drafter for SelfSpecDrafter {

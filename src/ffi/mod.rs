@@ -113,6 +113,23 @@ pub enum EdgespecStrategy {
     Eagle = 7,
 }
 
+/// Holds `EdgespecStrategy` to the library's strategy list when compiling (cbindgen reads the
+/// enum above as written, so it cannot be generated): the match is exhaustive only when the two
+/// name the same strategies, and each C value must be the strategy's position in the list.
+macro_rules! check_c_strategies {
+    ($( $(#[doc = $doc:literal])+ $variant:ident $name:literal => $build:path; )+) => {
+        const _: () = {
+            const fn library(c: EdgespecStrategy) -> Strategy {
+                match c {
+                    $( EdgespecStrategy::$variant => Strategy::$variant, )+
+                }
+            }
+            $( assert!(library(EdgespecStrategy::$variant).index() == EdgespecStrategy::$variant as usize); )+
+        };
+    };
+}
+crate::decode::strategy_list!(check_c_strategies);
+
 /// Why a generation ended (`EdgespecStats::stop_reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]

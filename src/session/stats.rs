@@ -38,6 +38,9 @@ pub struct GenerationStats {
     pub decode_tokens_per_s: f64,
     /// Forward passes run (prefill chunks included).
     pub forward_passes: usize,
+    /// Decode passes run: the forward passes after the prefill (the first token comes from the
+    /// prefill's last pass). `passes_by_batch` splits them by size.
+    pub decode_passes: usize,
     /// Tokens proposed by a drafter (0 for plain decoding).
     pub drafted_tokens: usize,
     /// Drafted tokens the model accepted.
@@ -48,8 +51,9 @@ pub struct GenerationStats {
     pub draft_s: f64,
     /// Seconds spent in the model's decode passes (verification included).
     pub verify_s: f64,
-    /// Generated tokens per forward pass that produced tokens (the prefill's last pass counts,
-    /// as it yields the first token): 1 for plain decoding, more when drafts are accepted.
+    /// Generated tokens per forward pass that produced tokens (`decode_passes` and the prefill's
+    /// last pass, which yields the first token): 1 for plain decoding, more when drafts are
+    /// accepted.
     pub mean_accepted_per_pass: f64,
     /// Decode passes by the number of tokens they scored (index `b`; index 0 unused): with a
     /// cost curve `rel(b)`, what the passes cost in single-token passes.
@@ -62,6 +66,69 @@ pub struct GenerationStats {
     pub context_used: usize,
     /// The context length.
     pub context_size: usize,
+}
+
+/// Sums of the decode figures of several generations (what a measurement over a set of prompts
+/// reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DecodeTotals {
+    /// Tokens decoded after each generation's first (which comes from its prefill).
+    pub tokens: usize,
+    /// Seconds decoding.
+    pub decode_s: f64,
+    /// Decode passes.
+    pub passes: usize,
+    /// Tokens drafted.
+    pub drafted: usize,
+    /// Drafted tokens accepted.
+    pub accepted: usize,
+    /// Seconds drafting.
+    pub draft_s: f64,
+}
+
+impl DecodeTotals {
+    /// Add one generation.
+    pub fn add(&mut self, st: &GenerationStats) {
+        self.tokens += st.generated_tokens.saturating_sub(1);
+        self.decode_s += st.decode_s;
+        self.passes += st.decode_passes;
+        self.drafted += st.drafted_tokens;
+        self.accepted += st.accepted_tokens;
+        self.draft_s += st.draft_s;
+    }
+
+    /// Add the sums of `o`.
+    pub fn merge(&mut self, o: &DecodeTotals) {
+        self.tokens += o.tokens;
+        self.decode_s += o.decode_s;
+        self.passes += o.passes;
+        self.drafted += o.drafted;
+        self.accepted += o.accepted;
+        self.draft_s += o.draft_s;
+    }
+
+    /// Decoded tokens per second (0 without decoding time).
+    pub fn tokens_per_s(&self) -> f64 {
+        per_s(self.tokens, self.decode_s)
+    }
+
+    /// Decoded tokens per decode pass (0 without a pass).
+    pub fn tokens_per_pass(&self) -> f64 {
+        if self.passes > 0 {
+            self.tokens as f64 / self.passes as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Accepted share of the drafted tokens (0 when nothing was drafted).
+    pub fn acceptance(&self) -> f64 {
+        if self.drafted > 0 {
+            self.accepted as f64 / self.drafted as f64
+        } else {
+            0.0
+        }
+    }
 }
 
 pub(crate) fn per_s(n: usize, d: f64) -> f64 {

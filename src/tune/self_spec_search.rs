@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::model::Model;
 use crate::sampling::SamplingParams;
-use crate::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
+use crate::session::{DecodeTotals, Flow, GenerateParams, Session, SessionOptions};
 
 use crate::decode::self_spec::{SelfSpecDrafter, SelfSpecParams};
 use crate::decode::self_spec_candidates::{candidates, last_level_cache_bytes, Candidate, ModelBytes};
@@ -276,38 +276,9 @@ pub fn search_default(
     search(model, opts, &candidates(model, last_level_cache_bytes())?, progress)
 }
 
-/// Totals of one pass over the calibration set.
-#[derive(Default)]
-struct Totals {
-    generated: usize,
-    decode_s: f64,
-    passes: usize,
-    drafted: usize,
-    accepted: usize,
-}
-
-impl Totals {
-    fn add(&mut self, st: &GenerationStats) {
-        self.generated += st.generated_tokens.saturating_sub(1);
-        self.decode_s += st.decode_s;
-        // Decode passes: the stats count the prefill's last pass too (it yields the first token).
-        let producing = (st.generated_tokens as f64 / st.mean_accepted_per_pass.max(1e-9)).round() as usize;
-        self.passes += producing.saturating_sub(1);
-        self.drafted += st.drafted_tokens;
-        self.accepted += st.accepted_tokens;
-    }
-
-    fn merge(&mut self, o: &Totals) {
-        self.generated += o.generated;
-        self.decode_s += o.decode_s;
-        self.passes += o.passes;
-        self.drafted += o.drafted;
-        self.accepted += o.accepted;
-    }
-
-    fn tokens_per_s(&self) -> f64 {
-        self.generated as f64 / self.decode_s.max(1e-9)
-    }
+/// Decoded tokens per second of `t` (the search's own guard against a zero time).
+fn tokens_per_s(t: &DecodeTotals) -> f64 {
+    t.tokens as f64 / t.decode_s.max(1e-9)
 }
 
 /// A fresh session on `file` (so no variant inherits another's learnt draft length or costs).
@@ -321,8 +292,8 @@ fn calibrate(
     prompts: &[String],
     max_tokens: usize,
     mut drafter: Option<&mut dyn Drafter>,
-) -> Result<Totals> {
-    let mut t = Totals::default();
+) -> Result<DecodeTotals> {
+    let mut t = DecodeTotals::default();
     let params = GenerateParams { max_tokens, sampling: SamplingParams::greedy(), strategy: Strategy::Plain };
     for prompt in prompts {
         s.reset();
@@ -376,7 +347,7 @@ pub fn search(
         let mut d = SelfSpecDrafter::new("self-spec", c.params);
         calibrate(&mut s, warm, warm_tokens, Some(&mut d))?;
         let (steps0, secs0) = d.step_totals();
-        let (mut p, mut t) = (Totals::default(), Totals::default());
+        let (mut p, mut t) = (DecodeTotals::default(), DecodeTotals::default());
         for prompt in &opts.prompts {
             let one = std::slice::from_ref(prompt);
             p.merge(&calibrate(&mut plain_session, one, opts.max_tokens, None)?);
@@ -385,21 +356,21 @@ pub fn search(
         let (steps1, secs1) = d.step_totals();
         let steps = steps1.saturating_sub(steps0);
         let draft_step_s = (steps > 0).then(|| (secs1 - secs0) / steps as f64);
-        let step_s = p.decode_s / p.generated.max(1) as f64;
+        let step_s = p.decode_s / p.tokens.max(1) as f64;
         if plain.is_empty() {
             plain_step_s = step_s;
         }
-        plain.push(p.tokens_per_s());
+        plain.push(tokens_per_s(&p));
         let draft_bytes = bytes.draft(&c.params);
         let r = VariantResult {
             name: c.name.clone(),
             params: c.params,
-            tokens_per_s: t.tokens_per_s(),
-            speedup: t.tokens_per_s() / p.tokens_per_s().max(1e-9),
+            tokens_per_s: tokens_per_s(&t),
+            speedup: tokens_per_s(&t) / tokens_per_s(&p).max(1e-9),
             alpha: (t.drafted > 0).then(|| t.accepted as f64 / t.drafted as f64),
             drafted: t.drafted,
             accepted: t.accepted,
-            mean_accepted_per_pass: t.generated as f64 / t.passes.max(1) as f64,
+            mean_accepted_per_pass: t.tokens as f64 / t.passes.max(1) as f64,
             bytes_rel: draft_bytes as f64 / full.max(1) as f64,
             draft_bytes,
             draft_rel: draft_step_s.map(|d| d / step_s.max(1e-12)),

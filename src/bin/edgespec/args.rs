@@ -167,25 +167,31 @@ pub struct InfoArgs {
     pub metadata: bool,
 }
 
-/// How tokens are decoded (the library's [`edgespec::decode::Strategy`], as a flag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Strategy {
-    /// One token per forward pass.
-    Plain,
-    /// Prompt-lookup drafting.
-    Lookup,
-    /// Self-speculative layer skipping.
-    SelfSpec,
-    /// Early-exit drafting.
-    EarlyExit,
-    /// Lookahead decoding.
-    Lookahead,
-    /// Choose per step.
-    Auto,
-    /// Self-distilled draft heads (train them first with `edgespec tune`).
-    Heads,
-    /// Feature-level (EAGLE-style) drafter (train it first with `edgespec tune`).
-    Eagle,
+/// How tokens are decoded: the library's [`edgespec::decode::Strategy`] as a flag value. Its
+/// values, names and help come from the library's strategy list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strategy(pub edgespec::decode::Strategy);
+
+/// Every strategy, as flag values.
+static STRATEGIES: [Strategy; edgespec::decode::Strategy::ALL.len()] = {
+    let all = edgespec::decode::Strategy::ALL;
+    let mut out = [Strategy(all[0]); edgespec::decode::Strategy::ALL.len()];
+    let mut i = 0;
+    while i < all.len() {
+        out[i] = Strategy(all[i]);
+        i += 1;
+    }
+    out
+};
+
+impl ValueEnum for Strategy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &STRATEGIES
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.description()))
+    }
 }
 
 /// Options every generating command shares.
@@ -302,19 +308,8 @@ pub struct ChatArgs {
 impl Strategy {
     /// The library's strategy; refused when this build does not implement it yet.
     pub fn library(self) -> edgespec::Result<edgespec::decode::Strategy> {
-        use edgespec::decode::Strategy as S;
-        let s = match self {
-            Strategy::Plain => S::Plain,
-            Strategy::Lookup => S::Lookup,
-            Strategy::SelfSpec => S::SelfSpec,
-            Strategy::EarlyExit => S::EarlyExit,
-            Strategy::Lookahead => S::Lookahead,
-            Strategy::Auto => S::Auto,
-            Strategy::Heads => S::Heads,
-            Strategy::Eagle => S::Eagle,
-        };
-        s.check()?;
-        Ok(s)
+        self.0.check()?;
+        Ok(self.0)
     }
 }
 

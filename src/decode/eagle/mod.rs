@@ -24,7 +24,7 @@ use crate::model::MAX_BATCH;
 use crate::tokenizer::TokenId;
 
 use super::heads::{token_embedding, top_n};
-use super::{Draft, DraftInput, Drafter};
+use super::{Built, Draft, DraftInput, Drafter, Setup};
 
 pub use file::eagle_path;
 pub use net::EagleNet;
@@ -101,6 +101,17 @@ impl EagleDrafter {
     fn calibration(&self, j: usize) -> f32 {
         ((self.hits[j] + 1.0) / (self.predicted[j] + 1.0)).clamp(0.05, 2.0)
     }
+}
+
+/// The drafter of strategy `eagle`: the network set for the session, else the file beside the
+/// model (refused with a message when it is missing).
+pub(crate) fn build(s: &mut Setup<'_>) -> Built {
+    let net = match &s.files.eagle {
+        Some(n) => n.clone(),
+        None => Arc::new(EagleNet::load_for(s.model)?),
+    };
+    s.files.eagle = Some(net.clone());
+    Ok(Some(Box::new(EagleDrafter::new(s.model, net)?)))
 }
 
 impl Drafter for EagleDrafter {

@@ -22,7 +22,7 @@ use crate::kernels::{matvec, ActKind, QuantizedActs};
 use crate::model::{Model, MAX_BATCH};
 use crate::tokenizer::TokenId;
 
-use super::{Draft, DraftInput, Drafter};
+use super::{Built, Draft, DraftInput, Drafter, Setup};
 
 pub use file::{heads_path, model_identity, profile_path};
 pub use train::{Dataset, TrainConfig, TrainReport};
@@ -322,6 +322,17 @@ impl HeadsDrafter {
         }
         self.last_p.truncate(deepest);
     }
+}
+
+/// The drafter of strategy `heads`: the heads set for the session, else the file beside the
+/// model (refused with a message when it is missing).
+pub(crate) fn build(s: &mut Setup<'_>) -> Built {
+    let heads = match &s.files.heads {
+        Some(h) => h.clone(),
+        None => Arc::new(DraftHeads::load_for(s.model)?),
+    };
+    s.files.heads = Some(heads.clone());
+    Ok(Some(Box::new(HeadsDrafter::new(s.model, heads)?)))
 }
 
 impl Drafter for HeadsDrafter {
