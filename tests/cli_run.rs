@@ -53,6 +53,8 @@ fn run_prints_only_generated_text_and_writes_stats() {
         "drafted_tokens",
         "accepted_tokens",
         "mean_accepted_per_pass",
+        "decode_passes",
+        "passes_by_batch",
         "peak_rss_bytes",
     ] {
         assert!(stats.get(key).is_some(), "{key} missing from {stats}");

@@ -66,6 +66,16 @@ fn speculative_greedy_emits_plain_tokens_and_leaves_the_same_cache() {
             assert_eq!((ps.generated_tokens, ps.stop), (ls.generated_tokens, ls.stop));
             assert_eq!(ps.drafted_tokens, 0);
             assert!(ls.forward_passes <= ps.forward_passes);
+            for st in [&ps, &ls] {
+                // The counts are the engine's: every decode pass, by size; the prefill's passes
+                // before them; the prefill's last pass gave the first token.
+                let by_batch: u32 = st.passes_by_batch.iter().sum();
+                assert_eq!(st.decode_passes, by_batch as usize);
+                assert!(st.decode_passes < st.forward_passes);
+                let per_pass = st.generated_tokens as f64 / (st.decode_passes + 1) as f64;
+                assert_eq!(st.mean_accepted_per_pass, per_pass);
+            }
+            assert_eq!(ps.decode_passes + 1, ps.generated_tokens, "plain: one token per pass");
             drafted += ls.drafted_tokens;
             accepted += ls.accepted_tokens;
             rejections += usize::from(ls.accepted_tokens < ls.drafted_tokens);

@@ -106,7 +106,7 @@ fn smollm2_lookahead_configurations_and_auto_tree_vs_chain_report() {
                 for p in suite.prompts.iter().filter(|p| p.kind == kind) {
                     let (_, st) = run(&mut s, &p.text, &mut d, p.max_tokens);
                     tokens += st.generated_tokens;
-                    passes += st.generated_tokens as f64 / st.mean_accepted_per_pass;
+                    passes += (st.decode_passes + 1) as f64;
                     rows += st.drafted_tokens;
                 }
                 println!(
@@ -132,7 +132,7 @@ fn smollm2_lookahead_configurations_and_auto_tree_vs_chain_report() {
                 assert_eq!(&got, want, "{name}: `{}` differs", p.name);
                 tokens += st.generated_tokens;
                 // Passes that produced tokens (the prefill's last one included).
-                passes += st.generated_tokens as f64 / st.mean_accepted_per_pass;
+                passes += (st.decode_passes + 1) as f64;
                 rows += st.drafted_tokens;
                 verify_s += st.verify_s;
             }

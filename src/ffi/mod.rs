@@ -124,7 +124,10 @@ macro_rules! check_c_strategies {
                     $( EdgespecStrategy::$variant => Strategy::$variant, )+
                 }
             }
-            $( assert!(library(EdgespecStrategy::$variant).index() == EdgespecStrategy::$variant as usize); )+
+            $( assert!(
+                library(EdgespecStrategy::$variant).index() == EdgespecStrategy::$variant as usize,
+                "an EdgespecStrategy value is not the strategy's position in decode's strategy list"
+            ); )+
         };
     };
 }
