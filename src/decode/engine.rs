@@ -168,6 +168,7 @@ pub fn run(
     Ok((end, stats))
 }
 
+/// The loop of [`run`], counting into `stats`.
 fn run_loop(
     t: &mut Target<'_>,
     mut drafter: Option<&mut dyn Drafter>,
