@@ -13,6 +13,8 @@ pub mod decode;
 pub mod error;
 pub mod ffi;
 pub mod gguf;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod info;
 pub mod kernels;
 pub mod memory;

@@ -22,6 +22,7 @@ use crate::kernels::{matvec, matvec_many, ops, KernelPool, Kernels, QuantizedAct
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
 use super::config::ModelConfig;
+use super::device::Device;
 use super::head::{reduced_head, HeadExtra};
 use super::kv_cache::{KvCache, KvLayout, KvType};
 use super::plan::{ForwardPlan, HeadVocab, SubLayer, MAX_BATCH};
@@ -41,6 +42,9 @@ pub struct Model {
     weights: Weights,
     /// Row-interleaved copies of the Q5_0/Q8_0 matrices (empty when the kernels do not gain).
     repacked: Repacked,
+    /// The weights on the GPU when passes run there (see [`Model::set_device`]).
+    #[cfg(feature = "gpu")]
+    gpu: Option<Arc<super::gpu::GpuModel>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -97,7 +101,75 @@ impl Model {
         };
         let repacked =
             if interleave { Repacked::open_or_write(&file, &weights.mats())? } else { Repacked::none() };
-        Ok(Model { file, config, arch, weights, repacked })
+        Ok(Model {
+            file,
+            config,
+            arch,
+            weights,
+            repacked,
+            #[cfg(feature = "gpu")]
+            gpu: None,
+        })
+    }
+
+    /// Run passes on `device`: [`Device::Gpu`] uploads the weights to the GPU (an error when
+    /// there is no adapter, a weight type has no GPU kernel, or the model does not fit);
+    /// [`Device::Auto`] does so on a hardware adapter and otherwise stays on the CPU, returning
+    /// why; [`Device::Cpu`] releases the GPU copy. Workspaces and caches made before no longer
+    /// fit the model: make them after.
+    pub fn set_device(&mut self, device: Device) -> Result<Option<String>> {
+        #[cfg(feature = "gpu")]
+        {
+            self.gpu = None;
+            let open = |software: bool| -> Result<Arc<super::gpu::GpuModel>> {
+                if let Some(ty) = super::gpu::unsupported_type(&self.file, &self.weights) {
+                    return Err(Error::unsupported(format!(
+                        "the GPU backend has no kernel for {ty} weights; use --device cpu"
+                    )));
+                }
+                let ctx = crate::gpu::GpuContext::open(software)?;
+                let view = View { file: &self.file, repacked: &self.repacked };
+                Ok(Arc::new(super::gpu::GpuModel::upload(ctx, &self.file, &self.weights, &view)?))
+            };
+            match device {
+                Device::Cpu => Ok(None),
+                Device::Gpu => {
+                    self.gpu = Some(open(true)?);
+                    Ok(None)
+                }
+                Device::Auto => match open(false) {
+                    Ok(g) => {
+                        self.gpu = Some(g);
+                        Ok(None)
+                    }
+                    Err(e) => Ok(Some(format!("running on the CPU: {e}"))),
+                },
+            }
+        }
+        #[cfg(not(feature = "gpu"))]
+        match device {
+            Device::Cpu => Ok(None),
+            Device::Gpu => Err(Error::unsupported("this build has no GPU backend (cargo feature `gpu`)")),
+            Device::Auto => Ok(Some("running on the CPU: this build has no GPU backend".into())),
+        }
+    }
+
+    /// Where passes run: `cpu`, or `gpu (ADAPTER, BACKEND)`.
+    pub fn device_name(&self) -> String {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            let a = g.ctx.adapter();
+            return format!("gpu ({}, {})", a.name, a.backend);
+        }
+        "cpu".to_string()
+    }
+
+    /// Whether passes run on the GPU.
+    pub fn on_gpu(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        return self.gpu.is_some();
+        #[cfg(not(feature = "gpu"))]
+        false
     }
 
     /// Read the Q5_0 and Q8_0 matrices row-interleaved (`true`; mapped from the sidecar file
@@ -146,11 +218,15 @@ impl Model {
     /// A KV cache for `ctx` positions (sliding-window layers in rings of `window + MAX_BATCH`
     /// rows).
     pub fn new_cache(&self, ctx: usize, ty: KvType) -> Result<KvCache> {
-        KvCache::new(&self.config, &self.arch, ctx, ty, KvLayout::Ring)
+        self.new_cache_with_layout(ctx, ty, KvLayout::Ring)
     }
 
     /// A KV cache for `ctx` positions with sliding-window layers stored as `layout` says.
     pub fn new_cache_with_layout(&self, ctx: usize, ty: KvType, layout: KvLayout) -> Result<KvCache> {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return KvCache::new_on_gpu(&self.config, &self.arch, ctx, ty, layout, g.ctx.clone());
+        }
         KvCache::new(&self.config, &self.arch, ctx, ty, layout)
     }
 
@@ -198,8 +274,10 @@ impl Model {
         }
         cache.truncate(plan.start)?;
         ws.hidden_rows = 0;
-        let Workspace { pool, bufs, extra, .. } = ws;
-        let rows = pool.install(|| self.run(pool, bufs, extra, cache, tokens, plan))?;
+        let Workspace { pool, bufs, extra, gpu, .. } = ws;
+        #[cfg(not(feature = "gpu"))]
+        let _ = gpu;
+        let rows = pool.install(|| self.run(pool, bufs, extra, gpu, cache, tokens, plan))?;
         ws.hidden_rows = rows;
         cache.set_len(end)?;
         Ok(&ws.bufs.logits[..rows * self.config.vocab_size])
@@ -262,11 +340,13 @@ impl Model {
     }
 
     /// The pass proper, on a pool worker. Returns the number of logit rows written.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         pool: &KernelPool,
         b: &mut Buffers,
         extra: &HeadExtra,
+        gpu: &mut Option<GpuScratchSlot>,
         cache: &mut KvCache,
         tokens: &[u32],
         plan: &ForwardPlan,
@@ -305,6 +385,38 @@ impl Model {
             }
         }
 
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            let scratch = gpu
+                .as_mut()
+                .ok_or_else(|| Error::invalid("the workspace was made before the model moved to the GPU"))?;
+            let kv = cache
+                .gpu()
+                .ok_or_else(|| Error::invalid("the KV cache was made before the model moved to the GPU"))?;
+            let kv_layers = cache.layer_spans();
+            let input = super::gpu::PassInput {
+                config: c,
+                arch: &self.arch,
+                kv_layers: &kv_layers,
+                x: &b.x[..n * dim],
+                cos: &b.rope_cos,
+                sin: &b.rope_sin,
+                plan,
+                n,
+                local_base: self.local_rope_base().is_some(),
+            };
+            let rows = g.run(scratch, kv, &input, &mut b.logits, &mut b.proj)?;
+            cache.mark_written(plan.start + n);
+            if rows > 0 {
+                if let HeadVocab::Reduced { prefix } = plan.vocab {
+                    self.reduced_logits(pool, &view, b, extra, rows, prefix)?;
+                }
+            }
+            return Ok(rows);
+        }
+        #[cfg(not(feature = "gpu"))]
+        let _ = gpu;
+
         let last = plan.exit_after.unwrap_or(usize::MAX).min(c.n_layers - 1);
         for (l, lw) in self.weights.layers.iter().enumerate().take(last + 1) {
             if !plan.skip.contains(l, SubLayer::Attention) {
@@ -335,19 +447,37 @@ impl Model {
                 &mut b.proj[r * dim..(r + 1) * dim],
             )?;
         }
+        if let HeadVocab::Reduced { prefix } = plan.vocab {
+            self.reduced_logits(pool, &view, b, extra, rows, prefix)?;
+            return Ok(rows);
+        }
         let head = view.mat(&self.weights.output)?;
         b.acts.quantize(pool.kernels(), &b.proj[..rows * dim], dim, rows, &[head.act_kind()])?;
         let logits = &mut b.logits[..rows * c.vocab_size];
-        if let HeadVocab::Reduced { prefix } = plan.vocab {
-            let first = view.mat_rows(&self.weights.output, (prefix as usize).max(1))?;
-            reduced_head(pool, &head, &first, extra.ids(), &b.acts, c.final_logit_softcap, logits)?;
-            return Ok(rows);
-        }
         matvec(pool, &head, &b.acts, logits)?;
         if let Some(cap) = c.final_logit_softcap {
             logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
         }
         Ok(rows)
+    }
+
+    /// A reduced-vocabulary head ([`HeadVocab::Reduced`]) over the `rows` final-normed hidden
+    /// rows in `b.proj`, on the CPU (for either backend: it serves drafters).
+    fn reduced_logits(
+        &self,
+        pool: &KernelPool,
+        view: &View<'_>,
+        b: &mut Buffers,
+        extra: &HeadExtra,
+        rows: usize,
+        prefix: u32,
+    ) -> Result<()> {
+        let (dim, c) = (self.config.dim, &self.config);
+        let head = view.mat(&self.weights.output)?;
+        b.acts.quantize(pool.kernels(), &b.proj[..rows * dim], dim, rows, &[head.act_kind()])?;
+        let logits = &mut b.logits[..rows * c.vocab_size];
+        let first = view.mat_rows(&self.weights.output, (prefix as usize).max(1))?;
+        reduced_head(pool, &head, &first, extra.ids(), &b.acts, c.final_logit_softcap, logits)
     }
 
     /// The first `rows` rows of the output head (`rows ≤ vocab`), borrowed from the map: the
@@ -533,7 +663,15 @@ pub struct Workspace {
     bufs: Buffers,
     /// Rows of the last pass whose head input (final-normed hidden state) is in `bufs.proj`.
     hidden_rows: usize,
+    /// The GPU buffers, for a model on the GPU.
+    gpu: Option<GpuScratchSlot>,
 }
+
+/// A workspace's GPU buffers (nothing without the `gpu` feature).
+#[cfg(feature = "gpu")]
+type GpuScratchSlot = super::gpu::GpuScratch;
+#[cfg(not(feature = "gpu"))]
+type GpuScratchSlot = std::convert::Infallible;
 
 impl std::fmt::Debug for Workspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -576,6 +714,13 @@ impl Workspace {
             logits: vec![0.0; bb * c.vocab_size],
             acts: QuantizedActs::with_capacity(widest, bb),
         };
+        #[cfg(feature = "gpu")]
+        let gpu = match &model.gpu {
+            Some(g) => Some(super::gpu::GpuScratch::new(g.ctx.clone(), c, ctx)?),
+            None => None,
+        };
+        #[cfg(not(feature = "gpu"))]
+        let gpu = None;
         Ok(Workspace {
             pool,
             ctx,
@@ -583,6 +728,7 @@ impl Workspace {
             shape: shape_of(c),
             bufs,
             hidden_rows: 0,
+            gpu,
         })
     }
 

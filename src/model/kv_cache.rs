@@ -200,6 +200,9 @@ pub struct KvCache {
     k: KvData,
     /// `(Σ layers n_kv_heads · rows, head_dim_v)`.
     v: KvData,
+    /// The keys and values in GPU memory instead (then `k` and `v` are empty).
+    #[cfg(feature = "gpu")]
+    gpu: Option<super::gpu::GpuKv>,
 }
 
 impl KvCache {
@@ -250,7 +253,52 @@ impl KvCache {
             layers,
             k: KvData::zeros(ty, k_len),
             v: KvData::zeros(ty, v_len),
+            #[cfg(feature = "gpu")]
+            gpu: None,
         })
+    }
+
+    /// A cache like [`KvCache::new`]'s whose rows live in the GPU's memory (f16 only).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn new_on_gpu(
+        config: &ModelConfig,
+        arch: &ArchSpec,
+        capacity: usize,
+        ty: KvType,
+        layout: KvLayout,
+        ctx: std::sync::Arc<crate::gpu::GpuContext>,
+    ) -> Result<KvCache> {
+        if ty != KvType::F16 {
+            return Err(Error::unsupported(format!(
+                "the GPU KV cache stores f16; a {ty} cache runs on the CPU only (--kv-type f16, or --device cpu)"
+            )));
+        }
+        let mut cache = KvCache::new(config, arch, 1, ty, layout)?;
+        let (layers, total_rows) = plan_rows(config, arch, capacity, layout)?;
+        cache.gpu = Some(super::gpu::GpuKv::new(ctx, total_rows, config.head_dim, config.head_dim_v)?);
+        cache.k = KvData::zeros(ty, 0);
+        cache.v = KvData::zeros(ty, 0);
+        cache.layers = layers;
+        cache.capacity = capacity;
+        Ok(cache)
+    }
+
+    /// The GPU rows, for a cache made by a model on the GPU.
+    #[cfg(feature = "gpu")]
+    pub(crate) fn gpu(&self) -> Option<&super::gpu::GpuKv> {
+        self.gpu.as_ref()
+    }
+
+    /// `(first row, rows per KV head)` of every layer.
+    #[cfg(feature = "gpu")]
+    pub(crate) fn layer_spans(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().map(|l| (l.base, l.rows)).collect()
+    }
+
+    /// Record that positions up to `end` were written (the GPU pass writes rows itself).
+    #[cfg(feature = "gpu")]
+    pub(crate) fn mark_written(&mut self, end: usize) {
+        self.written = self.written.max(end);
     }
 
     /// Whether a q8_0 cache can store this model's rows (head dimensions of whole blocks, up to
@@ -307,6 +355,10 @@ impl KvCache {
 
     /// Bytes allocated for keys and values.
     pub fn bytes(&self) -> usize {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            return g.bytes();
+        }
         let rows = |d: &KvData, hd: usize| d.len() / hd.max(1);
         rows(&self.k, self.head_dim_k) * self.ty.row_bytes(self.head_dim_k)
             + rows(&self.v, self.head_dim_v) * self.ty.row_bytes(self.head_dim_v)
@@ -392,6 +444,21 @@ impl KvCache {
             return bad("a ring has overwritten the tree's rows");
         }
         let (hk, hv) = (self.head_dim_k, self.head_dim_v);
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
+            let mut moves = Vec::new();
+            for l in &self.layers {
+                for h in 0..self.n_kv_heads {
+                    for (j, &p) in path.iter().enumerate().filter(|&(j, &p)| j != p) {
+                        let (from, to) = ((start + p) % l.rows, (start + j) % l.rows);
+                        moves.push((l.base + h * l.rows + from, l.base + h * l.rows + to));
+                    }
+                }
+            }
+            g.move_rows(&moves)?;
+            self.len = new_len;
+            return Ok(());
+        }
         for li in 0..self.layers.len() {
             let l = self.layers[li];
             for h in 0..self.n_kv_heads {

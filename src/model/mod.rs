@@ -9,7 +9,10 @@
 mod arch;
 mod attention;
 mod config;
+mod device;
 mod forward;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod head;
 mod kv_cache;
 mod plan;
@@ -19,6 +22,7 @@ mod weights;
 
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
+pub use device::Device;
 pub use forward::{Model, Workspace, LAYOUT_ENV};
 pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, TokenTree, MAX_BATCH, MAX_LAYERS};

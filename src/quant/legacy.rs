@@ -228,6 +228,29 @@ impl BlockQ5_0 {
             *o = (q as i32 - 16) as f32 * d;
         }
     }
+
+    /// Quantize as GGML's reference: `d = max / −16` for the value `max` of largest magnitude,
+    /// `q = min(31, trunc(x / d + 16.5))`.
+    pub fn quantize(x: &[f32; 32]) -> Self {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (mut qs, mut qh) = ([0u8; 16], 0u32);
+        for j in 0..16 {
+            let q0 = ((x[j] * id + 16.5) as i8).min(31) as u8;
+            let q1 = ((x[j + 16] * id + 16.5) as i8).min(31) as u8;
+            qs[j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+            qh |= u32::from(q0 >> 4) << j;
+            qh |= u32::from(q1 >> 4) << (j + 16);
+        }
+        BlockQ5_0 { d: f32_to_f16(d), qh: qh.to_le_bytes(), qs }
+    }
 }
 
 impl BlockQ5_1 {

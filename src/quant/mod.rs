@@ -190,6 +190,7 @@ pub fn quantize(ty: GgmlType, src: &[f32]) -> Result<Vec<u8>> {
         GgmlType::BF16 => src.iter().flat_map(|&v| f32_to_bf16(v).to_le_bytes()).collect(),
         GgmlType::Q4_0 => quantize_blocks(src, BlockQ4_0::quantize),
         GgmlType::Q4_1 => quantize_blocks(src, BlockQ4_1::quantize),
+        GgmlType::Q5_0 => quantize_blocks(src, BlockQ5_0::quantize),
         GgmlType::Q8_0 => quantize_blocks(src, BlockQ8_0::quantize),
         GgmlType::Q8_1 => quantize_blocks(src, BlockQ8_1::quantize),
         GgmlType::Q4_K => quantize_blocks(src, BlockQ4_K::quantize),

@@ -1,0 +1,136 @@
+// Attention of one (query row, head) per workgroup over the f16 KV cache, with the CPU's
+// numerics (model/attention.rs): scores as eight-lane dot products, optional soft cap, softmax
+// with the CPU's exponential, then the values summed position by position in visiting order
+// (the cached prefix in position order, then the row's ancestors in the pass).
+//
+// p0 layer's first row, p1 ring rows, p2 start, p3 heads, p4 KV heads, p5 key dim, p6 value dim,
+// p7 scale (f32 bits), p8 soft cap (f32 bits, 0 none), p9 window (0 none), p10 queries (A),
+// p11 output (A), p12 scores (A), p13 scores per (row, head), p14 tree table (Q: 16 ancestor
+// masks then 16 depths).
+
+var<workgroup> red: array<f32, 64>;
+
+struct Visit {
+    prefix_lo: u32,
+    n_prefix: u32,
+    mask: u32,
+    total: u32,
+}
+
+fn visit_plan(row: u32) -> Visit {
+    let start = p(2u);
+    let depth = Q[p(14u) + 16u + row];
+    let pos = start + depth;
+    var lo = 0u;
+    if (p(9u) != 0u && pos + 1u > p(9u)) {
+        lo = pos + 1u - p(9u);
+    }
+    let plo = min(lo, start);
+    var mask = Q[p(14u) + row];
+    // Ancestors the window no longer sees (RoPE position start + depth below lo).
+    for (var j = 0u; j < 16u; j++) {
+        if ((mask & (1u << j)) != 0u && start + Q[p(14u) + 16u + j] < lo) {
+            mask &= ~(1u << j);
+        }
+    }
+    return Visit(plo, start - plo, mask, start - plo + countOneBits(mask));
+}
+
+// The ring slot of the k-th visited key.
+fn slot_of(v: Visit, k: u32) -> u32 {
+    if (k < v.n_prefix) {
+        return (v.prefix_lo + k) % p(1u);
+    }
+    var m = v.mask;
+    for (var s = k - v.n_prefix; s > 0u; s--) {
+        m &= m - 1u;
+    }
+    return (p(2u) + firstTrailingBit(m)) % p(1u);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let nh = p(3u);
+    let row = wg.x / nh;
+    let head = wg.x % nh;
+    let kvh = head / (nh / p(4u));
+    let hd = p(5u);
+    let hdv = p(6u);
+    let v = visit_plan(row);
+    let q = p(10u) + (row * nh + head) * hd;
+    let s0 = p(12u) + wg.x * p(13u);
+    let kbase = p(0u) + kvh * p(1u);
+    let scale = pf(7u);
+    let cap = pf(8u);
+
+    var mx = -3.4028235e38;
+    for (var k = li; k < v.total; k += 64u) {
+        let at = (kbase + slot_of(v, k)) * (hd / 2u);
+        var l: array<f32, 8>;
+        for (var e = 0u; e < 8u; e++) {
+            l[e] = 0.0;
+        }
+        for (var e = 0u; e < hd; e += 2u) {
+            let kk = unpack2x16float(KC[at + e / 2u]);
+            l[e % 8u] = fma(kk.x, A[q + e], l[e % 8u]);
+            l[(e + 1u) % 8u] = fma(kk.y, A[q + e + 1u], l[(e + 1u) % 8u]);
+        }
+        var s = fold8(l);
+        if (cap != 0.0) {
+            s = cap * tanh(s * scale / cap);
+        } else {
+            s = s * scale;
+        }
+        A[s0 + k] = s;
+        mx = max(mx, s);
+    }
+    red[li] = mx;
+    workgroupBarrier();
+    for (var k = 32u; k > 0u; k >>= 1u) {
+        if (li < k) {
+            red[li] = max(red[li], red[li + k]);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0];
+    workgroupBarrier();
+    var sum = 0.0;
+    for (var k = li; k < v.total; k += 64u) {
+        let e = exp_cpu(A[s0 + k] - m);
+        A[s0 + k] = e;
+        sum += e;
+    }
+    red[li] = sum;
+    workgroupBarrier();
+    for (var k = 32u; k > 0u; k >>= 1u) {
+        if (li < k) {
+            red[li] += red[li + k];
+        }
+        workgroupBarrier();
+    }
+    let inv = 1.0 / red[0];
+    storageBarrier();
+    workgroupBarrier();
+    let out = p(11u) + (row * nh + head) * hdv;
+    let vbase = p(0u) + kvh * p(1u);
+    for (var d = li; d < hdv; d += 64u) {
+        var o = 0.0;
+        var m2 = v.mask;
+        for (var k = 0u; k < v.total; k++) {
+            var slot: u32;
+            if (k < v.n_prefix) {
+                slot = (v.prefix_lo + k) % p(1u);
+            } else {
+                slot = (p(2u) + firstTrailingBit(m2)) % p(1u);
+                m2 &= m2 - 1u;
+            }
+            let pair = unpack2x16float(VC[(vbase + slot) * (hdv / 2u) + d / 2u]);
+            var x = pair.x;
+            if ((d & 1u) == 1u) {
+                x = pair.y;
+            }
+            o = fma(x, A[s0 + k] * inv, o);
+        }
+        A[out + d] = o;
+    }
+}

@@ -1,0 +1,127 @@
+// The per-row operations of a forward pass (CPU twins in kernels/ops.rs): RMSNorm, residual
+// and bias adds, RoPE with precomputed angles, the gated activations, the logit soft cap, and
+// the KV cache write.
+
+var<workgroup> part: array<f32, 64>;
+
+// RMSNorm of `rows` rows: one workgroup per row. p0 n, p1 src (A), p2 src stride, p3 dst (A),
+// p4 dst stride, p5 weight (W, f32 words), p6 eps (f32 bits).
+@compute @workgroup_size(64)
+fn rmsnorm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let n = p(0u);
+    let src = p(1u) + wg.x * p(2u);
+    let dst = p(3u) + wg.x * p(4u);
+    var s = 0.0;
+    for (var i = li; i < n; i += 64u) {
+        let v = A[src + i];
+        s = fma(v, v, s);
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var k = 32u; k > 0u; k >>= 1u) {
+        if (li < k) {
+            part[li] += part[li + k];
+        }
+        workgroupBarrier();
+    }
+    let mean = part[0] / f32(n);
+    let scale = 1.0 / sqrt(mean + pf(6u));
+    workgroupBarrier();
+    for (var i = li; i < n; i += 64u) {
+        A[dst + i] = (A[src + i] * scale) * bitcast<f32>(W[p(5u) + i]);
+    }
+}
+
+// dst[i] += src[i] for i < p0. p1 dst, p2 src (A).
+@compute @workgroup_size(64)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p(0u)) {
+        A[p(1u) + gid.x] += A[p(2u) + gid.x];
+    }
+}
+
+// Row-wise bias: dst[r·w + i] += W[bias + i] for p0 = rows·w values. p1 dst (A), p2 w,
+// p3 bias (W).
+@compute @workgroup_size(64)
+fn bias(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p(0u)) {
+        A[p(1u) + gid.x] += bitcast<f32>(W[p(3u) + gid.x % p(2u)]);
+    }
+}
+
+// RoPE in place over p0 = rows·heads·half pairs. p1 x (A), p2 heads per row, p3 head dim,
+// p4 half (rotated pairs), p5 style (0 adjacent pairs, 1 halves), p6 cos (A), p7 sin (A), both
+// `(rows, half)`.
+@compute @workgroup_size(64)
+fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p(0u)) {
+        return;
+    }
+    let half = p(4u);
+    let i = gid.x % half;
+    let rh = gid.x / half;
+    let row = rh / p(2u);
+    let head = p(1u) + rh * p(3u);
+    var a = head + 2u * i;
+    var b = a + 1u;
+    if (p(5u) == 1u) {
+        a = head + i;
+        b = head + i + half;
+    }
+    let c = A[p(6u) + row * half + i];
+    let s = A[p(7u) + row * half + i];
+    let x0 = A[a];
+    let x1 = A[b];
+    A[a] = x0 * c - x1 * s;
+    A[b] = x0 * s + x1 * c;
+}
+
+// gate[i] = act(gate[i]) · up[i] for i < p0. p1 gate, p2 up (A), p3 0 SiLU, 1 GELU (tanh).
+@compute @workgroup_size(64)
+fn act_mul(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p(0u)) {
+        return;
+    }
+    let x = A[p(1u) + gid.x];
+    var y: f32;
+    if (p(3u) == 0u) {
+        y = x / (1.0 + exp_cpu(-x));
+    } else {
+        let z = 0.7978846 * x * (1.0 + 0.044715 * x * x);
+        y = x / (1.0 + exp_cpu(-2.0 * z));
+    }
+    A[p(1u) + gid.x] = y * A[p(2u) + gid.x];
+}
+
+// x = cap · tanh(x / cap) for p0 values at p1 (A); p2 cap (f32 bits).
+@compute @workgroup_size(64)
+fn softcap(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p(0u)) {
+        let cap = pf(2u);
+        A[p(1u) + gid.x] = cap * tanh(A[p(1u) + gid.x] / cap);
+    }
+}
+
+// Write keys or values of p0 = rows·heads·(dim/2) pairs into the f16 cache: row r goes to ring
+// slot (p4 + r) mod p5 of head h in layer rows starting at p6 (row units). p1 src (A), p2 heads,
+// p3 dim, p7 0 keys, 1 values.
+@compute @workgroup_size(64)
+fn kv_write(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p(0u)) {
+        return;
+    }
+    let pairs = p(3u) / 2u;
+    let j = gid.x % pairs;
+    let rh = gid.x / pairs;
+    let h = rh % p(2u);
+    let r = rh / p(2u);
+    let src = p(1u) + rh * p(3u) + 2u * j;
+    let word = f16_bits(A[src]) | (f16_bits(A[src + 1u]) << 16u);
+    let slot = (p(4u) + r) % p(5u);
+    let at = (p(6u) + h * p(5u) + slot) * pairs + j;
+    if (p(7u) == 0u) {
+        KC[at] = word;
+    } else {
+        VC[at] = word;
+    }
+}

@@ -1,0 +1,117 @@
+//! The KV cache's keys and values in GPU memory (f16 pairs in words), with the same row layout
+//! as the CPU cache (`kv_cache.rs`), which keeps the positions and decides every move.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// Keys and values of every layer on the GPU: `rows × head_dim` f16 values each.
+pub(crate) struct GpuKv {
+    pub ctx: Arc<GpuContext>,
+    pub k: wgpu::Buffer,
+    pub v: wgpu::Buffer,
+    /// Bytes of one key row and one value row.
+    k_row: u64,
+    v_row: u64,
+    rows: u64,
+}
+
+impl std::fmt::Debug for GpuKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuKv({} rows)", self.rows)
+    }
+}
+
+impl GpuKv {
+    /// Buffers for `rows` rows of keys (`head_dim`) and values (`head_dim_v`), f16.
+    pub fn new(ctx: Arc<GpuContext>, rows: usize, head_dim: usize, head_dim_v: usize) -> Result<GpuKv> {
+        if head_dim % 2 != 0 || head_dim_v % 2 != 0 {
+            return Err(Error::unsupported("the GPU KV cache needs even head dimensions"));
+        }
+        let (k_row, v_row) = (2 * head_dim as u64, 2 * head_dim_v as u64);
+        let k = ctx.storage("KV cache keys", k_row * rows as u64)?;
+        let v = ctx.storage("KV cache values", v_row * rows as u64)?;
+        Ok(GpuKv { ctx, k, v, k_row, v_row, rows: rows as u64 })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        ((self.k_row + self.v_row) * self.rows) as usize
+    }
+
+    /// Copy row `from` to row `to` of keys and values for every `(from, to)`, in order.
+    pub fn move_rows(&self, moves: &[(usize, usize)]) -> Result<()> {
+        if moves.is_empty() {
+            return Ok(());
+        }
+        // A buffer cannot copy into itself: gather the source rows, then scatter them. Sources
+        // are never earlier moves' destinations (`keep_path`'s slots increase), so this equals
+        // moving row by row.
+        let (kr, vr) = (self.k_row, self.v_row);
+        let tmp = self.ctx.storage("KV row moves", (kr + vr) * moves.len() as u64)?;
+        let mut enc = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        for (i, &(from, _)) in moves.iter().enumerate() {
+            let from = from as u64;
+            if from >= self.rows {
+                return Err(Error::internal("a KV row move outside the GPU cache"));
+            }
+            let at = i as u64 * (kr + vr);
+            // Row sizes are multiples of 4 bytes (even dims, f16), as copies require.
+            enc.copy_buffer_to_buffer(&self.k, from * kr, &tmp, at, kr);
+            enc.copy_buffer_to_buffer(&self.v, from * vr, &tmp, at + kr, vr);
+        }
+        for (i, &(_, to)) in moves.iter().enumerate() {
+            let to = to as u64;
+            if to >= self.rows {
+                return Err(Error::internal("a KV row move outside the GPU cache"));
+            }
+            let at = i as u64 * (kr + vr);
+            enc.copy_buffer_to_buffer(&tmp, at, &self.k, to * kr, kr);
+            enc.copy_buffer_to_buffer(&tmp, at + kr, &self.v, to * vr, vr);
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        self.ctx.check()
+    }
+
+    /// Read row `row` of the keys (`values`: of the values) back as f32 (tests, debugging).
+    pub fn read_row(&self, row: usize, values: bool) -> Result<Vec<f32>> {
+        let (buf, bytes) = if values { (&self.v, self.v_row) } else { (&self.k, self.k_row) };
+        let mut words = vec![0f32; (bytes / 4) as usize];
+        self.ctx.read(buf, row as u64 * bytes, &mut words)?;
+        Ok(words
+            .iter()
+            .flat_map(|w| {
+                let b = w.to_bits();
+                [half::f16::from_bits(b as u16).to_f32(), half::f16::from_bits((b >> 16) as u16).to_f32()]
+            })
+            .collect())
+    }
+}
+
+impl Clone for GpuKv {
+    /// A copy in new buffers, the contents copied on the GPU.
+    fn clone(&self) -> GpuKv {
+        let copy = |src: &wgpu::Buffer, label: &str| {
+            let dst = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: src.size(),
+                usage: src.usage(),
+                mapped_at_creation: false,
+            });
+            let mut enc =
+                self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            enc.copy_buffer_to_buffer(src, 0, &dst, 0, src.size());
+            self.ctx.queue.submit([enc.finish()]);
+            dst
+        };
+        GpuKv {
+            ctx: self.ctx.clone(),
+            k: copy(&self.k, "KV cache keys"),
+            v: copy(&self.v, "KV cache values"),
+            k_row: self.k_row,
+            v_row: self.v_row,
+            rows: self.rows,
+        }
+    }
+}
