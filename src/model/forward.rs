@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
-use crate::kernels::{matvec, matvec_many, ops, KernelPool, Kernels, QuantizedActs, WeightMatrix};
+use crate::kernels::{matvec, matvec_many, ops, KernelPool, Kernels, WeightMatrix};
 
 use super::arch::{Activation, ArchSpec, EmbedScale};
 use super::attention::{attend, AttnParams};
@@ -28,6 +28,7 @@ use super::kv_cache::{KvCache, KvLayout, KvType};
 use super::plan::{ForwardPlan, HeadVocab, SubLayer, MAX_BATCH};
 use super::repack::Repacked;
 use super::weights::{LayerWeights, Vector, View, Weights};
+use super::workspace::{Buffers, GpuScratchSlot, Workspace};
 
 /// Name of the environment variable that picks the weight layout of the Q5_0/Q8_0 matrices:
 /// `plain` (the map) or `interleaved` (row-interleaved copies); unset, the kernel table decides.
@@ -44,7 +45,7 @@ pub struct Model {
     repacked: Repacked,
     /// The weights on the GPU when passes run there (see [`Model::set_device`]).
     #[cfg(feature = "gpu")]
-    gpu: Option<Arc<super::gpu::GpuModel>>,
+    pub(super) gpu: Option<Arc<super::gpu::GpuModel>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -616,177 +617,5 @@ impl Model {
         b.acts.quantize(kernels, gate, ffn, n, &[lw.w_down.act])?;
         matvec(pool, &view.mat(&lw.w_down)?, &b.acts, &mut b.proj[..n * dim])?;
         self.residual(view, b, lw.post_ffn_norm.as_ref(), n)
-    }
-}
-
-/// The activation buffers of a forward pass, each sized for [`MAX_BATCH`] rows.
-struct Buffers {
-    /// Residual stream, `(B, dim)`.
-    x: Vec<f32>,
-    /// Normed input of the current sub-layer (and gathered head rows), `(B, dim)`.
-    xn: Vec<f32>,
-    /// Output of `attn_output` / `ffn_down` (and normed head rows), `(B, dim)`.
-    proj: Vec<f32>,
-    /// Queries, `(B, n_heads · head_dim)`.
-    q: Vec<f32>,
-    /// Keys, `(B, n_kv_heads · head_dim)`.
-    k: Vec<f32>,
-    /// Values, `(B, n_kv_heads · head_dim_v)`.
-    v: Vec<f32>,
-    /// Attention output, `(B, n_heads · head_dim_v)`.
-    att: Vec<f32>,
-    /// MLP gate (then the gated activation), `(B, ffn_dim)`.
-    gate: Vec<f32>,
-    /// MLP up projection, `(B, ffn_dim)`.
-    up: Vec<f32>,
-    /// Attention scores, `(threads, ctx)`.
-    scores: Vec<f32>,
-    /// One head's norm output, `(head_dim)`.
-    tmp: Vec<f32>,
-    /// RoPE cosines and sines, `(2 bases, B, rope_dim / 2)`.
-    rope_cos: Vec<f32>,
-    rope_sin: Vec<f32>,
-    /// Logits, `(B, vocab)`.
-    logits: Vec<f32>,
-    /// Quantized activations for the mat-vecs, up to `(B, max(dim, ffn_dim, n_heads·head_dim_v))`.
-    acts: QuantizedActs,
-}
-
-/// Everything a forward pass writes besides the KV cache: the thread pool and the activation
-/// buffers, allocated once for a model and a context length.
-pub struct Workspace {
-    pool: KernelPool,
-    ctx: usize,
-    /// The extra ids of a reduced head ([`HeadVocab::Reduced`]).
-    extra: HeadExtra,
-    shape: (usize, usize, usize, usize, usize, usize, usize),
-    bufs: Buffers,
-    /// Rows of the last pass whose head input (final-normed hidden state) is in `bufs.proj`.
-    hidden_rows: usize,
-    /// The GPU buffers, for a model on the GPU.
-    gpu: Option<GpuScratchSlot>,
-}
-
-/// A workspace's GPU buffers (nothing without the `gpu` feature).
-#[cfg(feature = "gpu")]
-type GpuScratchSlot = super::gpu::GpuScratch;
-#[cfg(not(feature = "gpu"))]
-type GpuScratchSlot = std::convert::Infallible;
-
-impl std::fmt::Debug for Workspace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Workspace({:?}, ctx {}, {} bytes)", self.pool, self.ctx, self.bytes())
-    }
-}
-
-fn shape_of(c: &ModelConfig) -> (usize, usize, usize, usize, usize, usize, usize) {
-    (c.dim, c.ffn_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.head_dim_v, c.vocab_size)
-}
-
-impl Workspace {
-    /// Buffers for `model` at contexts up to `ctx`, running on `pool`.
-    pub fn new(model: &Model, pool: KernelPool, ctx: usize) -> Result<Workspace> {
-        let c = model.config();
-        let bb = MAX_BATCH;
-        let widest = c.dim.max(c.ffn_dim).max(c.n_heads * c.head_dim_v);
-        // One row of attention scores per thread: the only buffer sized by the context (user input).
-        let scores = pool
-            .threads()
-            .checked_mul(ctx.max(1))
-            .filter(|&n| n <= isize::MAX as usize / 8)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::OutOfMemory, format!("buffers for a context of {ctx} tokens overflow"))
-            })?;
-        let bufs = Buffers {
-            x: vec![0.0; bb * c.dim],
-            xn: vec![0.0; bb * c.dim],
-            proj: vec![0.0; bb * c.dim],
-            q: vec![0.0; bb * c.n_heads * c.head_dim],
-            k: vec![0.0; bb * c.n_kv_heads * c.head_dim],
-            v: vec![0.0; bb * c.n_kv_heads * c.head_dim_v],
-            att: vec![0.0; bb * c.n_heads * c.head_dim_v],
-            gate: vec![0.0; bb * c.ffn_dim],
-            up: vec![0.0; bb * c.ffn_dim],
-            scores: vec![0.0; scores],
-            tmp: vec![0.0; c.head_dim],
-            rope_cos: vec![0.0; 2 * bb * (c.rope_dim / 2)],
-            rope_sin: vec![0.0; 2 * bb * (c.rope_dim / 2)],
-            logits: vec![0.0; bb * c.vocab_size],
-            acts: QuantizedActs::with_capacity(widest, bb),
-        };
-        #[cfg(feature = "gpu")]
-        let gpu = match &model.gpu {
-            Some(g) => Some(super::gpu::GpuScratch::new(g.ctx.clone(), c, ctx)?),
-            None => None,
-        };
-        #[cfg(not(feature = "gpu"))]
-        let gpu = None;
-        Ok(Workspace {
-            pool,
-            ctx,
-            extra: HeadExtra::new(c.vocab_size),
-            shape: shape_of(c),
-            bufs,
-            hidden_rows: 0,
-            gpu,
-        })
-    }
-
-    /// The thread pool.
-    pub fn pool(&self) -> &KernelPool {
-        &self.pool
-    }
-
-    /// The ids a pass with [`HeadVocab::Reduced`] computes besides its prefix (typically the
-    /// context's tokens), replacing the previous ones; duplicates are dropped. Fails, leaving
-    /// none, on an id outside the vocabulary.
-    pub fn set_head_extra(&mut self, ids: &[u32]) -> Result<()> {
-        self.extra.set(ids, self.shape.6)
-    }
-
-    /// Longest context the buffers serve.
-    pub fn ctx(&self) -> usize {
-        self.ctx
-    }
-
-    /// The final hidden state (after the final norm: the head's input), `(dim)`, of row `row` of
-    /// the rows the last forward pass computed logits for (in the order of its logits); `None`
-    /// past them, or when the pass produced none.
-    pub fn hidden(&self, row: usize) -> Option<&[f32]> {
-        let dim = self.shape.0;
-        (row < self.hidden_rows).then(|| self.bufs.proj.get(row * dim..(row + 1) * dim)).flatten()
-    }
-
-    /// How many rows [`Workspace::hidden`] holds.
-    pub fn hidden_rows(&self) -> usize {
-        self.hidden_rows
-    }
-
-    fn matches(&self, c: &ModelConfig) -> bool {
-        self.shape == shape_of(c)
-    }
-
-    /// Bytes of the f32 buffers (the quantized activations add about a third of `x`'s).
-    pub fn bytes(&self) -> usize {
-        let b = &self.bufs;
-        4 * [
-            &b.x,
-            &b.xn,
-            &b.proj,
-            &b.q,
-            &b.k,
-            &b.v,
-            &b.att,
-            &b.gate,
-            &b.up,
-            &b.scores,
-            &b.tmp,
-            &b.rope_cos,
-            &b.rope_sin,
-            &b.logits,
-        ]
-        .iter()
-        .map(|v| v.len())
-        .sum::<usize>()
     }
 }

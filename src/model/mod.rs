@@ -3,7 +3,7 @@
 //!
 //! Reading order: [`config`](ModelConfig) (shapes) → [`arch`](ArchSpec) (what differs between
 //! families) → `weights` (tensor lookup, zero copy) → [`KvCache`] → [`ForwardPlan`] (what a pass
-//! is asked to do, a [`TokenTree`] for tree passes) → `attention` → `forward` ([`Model::forward`], [`Workspace`]).
+//! is asked to do, a [`TokenTree`] for tree passes) → `attention` → `forward` ([`Model::forward`]) with its buffers in `workspace` ([`Workspace`]).
 //! [`synthetic`] writes tiny random models for tests and benchmarks.
 
 mod arch;
@@ -19,10 +19,12 @@ mod plan;
 mod repack;
 pub mod synthetic;
 mod weights;
+mod workspace;
 
 pub use arch::{Activation, ArchSpec, EmbedScale, WindowPattern};
 pub use config::ModelConfig;
 pub use device::Device;
-pub use forward::{Model, Workspace, LAYOUT_ENV};
+pub use forward::{Model, LAYOUT_ENV};
 pub use kv_cache::{KvCache, KvLayout, KvType};
 pub use plan::{ForwardPlan, HeadVocab, LogitRows, SkipSet, SubLayer, TokenTree, MAX_BATCH, MAX_LAYERS};
+pub use workspace::Workspace;
