@@ -439,7 +439,8 @@ pub fn run(
     } else {
         None
     };
-    let machine = machine::Machine::current(session.threads());
+    let mut machine = machine::Machine::current(session.threads());
+    machine.device = session.device();
     Ok(BenchReport {
         model: session.model().file().path().map(|p| p.display().to_string()).unwrap_or_default(),
         suite: suite.name.clone(),

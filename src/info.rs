@@ -261,3 +261,38 @@ impl fmt::Display for ModelInfo {
         writeln!(f)
     }
 }
+
+/// `edgespec info --devices`: every GPU adapter wgpu finds (backend, type, driver, limits), and
+/// which one `--device gpu` and `--device auto` would take.
+pub fn devices_text() -> String {
+    #[cfg(feature = "gpu")]
+    {
+        let all = crate::gpu::adapters();
+        if all.is_empty() {
+            return "no GPU adapter (Vulkan or Metal) found: --device gpu fails, --device auto runs on the CPU\n"
+                .to_string();
+        }
+        let mut s = String::new();
+        for a in &all {
+            s.push_str(&format!(
+                "{}: {} — {} {}{}, driver {}; largest buffer {}, largest binding {}\n",
+                a.index,
+                a.name,
+                a.backend,
+                a.device_type,
+                if a.software { " (software: not used by --device auto)" } else { "" },
+                a.driver,
+                crate::catalog::format_bytes(a.max_buffer_bytes),
+                crate::catalog::format_bytes(a.max_binding_bytes),
+            ));
+        }
+        s.push_str(&format!(
+            "wgpu reports no memory size; a model that does not fit fails at upload (--device auto then \
+             stays on the CPU). {} picks an adapter by index or name.\n",
+            crate::gpu::ADAPTER_ENV
+        ));
+        s
+    }
+    #[cfg(not(feature = "gpu"))]
+    "this build has no GPU backend (cargo feature `gpu`)\n".to_string()
+}

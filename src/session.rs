@@ -19,7 +19,7 @@ use crate::decode::engine::{Emitted, LoopEnd, Target};
 use crate::decode::{CostModel, Decoder, DraftHeads, Drafter, Drafting, Strategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::KernelPool;
-use crate::model::{KvCache, KvType, Model, Workspace, MAX_BATCH};
+use crate::model::{Device, KvCache, KvType, Model, Workspace, MAX_BATCH};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TokenId, Tokenizer};
 
@@ -41,11 +41,19 @@ pub struct SessionOptions {
     pub kv_type: KvType,
     /// Tokens per prefill pass (1 ..= [`MAX_BATCH`]).
     pub prefill_chunk: usize,
+    /// Where the forward pass runs (see [`Model::set_device`]).
+    pub device: Device,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { threads: None, ctx: None, kv_type: KvType::F16, prefill_chunk: MAX_BATCH }
+        SessionOptions {
+            threads: None,
+            ctx: None,
+            kv_type: KvType::F16,
+            prefill_chunk: MAX_BATCH,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -102,6 +110,8 @@ pub struct Session {
     /// Raised by the caller (Ctrl-C, `edgespec_cancel`) to stop prefill between chunks and
     /// decoding between passes.
     cancel: Option<Arc<AtomicBool>>,
+    /// Why `--device auto` stayed on the CPU, if it did.
+    device_note: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -121,7 +131,11 @@ impl Session {
     }
 
     /// A session over an already loaded model.
-    pub fn new(model: Model, opts: &SessionOptions) -> Result<Session> {
+    pub fn new(mut model: Model, opts: &SessionOptions) -> Result<Session> {
+        let device_note = match opts.device {
+            Device::Cpu if !model.on_gpu() => None,
+            d => model.set_device(d)?,
+        };
         let tokenizer = Tokenizer::from_gguf(model.file())?;
         let template = ChatTemplate::from_gguf(model.file())?.map(Arc::new);
         let trained = model.config().context_length.max(1);
@@ -162,8 +176,20 @@ impl Session {
             decoder: Decoder::new(),
             dropped: 0,
             cancel: None,
+            device_note,
             model,
         })
+    }
+
+    /// Where the forward pass runs: `cpu`, or `gpu (ADAPTER, BACKEND)`.
+    pub fn device(&self) -> String {
+        self.model.device_name()
+    }
+
+    /// Why a session asked for [`Device::Auto`] runs on the CPU (no hardware adapter, a weight
+    /// type without a GPU kernel, …); `None` otherwise.
+    pub fn device_note(&self) -> Option<&str> {
+        self.device_note.as_deref()
     }
 
     /// The model.

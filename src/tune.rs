@@ -82,6 +82,8 @@ pub struct TuneOptions {
     pub eagle_budget: Option<Duration>,
     /// Files or folders of text the eagle drafter also learns from (`tune --data`).
     pub data: Vec<PathBuf>,
+    /// Where the measured sessions run.
+    pub device: crate::model::Device,
 }
 
 impl TuneOptions {
@@ -102,6 +104,7 @@ impl TuneOptions {
             quiet: false,
             eagle_budget: None,
             data: Vec::new(),
+            device: crate::model::Device::Cpu,
         }
     }
 }
@@ -145,6 +148,7 @@ impl Tuner {
                 threads: opts.threads,
                 ctx: Some(1024),
                 kv_type: KvType::F16,
+                device: opts.device,
                 ..Default::default()
             },
         )?;
@@ -432,7 +436,12 @@ impl Stage for SelfSpecSearch {
                 .collect(),
             max_tokens: 48,
             budget_s,
-            session: SessionOptions { threads: t.opts.threads, ctx: Some(1024), ..Default::default() },
+            session: SessionOptions {
+                threads: t.opts.threads,
+                ctx: Some(1024),
+                device: t.opts.device,
+                ..Default::default()
+            },
         };
         let mut bar = Bar::new("self-spec search", 1, t.opts.quiet);
         let report = search_default(&t.model, &opts, &mut |i, n, v| {

@@ -182,6 +182,11 @@ typedef int32_t EdgespecStopReason;
 #endif // __cplusplus
 
 /**
+ * A backend choice (`--device`, `EdgespecModelParams::device`).
+ */
+typedef struct Device Device;
+
+/**
  * A loaded model (opaque). Create with `edgespec_model_load`, release with `edgespec_model_free`.
  */
 typedef struct EdgespecModel EdgespecModel;
@@ -235,6 +240,13 @@ typedef struct EdgespecModelParams {
    * load with `EDGESPEC_STATUS_INVALID_ARGUMENT`.
    */
   int32_t kv_type;
+  /**
+   * Where the forward pass runs: 0 the CPU (the default), 1 the GPU (Vulkan or Metal; fails
+   * at session creation with `EDGESPEC_STATUS_UNSUPPORTED` when there is no adapter or a
+   * weight type has no GPU kernel), 2 a hardware GPU the model fits, else the CPU. Another
+   * value fails the load with `EDGESPEC_STATUS_INVALID_ARGUMENT`.
+   */
+  int32_t device;
 } EdgespecModelParams;
 
 /**

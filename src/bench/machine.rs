@@ -27,6 +27,8 @@ pub struct Machine {
     pub profile: Option<String>,
     /// Why no profile could be read, if so.
     pub profile_error: Option<String>,
+    /// Where the forward pass ran: `cpu`, or `gpu (ADAPTER, BACKEND)`.
+    pub device: String,
 }
 
 impl Machine {
@@ -53,13 +55,14 @@ impl Machine {
             governor: governors(std::path::Path::new("/sys/devices/system/cpu")),
             profile,
             profile_error,
+            device: "cpu".to_string(),
         }
     }
 
     /// One line for the Markdown report.
     pub fn describe(&self) -> String {
         format!(
-            "machine: {} ({}/{}), {} logical CPUs, {} threads, kernels {}, governor {}, platform profile {}",
+            "machine: {} ({}/{}), {} logical CPUs, {} threads, kernels {}, governor {}, platform profile {}, device {}",
             self.cpu_model.as_deref().or(self.board_model.as_deref()).unwrap_or("unknown CPU"),
             self.os,
             self.arch,
@@ -67,7 +70,8 @@ impl Machine {
             self.threads,
             self.kernels,
             self.governor.as_deref().unwrap_or("unreadable"),
-            self.profile.as_deref().unwrap_or("none matched")
+            self.profile.as_deref().unwrap_or("none matched"),
+            self.device
         )
     }
 }

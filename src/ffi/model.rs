@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::gguf::GgufFile;
 use crate::memory::{self, MemoryRequest};
-use crate::model::{KvType, Model};
+use crate::model::{Device, KvType, Model};
 use crate::session::SessionOptions;
 use crate::tokenizer::Tokenizer;
 
@@ -87,9 +87,17 @@ fn load(path: &str, p: &EdgespecModelParams) -> Result<EdgespecModel> {
         threads: (p.n_threads > 0).then_some(p.n_threads as usize),
         ctx: Some(ctx),
         kv_type,
+        device: device_from_id(p.device)?,
         ..SessionOptions::default()
     };
     Ok(EdgespecModel { file, tokenizer, opts })
+}
+
+/// The device of a C id (`EdgespecModelParams::device`).
+fn device_from_id(id: i32) -> Result<Device> {
+    usize::try_from(id).ok().and_then(|i| Device::ALL.get(i).copied()).ok_or_else(|| {
+        Error::invalid(format!("unknown device id {id}; ids are 0 (cpu), 1 (gpu) and 2 (auto)"))
+    })
 }
 
 /// The KV cache type of a C id (`EdgespecModelParams::kv_type`).

@@ -34,6 +34,11 @@ pub struct EdgespecModelParams {
     /// session creation fails with `EDGESPEC_STATUS_INVALID_ARGUMENT`). Another value fails the
     /// load with `EDGESPEC_STATUS_INVALID_ARGUMENT`.
     pub kv_type: i32,
+    /// Where the forward pass runs: 0 the CPU (the default), 1 the GPU (Vulkan or Metal; fails
+    /// at session creation with `EDGESPEC_STATUS_UNSUPPORTED` when there is no adapter or a
+    /// weight type has no GPU kernel), 2 a hardware GPU the model fits, else the CPU. Another
+    /// value fails the load with `EDGESPEC_STATUS_INVALID_ARGUMENT`.
+    pub device: i32,
 }
 
 /// How tokens are chosen (`edgespec_sampling_params_default()`: temperature 0.8, top-k 40, top-p
@@ -134,6 +139,7 @@ pub extern "C" fn edgespec_model_params_default() -> EdgespecModelParams {
         use_mlock: false,
         memory_budget_bytes: 0,
         kv_type: 0,
+        device: 0,
     }
 }
 

@@ -70,6 +70,9 @@ pub struct TuneArgs {
     /// speed): e.g. your own repository for a code model.
     #[arg(long, num_args = 1..)]
     pub data: Vec<std::path::PathBuf>,
+    /// Where the measured sessions run: `cpu` (the default), `gpu` or `auto` (see `run --help`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: edgespec::model::Device,
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +131,9 @@ pub struct BenchArgs {
     /// Also write the JSON report to PATH.
     #[arg(long = "json-out", value_name = "PATH")]
     pub json_out: Option<PathBuf>,
+    /// Where the forward pass runs: `cpu` (the default), `gpu` or `auto` (see `run --help`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: edgespec::model::Device,
 }
 
 /// How `bench` prints its report.
@@ -165,6 +171,9 @@ pub struct InfoArgs {
     /// Also print every metadata entry.
     #[arg(long)]
     pub metadata: bool,
+    /// List the GPU adapters (backend, type, limits) instead of describing a model.
+    #[arg(long)]
+    pub devices: bool,
 }
 
 /// How tokens are decoded: the library's [`edgespec::decode::Strategy`] as a flag value. Its
@@ -219,6 +228,16 @@ pub struct ModelArgs {
     /// naming the smallest budget that works when nothing fits.
     #[arg(long = "mem-budget", value_name = "SIZE", value_parser = parse_mem_budget)]
     pub mem_budget: Option<u64>,
+    /// Where the forward pass runs: `cpu` (the default), `gpu` (Vulkan or Metal; a software
+    /// adapter such as lavapipe only when it is the only one), or `auto` (a hardware GPU the
+    /// model fits, else the CPU, saying why on stderr).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: edgespec::model::Device,
+}
+
+/// `--device`'s parser.
+pub fn parse_device(s: &str) -> Result<edgespec::model::Device, String> {
+    s.parse().map_err(|e: edgespec::Error| e.message().to_string())
 }
 
 /// `--mem-budget`'s parser.
@@ -321,6 +340,7 @@ impl ModelArgs {
             threads: checked_threads(self.threads)?,
             ctx: self.ctx,
             kv_type: self.kv_type.unwrap_or_default(),
+            device: self.device,
             ..Default::default()
         })
     }

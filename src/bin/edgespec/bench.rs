@@ -24,7 +24,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let strategies = a.strategies.iter().map(|s| s.library()).collect::<Result<Vec<_>>>()?;
     let named_suite = a.suite.as_deref().map(Suite::load).transpose()?;
     let path = catalog::resolve_model(&a.model)?;
-    let opts = SessionOptions { threads, ..Default::default() };
+    let opts = SessionOptions { threads, device: a.device, ..Default::default() };
     // Ctrl-C ends a benchmark as it always did (a run cut short measures nothing).
     let mut session = crate::setup::open_session(&path, opts, a.kv_type, a.mem_budget, false)?;
     let suite = match named_suite {

@@ -65,6 +65,9 @@ mod commands {
     }
 
     pub fn info(a: InfoArgs) -> Result<()> {
+        if a.devices {
+            return print_out(&edgespec::info::devices_text());
+        }
         let path = catalog::resolve_model(&a.model)?;
         // With a budget: what a session gets (cache type free); without: the estimate at the
         // context asked for, else the trained one, with an f16 cache.

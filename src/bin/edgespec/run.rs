@@ -163,7 +163,12 @@ pub fn report(
 ) -> Result<()> {
     if let Some(verbose) = human {
         eprintln!("{stats}");
-        eprintln!("threads {}, seed {seed}, model {}", session.threads(), model.display());
+        eprintln!(
+            "device {}, threads {}, seed {seed}, model {}",
+            session.device(),
+            session.threads(),
+            model.display()
+        );
         if let Some(choice) = session.drafter_summary() {
             eprintln!("drafter: {choice}");
         }

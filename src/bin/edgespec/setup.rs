@@ -43,6 +43,9 @@ pub fn open_session(
     opts.ctx = Some(choice.ctx);
     opts.kv_type = choice.kv_type;
     let mut session = Session::new(model, &opts)?;
+    if let Some(note) = session.device_note() {
+        eprintln!("edgespec: --device auto: {note}");
+    }
     if trained > 0 && choice.ctx > trained {
         eprintln!(
             "edgespec: warning: a context of {} tokens is longer than the {trained} this model was trained for; \

@@ -27,6 +27,7 @@ pub fn tune(a: TuneArgs) -> Result<()> {
     opts.threads = threads;
     opts.quiet = a.quiet;
     opts.data = a.data;
+    opts.device = a.device;
     opts.suite = a.suite.as_deref().map(Suite::load).transpose()?;
     if a.eagle_only {
         return eagle_only(opts);

@@ -73,20 +73,6 @@ impl GpuKv {
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.check()
     }
-
-    /// Read row `row` of the keys (`values`: of the values) back as f32 (tests, debugging).
-    pub fn read_row(&self, row: usize, values: bool) -> Result<Vec<f32>> {
-        let (buf, bytes) = if values { (&self.v, self.v_row) } else { (&self.k, self.k_row) };
-        let mut words = vec![0f32; (bytes / 4) as usize];
-        self.ctx.read(buf, row as u64 * bytes, &mut words)?;
-        Ok(words
-            .iter()
-            .flat_map(|w| {
-                let b = w.to_bits();
-                [half::f16::from_bits(b as u16).to_f32(), half::f16::from_bits((b >> 16) as u16).to_f32()]
-            })
-            .collect())
-    }
 }
 
 impl Clone for GpuKv {

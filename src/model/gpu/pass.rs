@@ -41,7 +41,6 @@ struct Offsets {
 
 /// A session's GPU buffers: activations, quantized activations, parameters, readback.
 pub(crate) struct GpuScratch {
-    ctx: Arc<GpuContext>,
     act: wgpu::Buffer,
     qa: wgpu::Buffer,
     params: wgpu::Buffer,
@@ -126,7 +125,6 @@ impl GpuScratch {
             mapped_at_creation: false,
         });
         Ok(GpuScratch {
-            ctx,
             act,
             qa,
             params,
@@ -137,11 +135,6 @@ impl GpuScratch {
             slots,
             stride,
         })
-    }
-
-    /// Bytes of device memory held.
-    pub fn bytes(&self) -> usize {
-        (self.act.size() + self.qa.size() + self.params.size() + self.staging.size()) as usize
     }
 }
 

@@ -1,0 +1,105 @@
+//! Every strategy emits plain decoding's tokens on the GPU too: SmolLM2-135M on the machine's
+//! GPU adapter (lavapipe here and in CI), on a grounded prompt (drafts from context are
+//! accepted), greedy and with a seed; self-speculation, early exit and draft heads are forced to
+//! draft at every step. Skipped with a note without an adapter, unless
+//! `EDGESPEC_REQUIRE_GPU=1`.
+#![cfg(feature = "gpu")]
+
+use edgespec::decode::heads::{model_identity, DraftHeads};
+use edgespec::decode::{CostModel, Drafter, SelfSpecDrafter, SelfSpecParams, Strategy};
+use edgespec::model::{Device, SkipSet, SubLayer};
+use edgespec::sampling::SamplingParams;
+use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
+use edgespec::tokenizer::TokenId;
+
+fn gpu_session() -> Option<Session> {
+    if edgespec::gpu::adapters().is_empty() {
+        assert!(
+            std::env::var("EDGESPEC_REQUIRE_GPU").is_err(),
+            "EDGESPEC_REQUIRE_GPU is set but no adapter was found"
+        );
+        eprintln!("no Vulkan/Metal adapter: GPU test skipped");
+        return None;
+    }
+    let path = edgespec::catalog::resolve_model("smollm2-135m").unwrap();
+    let opts = SessionOptions { threads: Some(2), ctx: Some(512), device: Device::Gpu, ..Default::default() };
+    let s = Session::load(path, &opts).unwrap();
+    assert!(s.device().starts_with("gpu"), "{}", s.device());
+    Some(s)
+}
+
+fn reply(
+    s: &mut Session,
+    text: &str,
+    p: &GenerateParams,
+    drafter: Option<&mut dyn Drafter>,
+) -> (Vec<TokenId>, GenerationStats) {
+    s.reset();
+    let st = match drafter {
+        Some(d) => s.chat_with(text, p, d, &mut |_| Flow::Continue),
+        None => s.chat(text, p, &mut |_| Flow::Continue),
+    }
+    .unwrap()
+    .1;
+    (s.tokens().collect(), st)
+}
+
+/// Self-speculation and early exit made to draft at every step (as `tests/decode_real_qwen.rs`).
+fn forced_self_spec(n_layers: usize) -> Vec<SelfSpecDrafter> {
+    let mut skip = SkipSet::none();
+    for l in (2..n_layers - 1).step_by(3) {
+        skip.insert(l, SubLayer::Attention).unwrap();
+    }
+    let layer_skip = SelfSpecParams { skip, ..SelfSpecParams::layer_skip(n_layers).unwrap() };
+    let exit = SelfSpecParams::early_exit(n_layers / 2).unwrap();
+    [("self-spec", layer_skip), ("early-exit", exit)]
+        .into_iter()
+        .map(|(name, p)| {
+            SelfSpecDrafter::new(name, SelfSpecParams { always_draft: true, min_confidence_milli: 0, ..p })
+        })
+        .collect()
+}
+
+const GROUNDED: &str =
+    "Repeat this list exactly, then say done: apples, pears, plums, cherries, figs, dates, limes.";
+
+#[test]
+fn every_strategy_is_plain_on_the_gpu() {
+    let Some(mut s) = gpu_session() else { return };
+    let n_layers = s.model().config().n_layers;
+    let greedy =
+        GenerateParams { max_tokens: 24, sampling: SamplingParams::greedy(), strategy: Strategy::Plain };
+    let (plain, st) = reply(&mut s, GROUNDED, &greedy, None);
+    assert!(st.generated_tokens > 8, "the reply is too short to test");
+    let mut accepted = 0;
+    for strategy in [Strategy::Lookup, Strategy::Lookahead, Strategy::Auto] {
+        let (got, st) = reply(&mut s, GROUNDED, &GenerateParams { strategy, ..greedy }, None);
+        assert_eq!(plain, got, "{strategy} differs from plain on the GPU");
+        accepted += st.accepted_tokens;
+    }
+    // Every draft pays under this curve: the forced drafters and the heads draft at every step,
+    // so their drafts (early exit, skipped layers, reduced heads, hidden states) are verified.
+    s.set_cost_model(CostModel::frozen(0.0));
+    for mut d in forced_self_spec(n_layers) {
+        let (got, st) = reply(&mut s, GROUNDED, &greedy, Some(&mut d));
+        let name = d.describe().unwrap_or_default();
+        assert_eq!(plain, got, "forced {name} differs from plain on the GPU");
+        assert!(st.drafted_tokens > 0, "forced {name} drafted nothing");
+        accepted += st.accepted_tokens;
+    }
+    let c = s.model().config();
+    let heads = DraftHeads::init(model_identity(s.model()), c.dim, 2, 32, 4096, 7, true);
+    s.set_heads(heads).unwrap();
+    let (got, st) = reply(&mut s, GROUNDED, &GenerateParams { strategy: Strategy::Heads, ..greedy }, None);
+    assert_eq!(plain, got, "heads differ from plain on the GPU");
+    assert!(st.drafted_tokens > 0, "the heads drafted nothing");
+    s.set_cost_model(CostModel::default());
+    // Sampling with a seed: the same tokens too.
+    let sampled =
+        GenerateParams { sampling: SamplingParams { seed: 7, ..SamplingParams::default() }, ..greedy };
+    let (plain, _) = reply(&mut s, GROUNDED, &sampled, None);
+    let (got, st) = reply(&mut s, GROUNDED, &GenerateParams { strategy: Strategy::Lookup, ..sampled }, None);
+    assert_eq!(plain, got, "seeded lookup differs from plain on the GPU");
+    accepted += st.accepted_tokens;
+    assert!(accepted > 0, "no drafted token was ever accepted: the equalities above prove little");
+}
