@@ -45,6 +45,6 @@ target=(--release --locked --target aarch64-unknown-linux-gnu)
 if [ $# -gt 0 ]; then
   cargo test "${target[@]}" "$@"
 else
-  cargo test "${target[@]}" --test kernels --test kernels_interleaved
-  cargo test "${target[@]}" --lib -- kernels:: quant::
+  cargo test "${target[@]}" --no-default-features --test kernels --test kernels_interleaved
+  cargo test "${target[@]}" --no-default-features --lib -- kernels:: quant::
 fi
