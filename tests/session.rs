@@ -219,7 +219,13 @@ fn f32_cache_sessions_work() {
     let spec = SyntheticSpec::gemma3(7);
     let model =
         Model::from_file(Arc::new(GgufFile::from_bytes(synthetic::build(&spec).unwrap()).unwrap())).unwrap();
-    let opts = SessionOptions { threads: Some(1), ctx: Some(64), kv_type: KvType::F32, prefill_chunk: 3 };
+    let opts = SessionOptions {
+        threads: Some(1),
+        ctx: Some(64),
+        kv_type: KvType::F32,
+        prefill_chunk: 3,
+        ..Default::default()
+    };
     let mut s = Session::new(model, &opts).unwrap();
     let (_, st) = collect(&mut s, "hello", &greedy(5));
     assert!(st.generated_tokens >= 1);

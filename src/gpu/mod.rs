@@ -71,7 +71,7 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
         software: info.device_type == wgpu::DeviceType::Cpu,
         max_buffer_bytes: limits.max_buffer_size,
-        max_binding_bytes: u64::from(limits.max_storage_buffer_binding_size),
+        max_binding_bytes: limits.max_storage_buffer_binding_size,
     }
 }
 
@@ -174,7 +174,7 @@ impl GpuContext {
 
     /// Largest storage binding, bytes.
     pub fn max_binding(&self) -> u64 {
-        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// Largest buffer, bytes.

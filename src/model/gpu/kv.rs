@@ -26,7 +26,7 @@ impl std::fmt::Debug for GpuKv {
 impl GpuKv {
     /// Buffers for `rows` rows of keys (`head_dim`) and values (`head_dim_v`), f16.
     pub fn new(ctx: Arc<GpuContext>, rows: usize, head_dim: usize, head_dim_v: usize) -> Result<GpuKv> {
-        if head_dim % 2 != 0 || head_dim_v % 2 != 0 {
+        if !head_dim.is_multiple_of(2) || !head_dim_v.is_multiple_of(2) {
             return Err(Error::unsupported("the GPU KV cache needs even head dimensions"));
         }
         let (k_row, v_row) = (2 * head_dim as u64, 2 * head_dim_v as u64);

@@ -112,7 +112,7 @@ fn upload_mat(ctx: &GpuContext, file: &GgufFile, m: &Mat, what: &str) -> Result<
         ))
     })? as usize;
     let elems = if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) { QK_K } else { QK };
-    if m.n % elems != 0 {
+    if !m.n.is_multiple_of(elems) {
         return Err(Error::format(format!("{what}: rows of {} are not whole {ty} blocks", m.n)));
     }
     let nb = m.n / elems;
