@@ -20,14 +20,15 @@
 //! Free-running: SmolLM2 continues one prompt greedily for 24 tokens on each backend; the tokens
 //! must be equal, or the divergence must start at a near-tie (printed either way).
 //!
-//! Why the logits differ at all: the GPU's mat-vecs are the CPU's arithmetic, but its RMSNorm and
-//! softmax sum in f32 where the CPU sums in f64, so an activation can land on the other side of
-//! an 8-bit rounding step before a mat-vec and the flip propagates through the later layers. The
-//! mean |Δlogit| is 0.19–0.47% of the logit range, the size of the change that a different
-//! activation-quantizer tie rule alone makes on the CPU (0.43% on SmolLM2, `tests/model_parity.rs`);
-//! single logits move by up to 2.3. [`NEAR_TIE`] is `tests/model_parity.rs`'s margin, above every
-//! gap at which the picks were seen to differ (≤ 0.30) and well below the typical top-2 margin of
-//! a confident position.
+//! Why the logits differ at all: the GPU's RMSNorm and softmax sum in f32 where the CPU sums in
+//! f64, and on an adapter that does not fuse WGSL's `fma` (lavapipe: see `model/gpu/tests.rs`)
+//! each mat-vec term is rounded twice where the CPU's `mul_add` rounds once. Either way an
+//! activation can land on the other side of an 8-bit rounding step before a mat-vec, and the flip
+//! propagates through the later layers. The mean |Δlogit| is 0.19–0.47% of the logit range, the
+//! size of the change that a different activation-quantizer tie rule alone makes on the CPU
+//! (0.43% on SmolLM2, `tests/model_parity.rs`); single logits move by up to 2.3. [`NEAR_TIE`] is
+//! `tests/model_parity.rs`'s margin, above every gap at which the picks were seen to differ
+//! (≤ 0.30) and well below the typical top-2 margin of a confident position.
 //!
 //! Runs on any Vulkan adapter, lavapipe included (slowly: the lengths are sized so the file takes
 //! under three minutes there on two cores); without one the tests say so and pass, unless

@@ -9,6 +9,8 @@
 
 mod kv;
 mod pass;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
