@@ -97,6 +97,8 @@ pub struct GpuContext {
     pub(crate) kernels: shaders::Pipelines,
     /// The first error wgpu reported outside an error scope (instead of its default panic).
     failure: Arc<std::sync::Mutex<Option<String>>>,
+    /// Whether the device's `fma` rounds once (else the kernels emulate it).
+    fused: bool,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -155,8 +157,10 @@ impl GpuContext {
                 f.get_or_insert_with(|| e.to_string());
             }
         }));
-        let kernels = shaders::Pipelines::new(&device)?;
-        Ok(Arc::new(GpuContext { device, queue, summary, limits, kernels, failure }))
+        // llvmpipe's probe says fused, yet it splits `fma` in larger shaders: emulate there.
+        let fused = !summary.software && fma_is_fused(&device, &queue)?;
+        let kernels = shaders::Pipelines::new(&device, fused)?;
+        Ok(Arc::new(GpuContext { device, queue, summary, limits, kernels, failure, fused }))
     }
 
     /// An error wgpu reported since the device opened, if any: the GPU state is then unknown.
@@ -165,6 +169,12 @@ impl GpuContext {
             Some(e) => Err(Error::internal(format!("the GPU reported an error: {e}"))),
             None => Ok(()),
         }
+    }
+
+    /// Whether the device's `fma` is fused (rounds once, like the CPU's `mul_add`); where it is
+    /// not (lavapipe), the kernels emulate it so that their sums stay the CPU's.
+    pub fn fma_fused(&self) -> bool {
+        self.fused
     }
 
     /// The adapter in use.
@@ -299,6 +309,76 @@ impl GpuContext {
         staging.unmap();
         self.check()
     }
+}
+
+/// Whether WGSL `fma` rounds once on this device: computes `(1 + 2⁻¹²)² − (1 + 2⁻¹¹)` from a
+/// buffer (so no compiler can fold it), which is 2⁻²⁴ fused and 0 when the product is rounded
+/// first.
+fn fma_is_fused(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<bool> {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("fma probe"),
+        source: wgpu::ShaderSource::Wgsl(
+            "@group(0) @binding(0) var<storage, read_write> X: array<f32, 4>;\n\
+             @compute @workgroup_size(1) fn main() { X[3] = fma(X[0], X[1], X[2]); }"
+                .into(),
+        ),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("fma probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let a = 1.0 + 2f32.powi(-12);
+    let vals = [a, a, -(1.0 + 2f32.powi(-11)), 0.0];
+    let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let buf = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("fma probe"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&buf, 0, &bytes);
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry { binding: 0, resource: buf.as_entire_binding() }],
+    });
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    {
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    enc.copy_buffer_to_buffer(&buf, 0, &staging, 0, 16);
+    queue.submit([enc.finish()]);
+    let slice = staging.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device
+        .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+        .map_err(|e| Error::internal(format!("the GPU stopped answering: {e}")))?;
+    rx.recv()
+        .map_err(|_| Error::internal("the fma probe was dropped"))?
+        .map_err(|e| Error::internal(format!("the fma probe failed: {e}")))?;
+    let out = {
+        let view = slice.get_mapped_range().map_err(|e| Error::internal(format!("fma probe: {e}")))?;
+        f32::from_le_bytes([view[12], view[13], view[14], view[15]])
+    };
+    staging.unmap();
+    Ok(out != 0.0)
 }
 
 /// The bytes of a word slice (little-endian on every target wgpu supports).

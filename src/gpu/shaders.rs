@@ -73,9 +73,9 @@ impl Kernel {
         v
     }
 
-    /// The module source and entry point.
-    fn source(self) -> (String, &'static str) {
-        let with = |body: &str| format!("{COMMON}\n{body}");
+    /// The module source and entry point, for a device whose `fma` is `fused` or not.
+    fn source(self, fused: bool) -> (String, &'static str) {
+        let with = |body: &str| format!("const FUSED: bool = {fused};\n{COMMON}\n{body}");
         match self {
             Kernel::QuantQ8 => (with(QUANTIZE), "q8"),
             Kernel::QuantQ8K => (with(QUANTIZE), "q8k"),
@@ -101,7 +101,7 @@ impl Kernel {
 pub fn all_sources() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for k in Kernel::all() {
-        let (src, _) = k.source();
+        let (src, _) = k.source(true);
         if !out.iter().any(|(_, s)| *s == src) {
             out.push((format!("{k:?}"), src));
         }
@@ -131,7 +131,7 @@ fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Result<Pipelines> {
+    pub fn new(device: &wgpu::Device, fused: bool) -> Result<Pipelines> {
         let params_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("params"),
             entries: &[wgpu::BindGroupLayoutEntry {
@@ -166,7 +166,7 @@ impl Pipelines {
         let mut pipelines = Vec::new();
         let mut modules: Vec<(String, wgpu::ShaderModule)> = Vec::new();
         for k in Kernel::all() {
-            let (src, entry) = k.source();
+            let (src, entry) = k.source(fused);
             let idx = match modules.iter().position(|(s, _)| *s == src) {
                 Some(i) => i,
                 None => {

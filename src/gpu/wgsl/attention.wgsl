@@ -9,6 +9,7 @@
 // masks then 16 depths).
 
 var<workgroup> red: array<f32, 64>;
+var<workgroup> red2: array<vec2<f32>, 64>;
 
 struct Visit {
     prefix_lo: u32,
@@ -72,14 +73,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         for (var e = 0u; e < hd; e += 2u) {
             let kk = unpack2x16float(KC[at + e / 2u]);
-            l[e % 8u] = fma(kk.x, A[q + e], l[e % 8u]);
-            l[(e + 1u) % 8u] = fma(kk.y, A[q + e + 1u], l[(e + 1u) % 8u]);
+            l[e % 8u] = fma_cpu(kk.x, A[q + e], l[e % 8u]);
+            l[(e + 1u) % 8u] = fma_cpu(kk.y, A[q + e + 1u], l[(e + 1u) % 8u]);
         }
         var s = fold8(l);
         if (cap != 0.0) {
-            s = cap * tanh(s * scale / cap);
+            s = cap * tanh(keep(keep(s * scale) / cap));
         } else {
-            s = s * scale;
+            s = keep(s * scale);
         }
         A[s0 + k] = s;
         mx = max(mx, s);
@@ -94,21 +95,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let m = red[0];
     workgroupBarrier();
-    var sum = 0.0;
+    // The sum of the exponentials is float-float (the CPU's is f64), the reciprocal rounded
+    // from it as the CPU rounds its own.
+    var sum = vec2<f32>(0.0, 0.0);
     for (var k = li; k < v.total; k += 64u) {
-        let e = exp_cpu(A[s0 + k] - m);
+        let e = exp_cpu(keep(A[s0 + k] - m));
         A[s0 + k] = e;
-        sum += e;
+        sum = ff_add1(sum, e);
     }
-    red[li] = sum;
+    red2[li] = sum;
     workgroupBarrier();
     for (var k = 32u; k > 0u; k >>= 1u) {
         if (li < k) {
-            red[li] += red[li + k];
+            red2[li] = ff_add(red2[li], red2[li + k]);
         }
         workgroupBarrier();
     }
-    let inv = 1.0 / red[0];
+    let inv = ff_recip(red2[0]);
     storageBarrier();
     workgroupBarrier();
     let out = p(11u) + (row * nh + head) * hdv;
@@ -129,7 +132,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             if ((d & 1u) == 1u) {
                 x = pair.y;
             }
-            o = fma(x, A[s0 + k] * inv, o);
+            o = fma_cpu(x, keep(A[s0 + k] * inv), o);
         }
         A[out + d] = o;
     }

@@ -65,24 +65,102 @@ fn round_f16(x: f32) -> f32 {
     return f16_lo(f16_bits(x));
 }
 
-// e^x as the CPU computes it (kernels/ops.rs `exp`): the same constants and operations.
+// `x` as it is, through an integer operation on a run-time zero (parameter word 15): no compiler
+// can fuse, reorder or fold float arithmetic across it. Shader compilers may contract `a·b + c`
+// into one rounding and reassociate sums (llvmpipe does both), where the CPU rounds every
+// operation in program order; every result whose rounding the CPU fixes passes through here.
+fn keep(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) ^ p(15u));
+}
+
+// e^x as the CPU computes it (kernels/ops.rs `exp`): the same constants and operations, each
+// product rounded before its add.
 fn exp_cpu(x0: f32) -> f32 {
     let x = min(max(x0, -87.33654022216797), 88.37625885009766);
-    // The CPU adds and subtracts 1.5·2²³ to round half to even; a shader compiler may fold
-    // that pair away, so round() (also half to even) says it directly.
-    let n = round(x * 1.4426950216293335);
-    let r = (x - n * 0.693359375) - n * -0.00021219444170128554;
+    // The CPU adds and subtracts 1.5·2²³ to round half to even; round() (also half to even) says
+    // it without an add a compiler could fold.
+    let n = round(keep(x * 1.4426950216293335));
+    let r = keep(x - keep(n * 0.693359375)) - keep(n * -0.00021219444170128554);
     var q = 0.00019875691214110702;
-    q = q * r + 0.0013982000527903438;
-    q = q * r + 0.008333452045917511;
-    q = q * r + 0.04166579619050026;
-    q = q * r + 0.1666666567325592;
-    q = q * r + 0.5;
-    let y = (q * (r * r) + r) + 1.0;
+    q = keep(keep(q * r) + 0.0013982000527903438);
+    q = keep(keep(q * r) + 0.008333452045917511);
+    q = keep(keep(q * r) + 0.04166579619050026);
+    q = keep(keep(q * r) + 0.1666666567325592);
+    q = keep(keep(q * r) + 0.5);
+    let y = keep(keep(keep(q * keep(r * r)) + r) + 1.0);
     return y * bitcast<f32>(u32(i32(n) + 127) << 23u);
+}
+
+// a·b + c rounded once, as the CPU's `mul_add`: the device's `fma` where it is fused (`FUSED`,
+// probed when a hardware device opens and prepended by the host), else emulated: the product's
+// exact error from Dekker's split, then a two-sum (correctly rounded but for rare double
+// roundings). Software rasterizers are never trusted: llvmpipe fuses or splits `fma` depending on
+// the code around it.
+fn fma_cpu(a0: f32, b0: f32, c: f32) -> f32 {
+    let a = keep(a0);
+    let b = keep(b0);
+    if (FUSED) {
+        return fma(a, b, c);
+    }
+    let p = keep(a * b);
+    let ta = keep(a * 4097.0);
+    let ah = keep(ta - keep(ta - a));
+    let al = keep(a - ah);
+    let tb = keep(b * 4097.0);
+    let bh = keep(tb - keep(tb - b));
+    let bl = keep(b - bh);
+    let e = keep(keep(keep(keep(ah * bh) - p) + keep(ah * bl)) + keep(al * bh)) + keep(al * bl);
+    let s = two_sum(p, c);
+    return s.x + keep(s.y + e);
 }
 
 // The CPU's eight-lane fold: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
 fn fold8(l: array<f32, 8>) -> f32 {
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    let a = keep(keep(l[0] + l[4]) + keep(l[2] + l[6]));
+    let b = keep(keep(l[1] + l[5]) + keep(l[3] + l[7]));
+    return keep(a + b);
+}
+
+// Float-float sums (hi + lo, about 48 bits): the GPU's stand-in for the CPU's f64 sums in RMSNorm
+// and softmax, so that the f32 results rounded from them are the CPU's.
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = keep(a + b);
+    let ap = keep(s - b);
+    let bp = keep(s - ap);
+    return vec2<f32>(s, keep(keep(a - ap) + keep(b - bp)));
+}
+
+fn ff_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
+    let s = two_sum(x.x, y.x);
+    let t = two_sum(x.y, y.y);
+    let u = two_sum(s.x, keep(s.y + t.x));
+    return two_sum(u.x, keep(u.y + t.y));
+}
+
+fn ff_add1(x: vec2<f32>, b: f32) -> vec2<f32> {
+    let s = two_sum(x.x, b);
+    return two_sum(s.x, keep(s.y + x.y));
+}
+
+// (hi + lo) / n rounded to f32, refined past the shader division's error.
+fn ff_div(x: vec2<f32>, n: f32) -> f32 {
+    let q = keep(x.x / n);
+    let r = keep(fma_cpu(-q, n, x.x) + x.y);
+    return keep(q + keep(r / n));
+}
+
+// 1 / (hi + lo) rounded to f32, refined.
+fn ff_recip(x: vec2<f32>) -> f32 {
+    let r = keep(1.0 / x.x);
+    let e = keep(fma_cpu(-x.x, r, 1.0) - keep(x.y * r));
+    return fma_cpu(r, e, r);
+}
+
+// 1 / sqrt(y) as the CPU rounds it (a correctly rounded sqrt, then a correctly rounded
+// division), refining the shader's sqrt and division.
+fn rsqrt_cpu(y: f32) -> f32 {
+    var s = keep(sqrt(y));
+    s = fma_cpu(fma_cpu(-s, s, y), keep(0.5 / s), s);
+    let r = keep(1.0 / s);
+    return fma_cpu(r, fma_cpu(-s, r, 1.0), r);
 }

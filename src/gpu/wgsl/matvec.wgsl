@@ -85,9 +85,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                         isum -= 16i * asum;
                     }
                     let da = bitcast<f32>(Q[p(7u) + blk]);
-                    acc[c] = fma(f32(isum), dw * da, acc[c]);
+                    acc[c] = fma_cpu(f32(isum), dw * da, acc[c]);
                     if (QT == 0u) {
-                        acc[c] = fma(mw, bitcast<f32>(Q[p(8u) + blk]), acc[c]);
+                        acc[c] = fma_cpu(mw, bitcast<f32>(Q[p(8u) + blk]), acc[c]);
                     }
                 }
             }
@@ -134,10 +134,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                     let corr = c0 * bs0 + c1 * bs1;
                     let da = bitcast<f32>(Q[p(7u) + blk]);
                     if (QT == 3u) {
-                        acc[c] = fma(f32(isum), d * da, acc[c]);
-                        acc[c] = fma(-f32(corr), dmin * da, acc[c]);
+                        acc[c] = fma_cpu(f32(isum), d * da, acc[c]);
+                        acc[c] = fma_cpu(-f32(corr), dmin * da, acc[c]);
                     } else {
-                        acc[c] = fma(f32(isum - 32i * corr), d * da, acc[c]);
+                        acc[c] = fma_cpu(f32(isum - 32i * corr), d * da, acc[c]);
                     }
                 }
             }

@@ -2,33 +2,35 @@
 // and bias adds, RoPE with precomputed angles, the gated activations, the logit soft cap, and
 // the KV cache write.
 
-var<workgroup> part: array<f32, 64>;
+var<workgroup> part: array<vec2<f32>, 64>;
 
 // RMSNorm of `rows` rows: one workgroup per row. p0 n, p1 src (A), p2 src stride, p3 dst (A),
-// p4 dst stride, p5 weight (W, f32 words), p6 eps (f32 bits).
+// p4 dst stride, p5 weight (W, f32 words), p6 eps (f32 bits). The sum of the f32 squares is
+// float-float (the CPU sums them in f64), so the mean rounds to the CPU's f32.
 @compute @workgroup_size(64)
 fn rmsnorm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let n = p(0u);
     let src = p(1u) + wg.x * p(2u);
     let dst = p(3u) + wg.x * p(4u);
-    var s = 0.0;
+    var s = vec2<f32>(0.0, 0.0);
     for (var i = li; i < n; i += 64u) {
         let v = A[src + i];
-        s = fma(v, v, s);
+        // The CPU rounds each square to f32 before its f64 sum: no fused multiply-add here.
+        s = ff_add1(s, keep(v * v));
     }
     part[li] = s;
     workgroupBarrier();
     for (var k = 32u; k > 0u; k >>= 1u) {
         if (li < k) {
-            part[li] += part[li + k];
+            part[li] = ff_add(part[li], part[li + k]);
         }
         workgroupBarrier();
     }
-    let mean = part[0] / f32(n);
-    let scale = 1.0 / sqrt(mean + pf(6u));
+    let mean = ff_div(part[0], f32(n));
+    let scale = rsqrt_cpu(mean + pf(6u));
     workgroupBarrier();
     for (var i = li; i < n; i += 64u) {
-        A[dst + i] = (A[src + i] * scale) * bitcast<f32>(W[p(5u) + i]);
+        A[dst + i] = keep(A[src + i] * scale) * bitcast<f32>(W[p(5u) + i]);
     }
 }
 
@@ -72,8 +74,9 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = A[p(7u) + row * half + i];
     let x0 = A[a];
     let x1 = A[b];
-    A[a] = x0 * c - x1 * s;
-    A[b] = x0 * s + x1 * c;
+    // Products rounded before the add, as on the CPU (see `exp_cpu`).
+    A[a] = keep(x0 * c) - keep(x1 * s);
+    A[b] = keep(x0 * s) + keep(x1 * c);
 }
 
 // gate[i] = act(gate[i]) · up[i] for i < p0. p1 gate, p2 up (A), p3 0 SiLU, 1 GELU (tanh).
@@ -85,12 +88,12 @@ fn act_mul(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = A[p(1u) + gid.x];
     var y: f32;
     if (p(3u) == 0u) {
-        y = x / (1.0 + exp_cpu(-x));
+        y = x / keep(1.0 + exp_cpu(-x));
     } else {
-        let z = 0.7978846 * x * (1.0 + 0.044715 * x * x);
-        y = x / (1.0 + exp_cpu(-2.0 * z));
+        let z = keep(keep(0.7978846 * x) * keep(1.0 + keep(keep(0.044715 * x) * x)));
+        y = x / keep(1.0 + exp_cpu(keep(-2.0 * z)));
     }
-    A[p(1u) + gid.x] = y * A[p(2u) + gid.x];
+    A[p(1u) + gid.x] = keep(y) * A[p(2u) + gid.x];
 }
 
 // x = cap · tanh(x / cap) for p0 values at p1 (A); p2 cap (f32 bits).
@@ -98,7 +101,7 @@ fn act_mul(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn softcap(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x < p(0u)) {
         let cap = pf(2u);
-        A[p(1u) + gid.x] = cap * tanh(A[p(1u) + gid.x] / cap);
+        A[p(1u) + gid.x] = cap * tanh(keep(A[p(1u) + gid.x] / cap));
     }
 }
 

@@ -161,9 +161,11 @@ fn groups(n: usize) -> Result<u32> {
     u32_of(n.div_ceil(64), "a dispatch size")
 }
 
-fn params(vals: &[u32]) -> [u32; 16] {
+pub(super) fn params(vals: &[u32]) -> [u32; 16] {
     let mut p = [0u32; 16];
     p[..vals.len()].copy_from_slice(vals);
+    // Word 15 is 0 in every slot: `keep()` in wgsl/common.wgsl XORs with it.
+    p[15] = 0;
     p
 }
 

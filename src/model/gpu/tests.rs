@@ -133,8 +133,7 @@ fn gpu_matvec(ctx: &GpuContext, ty: GgmlType, data: &[u8], x: &[f32], cols: usiz
     });
     let mut pbytes = vec![0u8; stride * list.len()];
     for (i, (_, p, _, _)) in list.iter().enumerate() {
-        let mut words = [0u32; 16];
-        words[..p.len()].copy_from_slice(p);
+        let words = super::pass::params(p);
         pbytes[i * stride..i * stride + 64].copy_from_slice(crate::gpu::as_bytes(&words));
     }
     ctx.queue.write_buffer(&params, 0, &pbytes);
@@ -277,7 +276,6 @@ fn gpu_matvec_is_bitwise_the_reference_arithmetic() {
     let pool = KernelPool::with_kernels(Some(1), scalar).unwrap();
     let types: Vec<GgmlType> = Kernel::matvec_types().collect();
     assert_eq!(types.len(), 5, "a new GPU block type: add it to `emulate`");
-    let (mut fused_all, mut unfused_all) = (true, true);
     for (t, ty) in types.into_iter().enumerate() {
         // Rows of different magnitudes, so the blocks' scales differ.
         let w: Vec<f32> = (0..ROWS)
@@ -314,12 +312,16 @@ fn gpu_matvec_is_bitwise_the_reference_arithmetic() {
             for (i, &g) in got.out.iter().enumerate() {
                 let (cpu, unf) = (want[i].to_bits() == g.to_bits(), unfused[i].to_bits() == g.to_bits());
                 assert!(
-                    cpu || unf,
-                    "{ty}, {cols} columns: column {}, row {}: GPU {g} is neither the CPU's {} nor the unfused {}",
+                    cpu,
+                    "{ty}, {cols} columns: column {}, row {}: GPU {g} is not the CPU's {} ({})",
                     i / ROWS,
                     i % ROWS,
                     want[i],
-                    unfused[i]
+                    if unf {
+                        "it is the unfused arithmetic's: fma was split and not emulated"
+                    } else {
+                        "nor the unfused arithmetic's"
+                    }
                 );
                 as_cpu += usize::from(cpu);
                 as_unfused += usize::from(unf);
@@ -330,21 +332,10 @@ fn gpu_matvec_is_bitwise_the_reference_arithmetic() {
             "{ty}: {outputs} outputs over 1..={MAX_COLS} columns: {as_cpu} bitwise the scalar kernels, \
              {as_unfused} bitwise the unfused reference"
         );
-        fused_all &= as_cpu == outputs;
-        unfused_all &= as_unfused == outputs;
     }
-    assert!(fused_all || unfused_all, "the GPU mixes fused and unfused multiply-adds");
-    if fused_all {
-        eprintln!("{}: the GPU mat-vec is bitwise the CPU's scalar kernels", ctx.adapter().name);
-    } else {
-        eprintln!(
-            "{}: WGSL fma is not fused here; the GPU mat-vec is the reference arithmetic with two roundings \
-             per multiply-add, so not bitwise the CPU",
-            ctx.adapter().name
-        );
-        assert!(
-            std::env::var("EDGESPEC_REQUIRE_FUSED_FMA").is_err(),
-            "EDGESPEC_REQUIRE_FUSED_FMA is set but this adapter does not fuse fma"
-        );
-    }
+    eprintln!(
+        "{}: the GPU mat-vec is bitwise the CPU's scalar kernels ({} fma)",
+        ctx.adapter().name,
+        if ctx.fma_fused() { "the device's fused" } else { "emulated" }
+    );
 }
