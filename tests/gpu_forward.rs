@@ -147,3 +147,26 @@ fn unsupported_block_types_are_named_and_auto_stays_on_the_cpu() {
     assert!(note.contains("CPU"), "{note}");
     assert_eq!(model.device_name(), "cpu");
 }
+
+#[test]
+fn gpu_q8_0_cache_is_the_cpus_and_batch_invariant() {
+    let mut tested = 0;
+    for (name, spec) in specs() {
+        let cpu = tiny(&spec);
+        if !edgespec::model::KvCache::q8_0_supported(cpu.config()) {
+            continue;
+        }
+        let Some(gpu) = gpu(tiny(&spec)) else { return };
+        let toks = tokens(21, cpu.config().vocab_size, 9);
+        let (mut ws, mut cache) = session(&cpu, 2, 64, KvType::Q8_0);
+        let want = logits_in_batches(&cpu, &mut ws, &mut cache, &toks, 4);
+        let (mut ws, mut cache) = session(&gpu, 2, 64, KvType::Q8_0);
+        let got = logits_in_batches(&gpu, &mut ws, &mut cache, &toks, 4);
+        assert_bitwise(&want, &got, &format!("{name}: q8_0 cache, GPU against CPU"));
+        cache.clear();
+        let one = logits_in_batches(&gpu, &mut ws, &mut cache, &toks, 1);
+        assert_bitwise(&one, &got, &format!("{name}: q8_0 cache, batches of 1 and 4"));
+        tested += 1;
+    }
+    assert!(tested > 0, "no spec has head dimensions a q8_0 cache takes");
+}

@@ -32,8 +32,12 @@ pub enum Kernel {
     Softcap,
     /// Keys or values into the f16 cache.
     KvWrite,
-    /// Attention of one (row, head) per workgroup.
+    /// Keys or values into a Q8_0 cache.
+    KvWriteQ8,
+    /// Attention of one (row, head) per workgroup over an f16 cache.
     Attention,
+    /// The same over a Q8_0 cache.
+    AttentionQ8,
 }
 
 /// The weight types the GPU mat-vec reads, with their kernel id and the words per block as
@@ -68,7 +72,9 @@ impl Kernel {
             Kernel::ActMul,
             Kernel::Softcap,
             Kernel::KvWrite,
+            Kernel::KvWriteQ8,
             Kernel::Attention,
+            Kernel::AttentionQ8,
         ]);
         v
     }
@@ -91,7 +97,9 @@ impl Kernel {
             Kernel::ActMul => (with(OPS), "act_mul"),
             Kernel::Softcap => (with(OPS), "softcap"),
             Kernel::KvWrite => (with(OPS), "kv_write"),
-            Kernel::Attention => (with(ATTENTION), "main"),
+            Kernel::KvWriteQ8 => (with(OPS), "kv_write_q8"),
+            Kernel::Attention => (with(&format!("const KV_Q8: bool = false;\n{ATTENTION}")), "main"),
+            Kernel::AttentionQ8 => (with(&format!("const KV_Q8: bool = true;\n{ATTENTION}")), "main"),
         }
     }
 }

@@ -268,14 +268,15 @@ impl KvCache {
         layout: KvLayout,
         ctx: std::sync::Arc<crate::gpu::GpuContext>,
     ) -> Result<KvCache> {
-        if ty != KvType::F16 {
-            return Err(Error::unsupported(format!(
-                "the GPU KV cache stores f16; a {ty} cache runs on the CPU only (--kv-type f16, or --device cpu)"
-            )));
+        if ty == KvType::F32 {
+            return Err(Error::unsupported(
+                "the GPU KV cache stores f16 or q8_0; an f32 cache runs on the CPU only (--kv-type f16, or --device cpu)",
+            ));
         }
         let mut cache = KvCache::new(config, arch, 1, ty, layout)?;
         let (layers, total_rows) = plan_rows(config, arch, capacity, layout)?;
-        cache.gpu = Some(super::gpu::GpuKv::new(ctx, total_rows, config.head_dim, config.head_dim_v)?);
+        let q8 = ty == KvType::Q8_0;
+        cache.gpu = Some(super::gpu::GpuKv::new(ctx, total_rows, config.head_dim, config.head_dim_v, q8)?);
         cache.k = KvData::zeros(ty, 0);
         cache.v = KvData::zeros(ty, 0);
         cache.layers = layers;

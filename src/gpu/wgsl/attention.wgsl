@@ -1,4 +1,4 @@
-// Attention of one (query row, head) per workgroup over the f16 KV cache, with the CPU's
+// Attention of one (query row, head) per workgroup over the f16 or (`KV_Q8`) Q8_0 KV cache, with the CPU's
 // numerics (model/attention.rs): scores as eight-lane dot products, optional soft cap, softmax
 // with the CPU's exponential, then the values summed position by position in visiting order
 // (the cached prefix in position order, then the row's ancestors in the pass).
@@ -10,6 +10,9 @@
 
 var<workgroup> red: array<f32, 64>;
 var<workgroup> red2: array<vec2<f32>, 64>;
+// A Q8_0 cache's query, quantized as its keys are (heads of up to 256).
+var<workgroup> qq: array<u32, 64>;
+var<workgroup> qd: array<f32, 8>;
 
 struct Visit {
     prefix_lo: u32,
@@ -64,19 +67,46 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let scale = pf(7u);
     let cap = pf(8u);
 
+    let nbk = hd / 32u;
+    if (KV_Q8) {
+        for (var b = li; b < nbk; b += 64u) {
+            let blk = q8_block(q + 32u * b);
+            for (var w = 0u; w < 8u; w++) {
+                qq[8u * b + w] = blk.qs[w];
+            }
+            qd[b] = blk.d;
+        }
+    }
+    workgroupBarrier();
+
     var mx = -3.4028235e38;
     for (var k = li; k < v.total; k += 64u) {
-        let at = (kbase + slot_of(v, k)) * (hd / 2u);
-        var l: array<f32, 8>;
-        for (var e = 0u; e < 8u; e++) {
-            l[e] = 0.0;
+        var s: f32;
+        if (KV_Q8) {
+            // One fused multiply-add per block, in block order (the CPU's `dot_q8_rows`).
+            let at = (kbase + slot_of(v, k)) * nbk * 9u;
+            var acc = 0.0;
+            for (var b = 0u; b < nbk; b++) {
+                var isum = 0i;
+                for (var w = 0u; w < 8u; w++) {
+                    isum += dot4(KC[at + 9u * b + 1u + w], qq[8u * b + w]);
+                }
+                acc = fma_cpu(f32(isum), keep(f16_lo(KC[at + 9u * b]) * qd[b]), acc);
+            }
+            s = acc;
+        } else {
+            let at = (kbase + slot_of(v, k)) * (hd / 2u);
+            var l: array<f32, 8>;
+            for (var e = 0u; e < 8u; e++) {
+                l[e] = 0.0;
+            }
+            for (var e = 0u; e < hd; e += 2u) {
+                let kk = unpack2x16float(KC[at + e / 2u]);
+                l[e % 8u] = fma_cpu(kk.x, A[q + e], l[e % 8u]);
+                l[(e + 1u) % 8u] = fma_cpu(kk.y, A[q + e + 1u], l[(e + 1u) % 8u]);
+            }
+            s = fold8(l);
         }
-        for (var e = 0u; e < hd; e += 2u) {
-            let kk = unpack2x16float(KC[at + e / 2u]);
-            l[e % 8u] = fma_cpu(kk.x, A[q + e], l[e % 8u]);
-            l[(e + 1u) % 8u] = fma_cpu(kk.y, A[q + e + 1u], l[(e + 1u) % 8u]);
-        }
-        var s = fold8(l);
         if (cap != 0.0) {
             s = cap * tanh(keep(keep(s * scale) / cap));
         } else {
@@ -127,12 +157,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 slot = (p(2u) + firstTrailingBit(m2)) % p(1u);
                 m2 &= m2 - 1u;
             }
-            let pair = unpack2x16float(VC[(vbase + slot) * (hdv / 2u) + d / 2u]);
-            var x = pair.x;
-            if ((d & 1u) == 1u) {
-                x = pair.y;
+            let w = keep(A[s0 + k] * inv);
+            if (KV_Q8) {
+                // (w · d) · q per element, as the CPU's `axpy_q8_rows`.
+                let at = ((vbase + slot) * (hdv / 32u) + d / 32u) * 9u;
+                let q8 = extractBits(bitcast<i32>(VC[at + 1u + (d % 32u) / 4u]), 8u * (d % 4u), 8u);
+                o = fma_cpu(keep(w * f16_lo(VC[at])), f32(q8), o);
+            } else {
+                let pair = unpack2x16float(VC[(vbase + slot) * (hdv / 2u) + d / 2u]);
+                var x = pair.x;
+                if ((d & 1u) == 1u) {
+                    x = pair.y;
+                }
+                o = fma_cpu(x, w, o);
             }
-            o = fma_cpu(x, keep(A[s0 + k] * inv), o);
         }
         A[out + d] = o;
     }

@@ -164,3 +164,53 @@ fn rsqrt_cpu(y: f32) -> f32 {
     let r = keep(1.0 / s);
     return fma_cpu(r, fma_cpu(-s, r, 1.0), r);
 }
+
+// a / b as the CPU rounds it (correctly), refining the shader's division.
+fn div_cpu(a: f32, b: f32) -> f32 {
+    let q = keep(a / b);
+    return keep(q + keep(fma_cpu(-q, b, a) / b));
+}
+
+// One block of 32 activations at A[src], quantized by GGML's Q8 reference rule (the CPU's
+// `quantize_q8`): `d = amax / 127`, `q = round(x · (1/d))` half away from zero.
+struct Q8Block {
+    qs: array<u32, 8>,
+    // The scale rounded to f16 (what the dot products use), and Σq.
+    d: f32,
+    sum: i32,
+    // The unrounded scale (Q8_1's sum `d·Σq` is rounded from it).
+    d_raw: f32,
+}
+
+fn q8_block(src: u32) -> Q8Block {
+    var b: Q8Block;
+    var amax = 0.0;
+    for (var i = 0u; i < 32u; i++) {
+        amax = max(amax, abs(A[src + i]));
+    }
+    let d = div_cpu(amax, 127.0);
+    var id = 0.0;
+    if (d != 0.0) {
+        id = div_cpu(1.0, d);
+    }
+    var sum = 0i;
+    for (var w = 0u; w < 8u; w++) {
+        var word = 0u;
+        for (var j = 0u; j < 4u; j++) {
+            let v = keep(A[src + 4u * w + j] * id);
+            // Round half away from zero, exactly.
+            var t = trunc(v);
+            if (abs(v - t) >= 0.5) {
+                t = t + sign(v);
+            }
+            let q = i32(t);
+            sum += q;
+            word |= (bitcast<u32>(q) & 0xffu) << (8u * j);
+        }
+        b.qs[w] = word;
+    }
+    b.d = round_f16(d);
+    b.sum = sum;
+    b.d_raw = d;
+    return b;
+}

@@ -128,3 +128,34 @@ fn kv_write(@builtin(global_invocation_id) gid: vec3<u32>) {
         VC[at] = word;
     }
 }
+
+// Write keys or values into a Q8_0 cache: p0 = rows·heads·(dim/32) blocks, each quantized as the
+// CPU's cache quantizes (`q8_block`) and stored as 9 words (the f16 scale, then 32 quants). Row r
+// goes to ring slot (p4 + r) mod p5 of head h in layer rows starting at p6. p1 src (A), p2 heads,
+// p3 dim, p7 0 keys, 1 values.
+@compute @workgroup_size(64)
+fn kv_write_q8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p(0u)) {
+        return;
+    }
+    let nb = p(3u) / 32u;
+    let j = gid.x % nb;
+    let rh = gid.x / nb;
+    let h = rh % p(2u);
+    let r = rh / p(2u);
+    let blk = q8_block(p(1u) + rh * p(3u) + 32u * j);
+    let slot = (p(4u) + r) % p(5u);
+    let at = ((p(6u) + h * p(5u) + slot) * nb + j) * 9u;
+    let d = f16_bits(blk.d);
+    for (var w = 0u; w < 9u; w++) {
+        var word = d;
+        if (w > 0u) {
+            word = blk.qs[w - 1u];
+        }
+        if (p(7u) == 0u) {
+            KC[at + w] = word;
+        } else {
+            VC[at + w] = word;
+        }
+    }
+}

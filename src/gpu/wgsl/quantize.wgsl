@@ -8,34 +8,12 @@ fn q8(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (g >= p(1u)) {
         return;
     }
-    let src = p(2u) + g * 32u;
-    var amax = 0.0;
-    for (var i = 0u; i < 32u; i++) {
-        amax = max(amax, abs(A[src + i]));
-    }
-    let d = amax / 127.0;
-    var id = 0.0;
-    if (d != 0.0) {
-        id = 1.0 / d;
-    }
-    var sum = 0i;
+    let blk = q8_block(p(2u) + g * 32u);
     for (var w = 0u; w < 8u; w++) {
-        var word = 0u;
-        for (var j = 0u; j < 4u; j++) {
-            let v = A[src + 4u * w + j] * id;
-            // Round half away from zero, exactly.
-            var t = trunc(v);
-            if (abs(v - t) >= 0.5) {
-                t = t + sign(v);
-            }
-            let q = i32(t);
-            sum += q;
-            word |= (bitcast<u32>(q) & 0xffu) << (8u * j);
-        }
-        Q[p(3u) + g * 8u + w] = word;
+        Q[p(3u) + g * 8u + w] = blk.qs[w];
     }
-    Q[p(4u) + g] = bitcast<u32>(round_f16(d));
-    Q[p(5u) + g] = bitcast<u32>(round_f16(f32(sum) * d));
+    Q[p(4u) + g] = bitcast<u32>(blk.d);
+    Q[p(5u) + g] = bitcast<u32>(round_f16(keep(f32(blk.sum) * blk.d_raw)));
 }
 
 // Q8_K (GGML reference): 256 values → 64 words of quants, `d`, and 16 sums of 16 quants.
@@ -66,13 +44,13 @@ fn q8k(@builtin(global_invocation_id) gid: vec3<u32>) {
         Q[p(4u) + g] = 0u;
         return;
     }
-    let iscale = -127.0 / mx;
+    let iscale = div_cpu(-127.0, mx);
     for (var s = 0u; s < 16u; s++) {
         var bsum = 0i;
         for (var w = 0u; w < 4u; w++) {
             var word = 0u;
             for (var j = 0u; j < 4u; j++) {
-                let q = i32(min(round(iscale * A[src + 16u * s + 4u * w + j]), 127.0));
+                let q = i32(min(round(keep(iscale * A[src + 16u * s + 4u * w + j])), 127.0));
                 bsum += q;
                 word |= (bitcast<u32>(q) & 0xffu) << (8u * j);
             }
@@ -80,5 +58,5 @@ fn q8k(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         Q[p(5u) + g * 16u + s] = bitcast<u32>(bsum);
     }
-    Q[p(4u) + g] = bitcast<u32>(1.0 / iscale);
+    Q[p(4u) + g] = bitcast<u32>(div_cpu(1.0, iscale));
 }

@@ -15,6 +15,8 @@ pub(crate) struct GpuKv {
     k_row: u64,
     v_row: u64,
     rows: u64,
+    /// Q8_0 rows (9 words per 32 values: the f16 scale, then the quants) instead of f16.
+    pub q8: bool,
 }
 
 impl std::fmt::Debug for GpuKv {
@@ -24,15 +26,29 @@ impl std::fmt::Debug for GpuKv {
 }
 
 impl GpuKv {
-    /// Buffers for `rows` rows of keys (`head_dim`) and values (`head_dim_v`), f16.
-    pub fn new(ctx: Arc<GpuContext>, rows: usize, head_dim: usize, head_dim_v: usize) -> Result<GpuKv> {
-        if !head_dim.is_multiple_of(2) || !head_dim_v.is_multiple_of(2) {
-            return Err(Error::unsupported("the GPU KV cache needs even head dimensions"));
-        }
-        let (k_row, v_row) = (2 * head_dim as u64, 2 * head_dim_v as u64);
+    /// Buffers for `rows` rows of keys (`head_dim`) and values (`head_dim_v`), f16 or (`q8`)
+    /// Q8_0.
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        rows: usize,
+        head_dim: usize,
+        head_dim_v: usize,
+        q8: bool,
+    ) -> Result<GpuKv> {
+        let row_bytes = |n: usize| -> Result<u64> {
+            match q8 {
+                false if n.is_multiple_of(2) => Ok(2 * n as u64),
+                true if n.is_multiple_of(32) && n <= 256 => Ok(36 * (n / 32) as u64),
+                false => Err(Error::unsupported("the GPU KV cache needs even head dimensions")),
+                true => Err(Error::unsupported(
+                    "a q8_0 KV cache on the GPU needs head dimensions that are multiples of 32 up to 256: use f16",
+                )),
+            }
+        };
+        let (k_row, v_row) = (row_bytes(head_dim)?, row_bytes(head_dim_v)?);
         let k = ctx.storage("KV cache keys", k_row * rows as u64)?;
         let v = ctx.storage("KV cache values", v_row * rows as u64)?;
-        Ok(GpuKv { ctx, k, v, k_row, v_row, rows: rows as u64 })
+        Ok(GpuKv { ctx, k, v, k_row, v_row, rows: rows as u64, q8 })
     }
 
     /// Bytes held.
@@ -98,6 +114,7 @@ impl Clone for GpuKv {
             k_row: self.k_row,
             v_row: self.v_row,
             rows: self.rows,
+            q8: self.q8,
         }
     }
 }

@@ -342,7 +342,11 @@ impl GpuModel {
                 }
                 let (kv_base, kv_rows) = *inp.kv_layers.get(l).ok_or_else(|| Error::internal("KV layer"))?;
                 for (src, width, which) in [(o.k, hd, 0u32), (o.v, hdv, 1u32)] {
-                    let pairs = n * kvh * width / 2;
+                    // One invocation per pair of f16 values, or per Q8_0 block.
+                    let (kernel, pairs) = match kv.q8 {
+                        false => (Kernel::KvWrite, n * kvh * width / 2),
+                        true => (Kernel::KvWriteQ8, n * kvh * width / 32),
+                    };
                     let vals = [
                         pairs as u32,
                         src,
@@ -353,7 +357,7 @@ impl GpuModel {
                         kv_base as u32,
                         which,
                     ];
-                    r.push(Kernel::KvWrite, &vals, Bind::Vectors, groups(pairs)?);
+                    r.push(kernel, &vals, Bind::Vectors, groups(pairs)?);
                 }
                 let vals = [
                     kv_base as u32,
@@ -372,7 +376,8 @@ impl GpuModel {
                     s.ctx_len,
                     o.tree,
                 ];
-                r.push(Kernel::Attention, &vals, Bind::Vectors, (n * nh) as u32);
+                let kernel = if kv.q8 { Kernel::AttentionQ8 } else { Kernel::Attention };
+                r.push(kernel, &vals, Bind::Vectors, (n * nh) as u32);
                 r.quantize(nh * hdv, n, o.att, &[lw.wo.act])?;
                 r.matvec(&lw.wo, n, o.proj)?;
                 residual(&mut r, c, n, v.post_attn_norm)?;
