@@ -444,33 +444,26 @@ impl KvCache {
         if self.layers.iter().any(|l| start + path[0] + l.rows < self.written) {
             return bad("a ring has overwritten the tree's rows");
         }
-        let (hk, hv) = (self.head_dim_k, self.head_dim_v);
-        #[cfg(feature = "gpu")]
-        if let Some(g) = &self.gpu {
-            let mut moves = Vec::new();
-            for l in &self.layers {
-                for h in 0..self.n_kv_heads {
-                    for (j, &p) in path.iter().enumerate().filter(|&(j, &p)| j != p) {
-                        let (from, to) = ((start + p) % l.rows, (start + j) % l.rows);
-                        moves.push((l.base + h * l.rows + from, l.base + h * l.rows + to));
-                    }
+        // Row moves `(from, to)` in units of rows (`offset` scales them by the row length).
+        let mut moves = Vec::with_capacity(self.layers.len() * self.n_kv_heads * path.len());
+        for l in &self.layers {
+            for h in 0..self.n_kv_heads {
+                for (j, &p) in path.iter().enumerate().filter(|&(j, &p)| j != p) {
+                    let (from, to) = ((start + p) % l.rows, (start + j) % l.rows);
+                    moves.push((self.offset(*l, h, from, 1), self.offset(*l, h, to, 1)));
                 }
             }
+        }
+        #[cfg(feature = "gpu")]
+        if let Some(g) = &self.gpu {
             g.move_rows(&moves)?;
             self.len = new_len;
             return Ok(());
         }
-        for li in 0..self.layers.len() {
-            let l = self.layers[li];
-            for h in 0..self.n_kv_heads {
-                for (j, &p) in path.iter().enumerate().filter(|&(j, &p)| j != p) {
-                    let (from, to) = ((start + p) % l.rows, (start + j) % l.rows);
-                    let (kf, kt) = (self.offset(l, h, from, hk), self.offset(l, h, to, hk));
-                    let (vf, vt) = (self.offset(l, h, from, hv), self.offset(l, h, to, hv));
-                    move_row(&mut self.k, kf, kt, hk)?;
-                    move_row(&mut self.v, vf, vt, hv)?;
-                }
-            }
+        let (hk, hv) = (self.head_dim_k, self.head_dim_v);
+        for (from, to) in moves {
+            move_row(&mut self.k, from * hk, to * hk, hk)?;
+            move_row(&mut self.v, from * hv, to * hv, hv)?;
         }
         self.len = new_len;
         Ok(())
