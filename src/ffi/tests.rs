@@ -229,3 +229,77 @@ fn edgespec_cancel_stops_a_long_prefill_between_chunks() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn device_ids_reach_the_session_and_the_gpu_writes_the_cpus_text() {
+    use crate::model::synthetic::{self, SyntheticSpec};
+    let dir = std::env::temp_dir().join(format!("edgespec-ffi-device-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.gguf");
+    std::fs::write(&path, synthetic::build(&SyntheticSpec::llama(5)).unwrap()).unwrap();
+    let path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let load = |device: i32| {
+        let p = EdgespecModelParams { n_ctx: 64, device, ..edgespec_model_params_default() };
+        let mut model = std::ptr::null_mut();
+        // SAFETY: a valid path, params and out pointer.
+        let status = unsafe { edgespec_model_load(path.as_ptr(), &p, &mut model) };
+        (status, model)
+    };
+    for bad in [-1, 3, 1000] {
+        let (status, model) = load(bad);
+        assert_eq!(status, EdgespecStatus::InvalidArgument, "device {bad}");
+        assert!(model.is_null());
+    }
+    unsafe extern "C" fn collect(
+        piece: *const std::ffi::c_char,
+        len: usize,
+        out: *mut std::ffi::c_void,
+    ) -> bool {
+        // SAFETY: `piece` holds `len` bytes and `out` is the Vec passed below, alive for the call.
+        unsafe {
+            let bytes = std::slice::from_raw_parts(piece.cast::<u8>(), len);
+            (*out.cast::<Vec<u8>>()).extend_from_slice(bytes);
+        }
+        true
+    }
+    // Greedy text on the CPU (0), and on the GPU (1) where this machine has an adapter.
+    let gpu = cfg!(feature = "gpu") && !crate::info::devices_text().starts_with("no GPU");
+    let devices: &[i32] = if gpu { &[0, 1, 2] } else { &[0, 2] };
+    let mut texts = Vec::new();
+    for &device in devices {
+        let (status, model) = load(device);
+        assert_eq!(status, EdgespecStatus::Ok, "device {device}");
+        let mut session = std::ptr::null_mut();
+        // SAFETY: a live handle; writable out pointer.
+        assert_eq!(
+            unsafe { edgespec_session_create(model, &mut session) },
+            EdgespecStatus::Ok,
+            "device {device}"
+        );
+        let mut params = edgespec_generate_params_default();
+        params.max_tokens = 12;
+        params.sampling = edgespec_sampling_params_greedy();
+        let prompt = std::ffi::CString::new("a b c a b c a b").unwrap();
+        let mut text: Vec<u8> = Vec::new();
+        // SAFETY: live session, NUL-terminated prompt, valid params; the callback gets our Vec.
+        let status = unsafe {
+            edgespec_generate(
+                session,
+                prompt.as_ptr(),
+                &params,
+                Some(collect),
+                (&mut text as *mut Vec<u8>).cast(),
+            )
+        };
+        assert_eq!(status, EdgespecStatus::Ok, "device {device}");
+        texts.push(text);
+        // SAFETY: handles from the calls above, freed once.
+        unsafe {
+            edgespec_session_free(session);
+            edgespec_model_free(model);
+        }
+    }
+    assert!(!texts[0].is_empty());
+    assert!(texts.iter().all(|t| *t == texts[0]), "the devices wrote different text");
+    std::fs::remove_dir_all(&dir).ok();
+}
