@@ -275,20 +275,21 @@ pub fn devices_text() -> String {
         let mut s = String::new();
         for a in &all {
             s.push_str(&format!(
-                "{}: {} — {} {}{}, driver {}; largest buffer {}, largest binding {}\n",
+                "{}: {} — {} {}{}, driver {}; memory {}, largest buffer {}, largest binding {}\n",
                 a.index,
                 a.name,
                 a.backend,
                 a.device_type,
                 if a.software { " (software: not used by --device auto)" } else { "" },
                 a.driver,
+                a.memory_bytes.map_or("not reported".to_string(), crate::catalog::format_bytes),
                 crate::catalog::format_bytes(a.max_buffer_bytes),
                 crate::catalog::format_bytes(a.max_binding_bytes),
             ));
         }
         s.push_str(&format!(
-            "wgpu reports no memory size; a model that does not fit fails at upload (--device auto then \
-             stays on the CPU). {} picks an adapter by index or name.\n",
+            "A model that does not fit fails at upload (--device auto then stays on the CPU). {} picks an \
+             adapter by index or name.\n",
             crate::gpu::ADAPTER_ENV
         ));
         s

@@ -48,6 +48,9 @@ pub struct AdapterSummary {
     pub driver: String,
     /// Whether it is a software rasterizer (never chosen by `--device auto`).
     pub software: bool,
+    /// Device-local memory, bytes (Vulkan's device-local heaps; `None` where wgpu's backend
+    /// does not say, as on Metal).
+    pub memory_bytes: Option<u64>,
     /// Largest buffer, bytes.
     pub max_buffer_bytes: u64,
     /// Largest storage binding, bytes (tensors above it are split).
@@ -70,9 +73,28 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
         software: info.device_type == wgpu::DeviceType::Cpu,
+        memory_bytes: device_memory(a),
         max_buffer_bytes: limits.max_buffer_size,
         max_binding_bytes: limits.max_storage_buffer_binding_size,
     }
+}
+
+/// The device-local memory of a Vulkan adapter: the sum of its device-local heaps.
+#[cfg(not(any(target_vendor = "apple", target_arch = "wasm32")))]
+fn device_memory(a: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: only reads the physical device's properties; the guard outlives the calls.
+    let hal = unsafe { a.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    // SAFETY: a physical device of this instance, as wgpu-hal enumerated it.
+    let props = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    let heaps = props.memory_heaps.get(..props.memory_heap_count as usize)?;
+    // Bit 0 of the heap flags: VK_MEMORY_HEAP_DEVICE_LOCAL_BIT.
+    Some(heaps.iter().filter(|h| h.flags.as_raw() & 1 != 0).map(|h| h.size).sum())
+}
+
+#[cfg(any(target_vendor = "apple", target_arch = "wasm32"))]
+fn device_memory(_: &wgpu::Adapter) -> Option<u64> {
+    None
 }
 
 /// The compute adapters this machine offers (Vulkan and Metal), in enumeration order.

@@ -158,6 +158,28 @@ impl GpuModel {
                 Kernel::matvec_types().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
+        // The adapter's memory, where it says: refuse a model that cannot fit before uploading.
+        let need: u64 = weights
+            .mats()
+            .iter()
+            .filter_map(|m| {
+                let t = file.tensors().get(m.tensor())?;
+                let elems = if matches!(t.ty, GgmlType::Q4_K | GgmlType::Q6_K) { QK_K } else { QK };
+                let block = t.ty.row_bytes(elems as u64)?;
+                Some(t.n_bytes / block * 4 * u64::from(Kernel::block_words(t.ty)?))
+            })
+            .sum();
+        if let Some(have) = ctx.adapter().memory_bytes.filter(|&have| need > have) {
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "the model's weights take {} on the GPU, more than the {} of {}: use --device cpu",
+                    crate::catalog::format_bytes(need),
+                    crate::catalog::format_bytes(have),
+                    ctx.adapter().name
+                ),
+            ));
+        }
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut vec_words: Vec<u32> = Vec::new();
         let mut push = |v: &Vector| -> Result<u32> {
