@@ -134,6 +134,8 @@ impl Session {
     pub fn new(mut model: Model, opts: &SessionOptions) -> Result<Session> {
         let device_note = match opts.device {
             Device::Cpu if !model.on_gpu() => None,
+            // Already there (sharing another model's upload, see `Model::share_device`).
+            Device::Gpu | Device::Auto if model.on_gpu() => None,
             d => model.set_device(d)?,
         };
         let tokenizer = Tokenizer::from_gguf(model.file())?;

@@ -20,12 +20,30 @@ pub struct EdgespecModel {
     tokenizer: Tokenizer,
     /// What sessions created from this model use.
     opts: SessionOptions,
+    /// The model on the GPU, made by the first session that asks for it: later sessions share
+    /// its uploaded weights (`Model::share_device`) instead of uploading their own.
+    on_device: std::sync::Mutex<Option<Model>>,
 }
 
 impl EdgespecModel {
-    /// A fresh library model over the shared file (cheap: no tensor data is read).
+    /// A fresh library model over the shared file (cheap: no tensor data is read), on the
+    /// device the options name; sessions of one handle share one copy of the GPU weights.
     pub(crate) fn model(&self) -> Result<Model> {
-        Model::from_file(self.file.clone())
+        let mut model = Model::from_file(self.file.clone())?;
+        if self.opts.device != Device::Cpu {
+            let mut shared =
+                self.on_device.lock().map_err(|_| Error::internal("a session creation panicked"))?;
+            if shared.is_none() {
+                let mut first = Model::from_file(self.file.clone())?;
+                // `auto` without a usable GPU stays on the CPU; the session says so again.
+                first.set_device(self.opts.device)?;
+                *shared = Some(first);
+            }
+            if let Some(first) = shared.as_ref() {
+                model.share_device(first);
+            }
+        }
+        Ok(model)
     }
 
     /// The options sessions are created with.
@@ -90,7 +108,7 @@ fn load(path: &str, p: &EdgespecModelParams) -> Result<EdgespecModel> {
         device: device_from_id(p.device)?,
         ..SessionOptions::default()
     };
-    Ok(EdgespecModel { file, tokenizer, opts })
+    Ok(EdgespecModel { file, tokenizer, opts, on_device: std::sync::Mutex::new(None) })
 }
 
 /// The device of a C id (`EdgespecModelParams::device`).

@@ -301,5 +301,44 @@ fn device_ids_reach_the_session_and_the_gpu_writes_the_cpus_text() {
     }
     assert!(!texts[0].is_empty());
     assert!(texts.iter().all(|t| *t == texts[0]), "the devices wrote different text");
+    if gpu {
+        // Two sessions of one GPU handle share its uploaded weights and still write the same text.
+        let (status, model) = load(1);
+        assert_eq!(status, EdgespecStatus::Ok);
+        let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: a live handle; writable out pointers.
+        unsafe {
+            assert_eq!(edgespec_session_create(model, &mut a), EdgespecStatus::Ok);
+            assert_eq!(edgespec_session_create(model, &mut b), EdgespecStatus::Ok);
+        }
+        // SAFETY: a live handle; the first session's model shares the handle's GPU copy.
+        let handle = unsafe { &*model };
+        assert!(handle.model().unwrap().on_gpu());
+        let mut params = edgespec_generate_params_default();
+        params.max_tokens = 12;
+        params.sampling = edgespec_sampling_params_greedy();
+        let prompt = std::ffi::CString::new("a b c a b c a b").unwrap();
+        for session in [a, b] {
+            let mut text: Vec<u8> = Vec::new();
+            // SAFETY: live session, NUL-terminated prompt, valid params; the callback gets our Vec.
+            let status = unsafe {
+                edgespec_generate(
+                    session,
+                    prompt.as_ptr(),
+                    &params,
+                    Some(collect),
+                    (&mut text as *mut Vec<u8>).cast(),
+                )
+            };
+            assert_eq!(status, EdgespecStatus::Ok);
+            assert_eq!(text, texts[0], "a session sharing the GPU weights wrote other text");
+        }
+        // SAFETY: handles from the calls above, freed once.
+        unsafe {
+            edgespec_session_free(a);
+            edgespec_session_free(b);
+            edgespec_model_free(model);
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

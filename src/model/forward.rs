@@ -155,6 +155,18 @@ impl Model {
         }
     }
 
+    /// Run on the device `other` runs on, sharing its uploaded weights (no second upload), when
+    /// both are views of the same file; otherwise nothing changes. Returns whether they share.
+    pub fn share_device(&mut self, other: &Model) -> bool {
+        #[cfg(feature = "gpu")]
+        if Arc::ptr_eq(&self.file, &other.file) && other.gpu.is_some() {
+            self.gpu = other.gpu.clone();
+            return true;
+        }
+        let _ = other;
+        false
+    }
+
     /// Where passes run: `cpu`, or `gpu (ADAPTER, BACKEND)`.
     pub fn device_name(&self) -> String {
         #[cfg(feature = "gpu")]
