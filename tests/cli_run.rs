@@ -60,6 +60,7 @@ fn run_prints_only_generated_text_and_writes_stats() {
         assert!(stats.get(key).is_some(), "{key} missing from {stats}");
     }
     assert_eq!(stats["strategy"], "plain");
+    assert_eq!(stats["device"], "cpu");
     assert_eq!(stats["prompt_tokens"], 5);
     assert_eq!(stats["drafted_tokens"], 0);
     std::fs::remove_dir_all(model.parent().unwrap()).ok();

@@ -193,6 +193,7 @@ pub fn report(
             obj.insert("threads".into(), session.threads().into());
             obj.insert("kv_cache_bytes".into(), session.cache().bytes().into());
             obj.insert("kv_type".into(), session.cache().kv_type().name().into());
+            obj.insert("device".into(), session.device().into());
             if let Some(choice) = session.drafter_summary() {
                 obj.insert("drafter_choice".into(), choice.into());
             }
