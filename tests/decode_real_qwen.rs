@@ -4,10 +4,12 @@
 //! and the draft heads are made to draft at every step (a cost curve under which every draft
 //! pays, `always_draft`), so their drafts are really verified, accepted and rolled back.
 
+mod common;
+
+use common::forced_self_spec;
 use edgespec::bench::{PromptKind, Suite};
 use edgespec::decode::heads::{model_identity, DraftHeads};
-use edgespec::decode::{CostModel, Drafter, SelfSpecDrafter, SelfSpecParams, Strategy};
-use edgespec::model::{SkipSet, SubLayer};
+use edgespec::decode::{CostModel, Drafter, Strategy};
 use edgespec::sampling::SamplingParams;
 use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use edgespec::tokenizer::TokenId;
@@ -35,24 +37,6 @@ fn reply(
     .1;
     let tokens: Vec<TokenId> = s.tokens().collect();
     (tokens[tokens.len() - st.generated_tokens..].to_vec(), st)
-}
-
-/// Self-speculation that drafts at every step: a few attention and MLP sub-layers skipped, and
-/// early exit after half the layers, both with the reduced drafter head.
-fn forced_self_spec(n_layers: usize) -> Vec<SelfSpecDrafter> {
-    let mut skip = SkipSet::none();
-    for l in (2..n_layers - 1).step_by(3) {
-        skip.insert(l, SubLayer::Attention).unwrap();
-    }
-    skip.insert(n_layers - 2, SubLayer::Mlp).unwrap();
-    let layer_skip = SelfSpecParams { skip, ..SelfSpecParams::layer_skip(n_layers).unwrap() };
-    let exit = SelfSpecParams::early_exit(n_layers / 2).unwrap();
-    [("self-spec", layer_skip), ("early-exit", exit)]
-        .into_iter()
-        .map(|(name, p)| {
-            SelfSpecDrafter::new(name, SelfSpecParams { always_draft: true, min_confidence_milli: 0, ..p })
-        })
-        .collect()
 }
 
 /// Untrained heads (each starts as the model's own head at offset 1): they draft plausible

@@ -5,9 +5,12 @@
 //! `EDGESPEC_REQUIRE_GPU=1`.
 #![cfg(feature = "gpu")]
 
+mod common;
+
+use common::forced_self_spec;
 use edgespec::decode::heads::{model_identity, DraftHeads};
-use edgespec::decode::{CostModel, Drafter, SelfSpecDrafter, SelfSpecParams, Strategy};
-use edgespec::model::{Device, SkipSet, SubLayer};
+use edgespec::decode::{CostModel, Drafter, Strategy};
+use edgespec::model::Device;
 use edgespec::sampling::SamplingParams;
 use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
 use edgespec::tokenizer::TokenId;
@@ -42,22 +45,6 @@ fn reply(
     .unwrap()
     .1;
     (s.tokens().collect(), st)
-}
-
-/// Self-speculation and early exit made to draft at every step (as `tests/decode_real_qwen.rs`).
-fn forced_self_spec(n_layers: usize) -> Vec<SelfSpecDrafter> {
-    let mut skip = SkipSet::none();
-    for l in (2..n_layers - 1).step_by(3) {
-        skip.insert(l, SubLayer::Attention).unwrap();
-    }
-    let layer_skip = SelfSpecParams { skip, ..SelfSpecParams::layer_skip(n_layers).unwrap() };
-    let exit = SelfSpecParams::early_exit(n_layers / 2).unwrap();
-    [("self-spec", layer_skip), ("early-exit", exit)]
-        .into_iter()
-        .map(|(name, p)| {
-            SelfSpecDrafter::new(name, SelfSpecParams { always_draft: true, min_confidence_milli: 0, ..p })
-        })
-        .collect()
 }
 
 const GROUNDED: &str =

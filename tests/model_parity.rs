@@ -226,45 +226,6 @@ fn gemma3_matches_llama_cpp() {
     parity(path, &prompts, KvType::F16, 400);
 }
 
-/// Varied prose, a list and code: long enough to run well past Gemma 3's 512-position window.
-const LONG_TEXT: &str = "The lighthouse at the end of the harbour had been dark for eleven years when Mara \
-arrived with a toolbox, a notebook and a letter from the harbour master. The letter said that the lamp \
-could be repaired if someone patient enough could be found, and that the town would pay for the parts. \
-She spent the first week cleaning: salt had crusted on every brass fitting, gulls had nested in the \
-gallery, and the great lens was clouded with a film of soot. Each evening she wrote down what she had \
-done and what she would need, and each morning she walked to the hardware shop, where the owner began \
-to keep a box of odd screws and gaskets for her.\n\nBy the second month the clockwork that turned the \
-lens was running again. It was an old mechanism, driven by a falling weight that had to be wound by hand \
-every four hours, and it ticked loudly enough to be heard from the keeper's cottage. Mara learned to \
-sleep in short stretches. The fishermen noticed the lens turning before they noticed any light, and a \
-few of them came up the hill to ask what she was doing. She showed them the notebook, with its careful \
-drawings of gears and its lists of measurements, and they went away impressed and a little puzzled.\n\n\
-Recipe for the keeper's bread, as written on the inside cover of the notebook:\n\
-1. Mix 500 g of flour, 10 g of salt and 7 g of dried yeast.\n\
-2. Add 320 ml of warm water and knead for ten minutes.\n\
-3. Leave the dough to rise until it has doubled, about an hour.\n\
-4. Shape it, let it rise again, and bake at 220 degrees for 35 minutes.\n\n\
-The lamp itself was the hardest part. The original burner had been converted to electricity decades ago, \
-and the wiring had rotted in the damp. Mara replaced it cable by cable, testing each section with a \
-small meter, and in the evenings she wrote a program to log the voltage:\n\n\
-def log_voltage(readings, threshold=11.5):\n\
-    alerts = []\n\
-    for time, volts in readings:\n\
-        if volts < threshold:\n\
-            alerts.append((time, volts))\n\
-    return alerts\n\n\
-On the night the light finally came on, half the town gathered on the quay. The beam swept across the \
-water, caught the masts of the boats and the white walls of the houses, and moved on into the dark. \
-Nobody cheered at first; they simply watched it turn, once, twice, three times, as if checking that it \
-would keep going. Then the harbour master raised his cap, and the children began to shout, and somebody \
-rang the bell of the old chapel. Mara stood in the gallery with her hands on the cold rail and counted \
-the seconds between flashes, as the notebook said she should: ten seconds, exactly, every time.\n\n\
-In the years that followed the lighthouse became a small museum as well as a working light. Visitors \
-climbed the hundred and twelve steps, read the notebook in its glass case, and asked Mara questions \
-about the weights, the lens and the storms. She answered them patiently, and when the winter came and \
-the visitors stopped, she went back to winding the clock every four hours, writing down the weather, \
-and baking bread from the recipe on the inside cover. The town never again let the light go dark.";
-
 /// Agreement with llama.cpp over one sequence, split at `split`: `[before, from split on]`.
 #[derive(Clone, Copy, Default)]
 struct Stats {
