@@ -444,7 +444,8 @@ impl Stage for SelfSpecSearch {
             },
         };
         let mut bar = Bar::new("self-spec search", 1, t.opts.quiet);
-        let report = search_default(&t.model, &opts, &mut |i, n, v| {
+        // The session's model: on the GPU when `--device` put it there (the variants share it).
+        let report = search_default(t.session.model(), &opts, &mut |i, n, v| {
             bar.set_total(n);
             bar.update(i + 1, &format!("{} {:.2}×", v.name, v.speedup));
         })?;

@@ -38,7 +38,10 @@ pub fn greedy_sequences(
     max_tokens: usize,
     opts: &SessionOptions,
 ) -> Result<Vec<Sequence>> {
-    let mut s = Session::new(Model::from_file(model.file().clone())?, opts)?;
+    let mut fresh = Model::from_file(model.file().clone())?;
+    // On `model`'s GPU upload when it has one (no second upload).
+    fresh.share_device(model);
+    let mut s = Session::new(fresh, opts)?;
     let params = GenerateParams { max_tokens, sampling: SamplingParams::greedy(), strategy: Strategy::Plain };
     let mut out = Vec::with_capacity(prompts.len());
     for p in prompts {

@@ -14,11 +14,9 @@
 //! [`SearchReport::best_paying`]; `None` there means drafting from the model itself does not
 //! pay on this model and machine. `examples/self_spec_search.rs` prints the whole table.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::gguf::GgufFile;
 use crate::model::Model;
 use crate::sampling::SamplingParams;
 use crate::session::{DecodeTotals, Flow, GenerateParams, Session, SessionOptions};
@@ -281,9 +279,12 @@ fn tokens_per_s(t: &DecodeTotals) -> f64 {
     t.tokens as f64 / t.decode_s.max(1e-9)
 }
 
-/// A fresh session on `file` (so no variant inherits another's learnt draft length or costs).
-fn fresh(file: &Arc<GgufFile>, opts: &SessionOptions) -> Result<Session> {
-    Session::new(Model::from_file(file.clone())?, opts)
+/// A fresh session on `model`'s file (so no variant inherits another's learnt draft length or
+/// costs), on `model`'s GPU upload when it has one.
+fn fresh(model: &Model, opts: &SessionOptions) -> Result<Session> {
+    let mut m = Model::from_file(model.file().clone())?;
+    m.share_device(model);
+    Session::new(m, opts)
 }
 
 /// Decode every prompt with `drafter` (plain with `None`), greedily.
@@ -326,12 +327,11 @@ pub fn search(
         return Err(Error::invalid("the search needs prompts and at least 2 tokens per prompt"));
     }
     let t0 = Instant::now();
-    let file = model.file();
     let bytes = ModelBytes::of(model)?;
     let full = bytes.full();
     let warm = &opts.prompts[..1];
     let warm_tokens = (opts.max_tokens / 4).max(2);
-    let mut plain_session = fresh(file, &opts.session)?;
+    let mut plain_session = fresh(model, &opts.session)?;
     calibrate(&mut plain_session, warm, warm_tokens, None)?;
 
     let mut plain = Vec::new();
@@ -343,7 +343,7 @@ pub fn search(
             skipped.push(c.name.clone());
             continue;
         }
-        let mut s = fresh(file, &opts.session)?;
+        let mut s = fresh(model, &opts.session)?;
         let mut d = SelfSpecDrafter::new("self-spec", c.params);
         calibrate(&mut s, warm, warm_tokens, Some(&mut d))?;
         let (steps0, secs0) = d.step_totals();
