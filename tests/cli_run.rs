@@ -247,3 +247,51 @@ fn run_reports_energy_when_a_meter_is_present() {
     assert!(err.contains("energy: unavailable (package-0 registered no energy"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn device_flag_picks_the_backend_and_the_text_stays_the_same() {
+    let model = tiny_model_file("device");
+    let json = model.with_file_name("stats.json");
+    let bad = edgespec()
+        .args(["run", "-m", model.to_str().unwrap(), "-p", "x", "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a bad --device is a usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cpu, gpu or auto"));
+    let devices = edgespec().args(["info", "--devices"]).output().unwrap();
+    assert!(devices.status.success());
+    let listing = String::from_utf8_lossy(&devices.stdout).to_string();
+    let have_gpu = !listing.starts_with("no GPU adapter") && !listing.contains("no GPU backend");
+    let adapters: Vec<&str> = listing.lines().filter(|l| l.contains(" — ")).collect();
+    let only_software = !adapters.is_empty() && adapters.iter().all(|l| l.contains("(software"));
+    let mut texts = Vec::new();
+    for device in ["cpu", "auto", "gpu"] {
+        let out = edgespec()
+            .args(["run", "-m", model.to_str().unwrap(), "-p", "hello", "-n", "8", "--temp", "0"])
+            .args(["--device", device, "--stats-json", json.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if device == "gpu" && !have_gpu {
+            assert!(!out.status.success(), "--device gpu without an adapter must fail");
+            continue;
+        }
+        assert!(out.status.success(), "--device {device}: {stderr}");
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let ran = stats["device"].as_str().unwrap().to_string();
+        match device {
+            "gpu" => assert!(ran.starts_with("gpu"), "{ran}"),
+            "cpu" => assert_eq!(ran, "cpu"),
+            // `auto` never takes a software adapter (lavapipe): it says why it stayed on the CPU.
+            _ if only_software => {
+                assert_eq!(ran, "cpu");
+                assert!(stderr.contains("--device auto"), "{stderr}");
+            }
+            _ => {}
+        }
+        texts.push(out.stdout);
+    }
+    assert!(texts.iter().all(|t| *t == texts[0]), "the backends wrote different text");
+    std::fs::remove_dir_all(model.parent().unwrap()).ok();
+}
