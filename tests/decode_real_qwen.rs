@@ -6,37 +6,18 @@
 
 mod common;
 
-use common::forced_self_spec;
+use common::{forced_self_spec, reply};
 use edgespec::bench::{PromptKind, Suite};
 use edgespec::decode::heads::{model_identity, DraftHeads};
 use edgespec::decode::{CostModel, Drafter, Strategy};
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
-use edgespec::tokenizer::TokenId;
+use edgespec::session::{GenerateParams, Session, SessionOptions};
 
 const MODEL: &str = "qwen2.5-coder-0.5b";
 
 fn load() -> Session {
     let path = edgespec::catalog::resolve_model(MODEL).unwrap();
     Session::load(path, &SessionOptions { threads: Some(2), ctx: Some(1024), ..Default::default() }).unwrap()
-}
-
-/// The reply's tokens and the statistics, by strategy or by a drafter of the test's own.
-fn reply(
-    s: &mut Session,
-    text: &str,
-    p: &GenerateParams,
-    drafter: Option<&mut dyn Drafter>,
-) -> (Vec<TokenId>, GenerationStats) {
-    s.reset();
-    let st = match drafter {
-        Some(d) => s.chat_with(text, p, d, &mut |_| Flow::Continue),
-        None => s.chat(text, p, &mut |_| Flow::Continue),
-    }
-    .unwrap()
-    .1;
-    let tokens: Vec<TokenId> = s.tokens().collect();
-    (tokens[tokens.len() - st.generated_tokens..].to_vec(), st)
 }
 
 /// Untrained heads (each starts as the model's own head at offset 1): they draft plausible

@@ -7,13 +7,12 @@
 
 mod common;
 
-use common::forced_self_spec;
+use common::{forced_self_spec, reply};
 use edgespec::decode::heads::{model_identity, DraftHeads};
 use edgespec::decode::{CostModel, Drafter, Strategy};
 use edgespec::model::Device;
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{Flow, GenerateParams, GenerationStats, Session, SessionOptions};
-use edgespec::tokenizer::TokenId;
+use edgespec::session::{GenerateParams, Session, SessionOptions};
 
 fn gpu_session() -> Option<Session> {
     if edgespec::gpu::adapters().is_empty() {
@@ -29,22 +28,6 @@ fn gpu_session() -> Option<Session> {
     let s = Session::load(path, &opts).unwrap();
     assert!(s.device().starts_with("gpu"), "{}", s.device());
     Some(s)
-}
-
-fn reply(
-    s: &mut Session,
-    text: &str,
-    p: &GenerateParams,
-    drafter: Option<&mut dyn Drafter>,
-) -> (Vec<TokenId>, GenerationStats) {
-    s.reset();
-    let st = match drafter {
-        Some(d) => s.chat_with(text, p, d, &mut |_| Flow::Continue),
-        None => s.chat(text, p, &mut |_| Flow::Continue),
-    }
-    .unwrap()
-    .1;
-    (s.tokens().collect(), st)
 }
 
 const GROUNDED: &str =

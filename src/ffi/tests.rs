@@ -262,6 +262,27 @@ fn device_ids_reach_the_session_and_the_gpu_writes_the_cpus_text() {
         }
         true
     }
+    // 12 greedy tokens after a fixed prompt, through the C API.
+    let greedy_text = |session: *mut EdgespecSession| -> Vec<u8> {
+        let mut params = edgespec_generate_params_default();
+        params.max_tokens = 12;
+        params.sampling = edgespec_sampling_params_greedy();
+        let prompt = std::ffi::CString::new("a b c a b c a b").unwrap();
+        let mut text: Vec<u8> = Vec::new();
+        // SAFETY: a live session (the caller's), NUL-terminated prompt, valid params; the
+        // callback gets our Vec.
+        let status = unsafe {
+            edgespec_generate(
+                session,
+                prompt.as_ptr(),
+                &params,
+                Some(collect),
+                (&mut text as *mut Vec<u8>).cast(),
+            )
+        };
+        assert_eq!(status, EdgespecStatus::Ok);
+        text
+    };
     // Greedy text on the CPU (0), and on the GPU (1) where this machine has an adapter.
     let gpu = cfg!(feature = "gpu") && !crate::info::devices_text().starts_with("no GPU");
     let devices: &[i32] = if gpu { &[0, 1, 2] } else { &[0, 2] };
@@ -276,23 +297,7 @@ fn device_ids_reach_the_session_and_the_gpu_writes_the_cpus_text() {
             EdgespecStatus::Ok,
             "device {device}"
         );
-        let mut params = edgespec_generate_params_default();
-        params.max_tokens = 12;
-        params.sampling = edgespec_sampling_params_greedy();
-        let prompt = std::ffi::CString::new("a b c a b c a b").unwrap();
-        let mut text: Vec<u8> = Vec::new();
-        // SAFETY: live session, NUL-terminated prompt, valid params; the callback gets our Vec.
-        let status = unsafe {
-            edgespec_generate(
-                session,
-                prompt.as_ptr(),
-                &params,
-                Some(collect),
-                (&mut text as *mut Vec<u8>).cast(),
-            )
-        };
-        assert_eq!(status, EdgespecStatus::Ok, "device {device}");
-        texts.push(text);
+        texts.push(greedy_text(session));
         // SAFETY: handles from the calls above, freed once.
         unsafe {
             edgespec_session_free(session);
@@ -314,24 +319,8 @@ fn device_ids_reach_the_session_and_the_gpu_writes_the_cpus_text() {
         // SAFETY: a live handle; the first session's model shares the handle's GPU copy.
         let handle = unsafe { &*model };
         assert!(handle.model().unwrap().on_gpu());
-        let mut params = edgespec_generate_params_default();
-        params.max_tokens = 12;
-        params.sampling = edgespec_sampling_params_greedy();
-        let prompt = std::ffi::CString::new("a b c a b c a b").unwrap();
         for session in [a, b] {
-            let mut text: Vec<u8> = Vec::new();
-            // SAFETY: live session, NUL-terminated prompt, valid params; the callback gets our Vec.
-            let status = unsafe {
-                edgespec_generate(
-                    session,
-                    prompt.as_ptr(),
-                    &params,
-                    Some(collect),
-                    (&mut text as *mut Vec<u8>).cast(),
-                )
-            };
-            assert_eq!(status, EdgespecStatus::Ok);
-            assert_eq!(text, texts[0], "a session sharing the GPU weights wrote other text");
+            assert_eq!(greedy_text(session), texts[0], "a session sharing the GPU weights wrote other text");
         }
         // SAFETY: handles from the calls above, freed once.
         unsafe {

@@ -144,3 +144,21 @@ pub fn forced_self_spec(n_layers: usize) -> Vec<edgespec::decode::SelfSpecDrafte
         })
         .collect()
 }
+
+/// The reply's tokens and the statistics, by strategy or by a drafter of the test's own.
+pub fn reply(
+    s: &mut edgespec::session::Session,
+    text: &str,
+    p: &edgespec::session::GenerateParams,
+    drafter: Option<&mut dyn edgespec::decode::Drafter>,
+) -> (Vec<edgespec::tokenizer::TokenId>, edgespec::session::GenerationStats) {
+    s.reset();
+    let st = match drafter {
+        Some(d) => s.chat_with(text, p, d, &mut |_| edgespec::session::Flow::Continue),
+        None => s.chat(text, p, &mut |_| edgespec::session::Flow::Continue),
+    }
+    .unwrap()
+    .1;
+    let tokens: Vec<edgespec::tokenizer::TokenId> = s.tokens().collect();
+    (tokens[tokens.len() - st.generated_tokens..].to_vec(), st)
+}
