@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{forced_self_spec, reply};
+use common::{forced_self_spec, have_gpu, reply};
 use edgespec::decode::heads::{model_identity, DraftHeads};
 use edgespec::decode::{CostModel, Drafter, Strategy};
 use edgespec::model::Device;
@@ -15,12 +15,7 @@ use edgespec::sampling::SamplingParams;
 use edgespec::session::{GenerateParams, Session, SessionOptions};
 
 fn gpu_session() -> Option<Session> {
-    if edgespec::gpu::adapters().is_empty() {
-        assert!(
-            std::env::var("EDGESPEC_REQUIRE_GPU").is_err(),
-            "EDGESPEC_REQUIRE_GPU is set but no adapter was found"
-        );
-        eprintln!("no Vulkan/Metal adapter: GPU test skipped");
+    if !have_gpu() {
         return None;
     }
     let path = edgespec::catalog::resolve_model("smollm2-135m").unwrap();

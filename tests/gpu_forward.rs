@@ -14,12 +14,7 @@ use edgespec::quant::GgmlType;
 
 /// `model` moved to the GPU, or `None` (with a note) on a machine without an adapter.
 fn gpu(mut model: Model) -> Option<Model> {
-    if edgespec::gpu::adapters().is_empty() {
-        assert!(
-            std::env::var("EDGESPEC_REQUIRE_GPU").is_err(),
-            "EDGESPEC_REQUIRE_GPU is set but no adapter was found"
-        );
-        eprintln!("no Vulkan/Metal adapter: GPU test skipped");
+    if !have_gpu() {
         return None;
     }
     model.set_device(Device::Gpu).expect("move the model to the GPU");

@@ -45,19 +45,6 @@ const CHUNK: usize = 16;
 /// Greedy tokens in the free-running test.
 const GREEDY: usize = 24;
 
-/// Whether a GPU adapter is there (a failure without one under `EDGESPEC_REQUIRE_GPU`).
-fn have_gpu() -> bool {
-    if edgespec::gpu::adapters().is_empty() {
-        assert!(
-            std::env::var("EDGESPEC_REQUIRE_GPU").is_err(),
-            "EDGESPEC_REQUIRE_GPU is set but no adapter was found"
-        );
-        eprintln!("no Vulkan/Metal adapter: GPU test skipped");
-        return false;
-    }
-    true
-}
-
 /// The catalog model `name` on the CPU and on the GPU, and its tokenizer.
 fn load(name: &str) -> (Model, Model, Tokenizer) {
     let path = edgespec::catalog::resolve_model(name).unwrap();

@@ -162,3 +162,18 @@ pub fn reply(
     let tokens: Vec<edgespec::tokenizer::TokenId> = s.tokens().collect();
     (tokens[tokens.len() - st.generated_tokens..].to_vec(), st)
 }
+
+/// Whether a GPU adapter is there; without one the GPU tests say so and pass, unless
+/// `EDGESPEC_REQUIRE_GPU` is set (CI), which makes that a failure.
+#[cfg(feature = "gpu")]
+pub fn have_gpu() -> bool {
+    if edgespec::gpu::adapters().is_empty() {
+        assert!(
+            std::env::var("EDGESPEC_REQUIRE_GPU").is_err(),
+            "EDGESPEC_REQUIRE_GPU is set but no adapter was found"
+        );
+        eprintln!("no Vulkan/Metal adapter: GPU test skipped");
+        return false;
+    }
+    true
+}
